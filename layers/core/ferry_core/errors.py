@@ -1,0 +1,62 @@
+"""Domain failures: one exception type per failure, each carrying its public error code.
+
+The HTTP status of each code is decided in one place, `ferry_core.api.HTTP_STATUS`, so the
+core raises domain errors and never thinks about transports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FerryError(Exception):
+    """Base of every domain failure; `code` is the public error code of DESIGN.md §3.1."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class BadRequest(FerryError):
+    """The request is not JSON, or not of the documented shape."""
+
+    code = "bad_request"
+
+
+class TooLarge(FerryError):
+    """The request carries more than the API accepts (instances or bytes)."""
+
+    code = "too_large"
+
+
+class ModelNotFound(FerryError):
+    """No model of that name, or no version in the requested stage."""
+
+    code = "model_not_found"
+
+
+class VersionNotFound(FerryError):
+    """The model exists but not the requested version."""
+
+    code = "version_not_found"
+
+
+class ValidationFailed(FerryError):
+    """Instances broke the model's input schema; `details` holds one entry per problem."""
+
+    code = "validation_failed"
+
+
+class ModelUnavailable(FerryError):
+    """The artifact could not be served: integrity check failed, unsafe or unloadable."""
+
+    code = "model_unavailable"
+
+
+class RegistryConflict(FerryError):
+    """A conditional registry write lost a race or found the state it expected changed."""
+
+    code = "conflict"

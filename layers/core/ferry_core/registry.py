@@ -1,0 +1,289 @@
+"""The model registry on DynamoDB: immutable version cards and stage pointers.
+
+Table layout (partition key `model`, sort key `sk`):
+- `META`                   — `latest_version`, the version counter (numbers are never reused)
+- `V#000007`               — version 7: its card as JSON (exact floats, no Decimal round trip)
+- `STAGE#production`       — the stage pointer: `version`, `revision` (optimistic lock), `since`
+- `HIST#production#000003` — revision 3 of that pointer: which version, from when, by whom
+- partition `__index__`, sort key = model name — one item per model, so listing needs no Scan
+
+Reads are cached: version cards forever (immutable), stage pointers for a few seconds so a
+promotion is seen within seconds without a DynamoDB read per request.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ferry_core.card import Card
+from ferry_core.errors import ModelNotFound, RegistryConflict, VersionNotFound
+
+INDEX_PARTITION = "__index__"
+STAGES = ("production", "staging")
+
+
+def version_key(version: int) -> str:
+    return f"V#{version:06d}"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class StagePointer:
+    """Which version a stage points at, and the revision that guards its next move."""
+
+    model: str
+    stage: str
+    version: int
+    revision: int
+    since: str
+
+
+class RegistryReader:
+    """Resolves (model, version or stage) to a card, with a short cache for stage pointers."""
+
+    def __init__(
+        self,
+        dynamodb_client: Any,
+        table: str,
+        pointer_ttl_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ddb = dynamodb_client
+        self._table = table
+        self._ttl = pointer_ttl_seconds
+        self._clock = clock
+        self._cards: dict[tuple[str, int], Card] = {}
+        self._pointers: dict[tuple[str, str], tuple[float, StagePointer | None]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, model: str, version: int | None = None, stage: str | None = None) -> Card:
+        """The card of a pinned version, or of the version a stage points at."""
+        if version is None:
+            pointer = self.pointer(model, stage or "production")
+            if pointer is None:
+                if not self.model_exists(model):
+                    raise ModelNotFound(f"no model named {model!r}")
+                raise ModelNotFound(f"model {model!r} has no {stage or 'production'} version")
+            version = pointer.version
+        return self.card(model, version)
+
+    def card(self, model: str, version: int) -> Card:
+        key = (model, version)
+        cached = self._cards.get(key)
+        if cached is not None:
+            return cached
+        item = self._get(model, version_key(version))
+        if item is None:
+            if not self.model_exists(model):
+                raise ModelNotFound(f"no model named {model!r}")
+            raise VersionNotFound(f"model {model!r} has no version {version}")
+        card = Card.model_validate_json(item["card"]["S"])
+        with self._lock:
+            self._cards[key] = card
+        return card
+
+    def pointer(self, model: str, stage: str) -> StagePointer | None:
+        key = (model, stage)
+        hit = self._pointers.get(key)
+        now = self._clock()
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        item = self._get(model, f"STAGE#{stage}")
+        pointer = _pointer(model, stage, item) if item else None
+        with self._lock:
+            self._pointers[key] = (now, pointer)
+        return pointer
+
+    def model_exists(self, model: str) -> bool:
+        return self._get(INDEX_PARTITION, model) is not None
+
+    def models(self) -> list[dict[str, Any]]:
+        """Every model with its stage pointers and latest version (uncached: a listing)."""
+        out = []
+        for item in self._query(INDEX_PARTITION):
+            name = item["sk"]["S"]
+            stages: dict[str, int | None] = dict.fromkeys(STAGES)
+            latest = 0
+            for it in self._query(name, "STAGE#"):
+                stages[it["sk"]["S"].split("#", 1)[1]] = int(it["version"]["N"])
+            meta = self._get(name, "META")
+            if meta:
+                latest = int(meta["latest_version"]["N"])
+            out.append({"name": name, "stages": stages, "latest_version": latest})
+        return out
+
+    def versions(self, model: str) -> list[Card]:
+        return [Card.model_validate_json(i["card"]["S"]) for i in self._query(model, "V#")]
+
+    def _get(self, model: str, sk: str) -> dict[str, Any] | None:
+        resp = self._ddb.get_item(
+            TableName=self._table,
+            Key={"model": {"S": model}, "sk": {"S": sk}},
+            ConsistentRead=True,
+        )
+        return resp.get("Item")
+
+    def _query(self, model: str, prefix: str | None = None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#m = :m",
+            "ExpressionAttributeNames": {"#m": "model"},
+            "ExpressionAttributeValues": {":m": {"S": model}},
+        }
+        if prefix:
+            kwargs["KeyConditionExpression"] += " AND begins_with(sk, :p)"
+            kwargs["ExpressionAttributeValues"][":p"] = {"S": prefix}
+        items: list[dict[str, Any]] = []
+        paginator = self._ddb.get_paginator("query")
+        for page in paginator.paginate(**kwargs):
+            items.extend(page.get("Items", []))
+        return items
+
+
+def _pointer(model: str, stage: str, item: dict[str, Any]) -> StagePointer:
+    return StagePointer(
+        model=model,
+        stage=stage,
+        version=int(item["version"]["N"]),
+        revision=int(item["revision"]["N"]),
+        since=item["since"]["S"],
+    )
+
+
+class RegistryWriter:
+    """Allocates version numbers, records immutable cards and moves stage pointers.
+
+    Every write is conditional: a version item is only ever created, never overwritten; a
+    stage pointer moves only from the revision the caller read, so two concurrent promoters
+    cannot both win, and only to a version that exists.
+    """
+
+    def __init__(self, dynamodb_client: Any, table: str) -> None:
+        self._ddb = dynamodb_client
+        self._table = table
+
+    def allocate_version(self, model: str) -> int:
+        resp = self._ddb.update_item(
+            TableName=self._table,
+            Key={"model": {"S": model}, "sk": {"S": "META"}},
+            UpdateExpression=(
+                "ADD latest_version :one SET created_at = if_not_exists(created_at, :now)"
+            ),
+            ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"S": now_iso()}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(resp["Attributes"]["latest_version"]["N"])
+
+    def put_version(self, card: Card) -> None:
+        """Record a new version's card; refuses to overwrite an existing version."""
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                "model": {"S": card.name},
+                                "sk": {"S": version_key(card.version)},
+                                "version": {"N": str(card.version)},
+                                "status": {"S": card.status},
+                                "registered_at": {"S": card.lineage.registered_at or now_iso()},
+                                "card": {"S": card.model_dump_json()},
+                            },
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {"model": {"S": INDEX_PARTITION}, "sk": {"S": card.name}},
+                        }
+                    },
+                ]
+            )
+        except self._ddb.exceptions.TransactionCanceledException as exc:
+            raise RegistryConflict(f"{card.name} v{card.version} is already registered") from exc
+
+    def set_stage(
+        self,
+        model: str,
+        stage: str,
+        version: int,
+        expected_revision: int | None,
+        actor: str,
+        reason: str = "",
+    ) -> StagePointer:
+        """Move a stage pointer with optimistic locking; the version must exist."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        revision = (expected_revision or 0) + 1
+        since = now_iso()
+        if expected_revision is None:
+            condition = "attribute_not_exists(sk)"
+            values: dict[str, Any] = {}
+        else:
+            condition = "revision = :rev"
+            values = {":rev": {"N": str(expected_revision)}}
+        pointer_item = {
+            "model": {"S": model},
+            "sk": {"S": f"STAGE#{stage}"},
+            "version": {"N": str(version)},
+            "revision": {"N": str(revision)},
+            "since": {"S": since},
+            "by": {"S": actor},
+        }
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": pointer_item,
+            "ConditionExpression": condition,
+        }
+        if values:
+            put["ExpressionAttributeValues"] = values
+        history = {
+            "model": {"S": model},
+            "sk": {"S": f"HIST#{stage}#{revision:06d}"},
+            "version": {"N": str(version)},
+            "since": {"S": since},
+            "by": {"S": actor},
+            "reason": {"S": reason},
+        }
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": put},
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._table,
+                            "Key": {"model": {"S": model}, "sk": {"S": version_key(version)}},
+                            "ConditionExpression": "attribute_exists(sk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": history,
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                        }
+                    },
+                ]
+            )
+        except self._ddb.exceptions.TransactionCanceledException as exc:
+            raise RegistryConflict(
+                f"could not move {model} {stage} to v{version}: the pointer changed since it was "
+                "read, or the version does not exist"
+            ) from exc
+        return StagePointer(model, stage, version, revision, since)
+
+
+def card_json(card: Card) -> bytes:
+    """The canonical card.json bytes written beside the artifact."""
+    return json.dumps(card.model_dump(mode="json"), indent=2, sort_keys=True).encode()

@@ -1,0 +1,1 @@
+"""The `ferry` command line: register, promote, demo, bench and the local platform."""

@@ -1,0 +1,17 @@
+"""Load the real Lambda handlers from `functions/` in this process, as the runtime would."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_handler(function: str) -> ModuleType:
+    """Import `functions/{function}/handler.py` as `functions.{function}.handler`."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module(f"functions.{function}.handler")
