@@ -1,0 +1,132 @@
+"""Per-environment settings: the ONLY place where dev and prod may differ.
+
+Every difference between the synthesized dev and prod templates must trace back to a field of
+`EnvironmentConfig`; `tests/infra/test_parity.py` proves it. This module imports pydantic only
+(no aws_cdk), so the CLI and the local platform can read it cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS: frozenset[int] = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731}
+    | {1096, 1827, 2192, 2557, 2922, 3288, 3653}
+)
+
+# API Gateway HTTP APIs cut a Lambda integration off after at most 29 s.
+API_INTEGRATION_TIMEOUT_SECONDS = 29
+
+
+class EnvironmentConfig(BaseModel):
+    """Typed, validated settings of one deployment environment (validated at synth time)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9]{1,15}$", description="Stage; only in stack name.")
+    account: str | None = Field(
+        default=None,
+        pattern=r"^\d{12}$",
+        description="Target account; None deploys to the account of the CLI credentials.",
+    )
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    removal_policy: Literal["destroy", "retain"] = Field(
+        description="What CloudFormation does with stateful resources when they leave the stack.",
+    )
+
+    # Scoring API
+    api_auth: Literal["iam", "jwt"] = "iam"
+    jwt_issuer: str | None = Field(default=None, pattern=r"^https://\S+$")
+    jwt_audience: tuple[str, ...] = ()
+    api_throttle_rate_limit: float = Field(gt=0, le=10_000, description="Steady requests/s.")
+    api_throttle_burst_limit: int = Field(gt=0, le=5_000, description="Burst bucket size.")
+
+    # Scoring function
+    scoring_memory_mb: int = Field(ge=128, le=10_240)
+    scoring_timeout_seconds: int = Field(ge=1, le=API_INTEGRATION_TIMEOUT_SECONDS)
+    scoring_reserved_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Caps the scoring function's concurrency (and cost); None = account pool.",
+    )
+    scoring_provisioned_concurrency: int = Field(
+        default=0, ge=0, description="Warm instances on the `live` alias; 0 = none."
+    )
+    registry_cache_seconds: int = Field(
+        ge=0, le=3_600, description="How long the scoring function trusts a stage pointer."
+    )
+    log_retention_days: int
+
+    # Read by later issues.
+    p99_latency_budget_ms: int = Field(
+        gt=0, description="Used by issue 7 (monitoring): p99 latency alarm threshold."
+    )
+    approval_required: bool = Field(
+        description="Used by issue 6 (retrain & promote): manual approval before promotion."
+    )
+    audit_anchor_retention_days: int = Field(
+        ge=1,
+        description="Used by issue 4 (audit anchor): object-lock retention of audit chain anchors.",
+    )
+    alarm_email: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Used by issue 7 (monitoring): SNS e-mail subscription for alarms.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """Reject combinations that would synthesize but fail (or silently mislead) at deploy."""
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            allowed = sorted(LOG_RETENTION_DAYS)
+            raise ValueError(f"log_retention_days must be one of {allowed}")
+        if self.api_auth == "jwt" and not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError("api_auth='jwt' needs jwt_issuer and at least one jwt_audience")
+        if self.api_auth == "iam" and (self.jwt_issuer or self.jwt_audience):
+            raise ValueError("jwt_issuer/jwt_audience are only meaningful with api_auth='jwt'")
+        reserved = self.scoring_reserved_concurrency
+        if reserved is not None and self.scoring_provisioned_concurrency > reserved:
+            raise ValueError("scoring_provisioned_concurrency exceeds scoring_reserved_concurrency")
+        return self
+
+
+ENVIRONMENTS: dict[str, EnvironmentConfig] = {
+    "dev": EnvironmentConfig(
+        name="dev",
+        region="us-east-1",
+        removal_policy="destroy",
+        api_throttle_rate_limit=50,
+        api_throttle_burst_limit=100,
+        scoring_memory_mb=2048,
+        scoring_timeout_seconds=15,
+        registry_cache_seconds=5,
+        log_retention_days=14,
+        p99_latency_budget_ms=250,
+        approval_required=False,
+        audit_anchor_retention_days=1,
+    ),
+    "prod": EnvironmentConfig(
+        name="prod",
+        region="us-east-1",
+        removal_policy="retain",
+        api_throttle_rate_limit=500,
+        api_throttle_burst_limit=1000,
+        scoring_memory_mb=2048,
+        scoring_timeout_seconds=15,
+        # Needs an account concurrency quota of at least 200 (Lambda keeps 100 unreserved).
+        scoring_reserved_concurrency=100,
+        scoring_provisioned_concurrency=2,
+        registry_cache_seconds=30,
+        log_retention_days=365,
+        p99_latency_budget_ms=250,
+        approval_required=True,
+        audit_anchor_retention_days=2557,
+    ),
+}
+
+for _key, _config in ENVIRONMENTS.items():
+    if _key != _config.name:
+        raise ValueError(f"ENVIRONMENTS[{_key!r}] is named {_config.name!r}")

@@ -1,0 +1,116 @@
+"""FerryStack: composes the capability constructs; identical for every environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.api import ScoringApi
+from infra.config import EnvironmentConfig
+from infra.registry import RegistryTables
+from infra.scoring import ScoringFunction
+from infra.storage import Storage
+
+_RETENTION_BY_DAYS: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def stack_name(config: EnvironmentConfig) -> str:
+    """The stage appears here and nowhere else in construct ids, so templates diff cleanly."""
+    return f"Ferry-{config.name}"
+
+
+class FerryStack(Stack):
+    """The whole platform for one environment; every difference comes from `config`."""
+
+    def __init__(self, scope: Construct, *, config: EnvironmentConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            stack_name(config),
+            env=Environment(account=config.account, region=config.region),
+            description="Ferry: governed serverless ML scoring platform",
+            # A retained environment is also protected from `cdk destroy`.
+            termination_protection=config.removal_policy == "retain",
+            **kwargs,
+        )
+        removal_policy = (
+            RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
+        )
+        log_retention = _RETENTION_BY_DAYS[config.log_retention_days]
+
+        storage = Storage(
+            self,
+            "Storage",
+            removal_policy=removal_policy,
+            access_log_retention=Duration.days(config.log_retention_days),
+        )
+        tables = RegistryTables(self, "Tables", removal_policy=removal_policy)
+        scoring = ScoringFunction(
+            self,
+            "Scoring",
+            env_name=config.name,
+            model_bucket=storage.model_bucket,
+            model_key=storage.model_key,
+            data_bucket=storage.data_bucket,
+            registry_table=tables.registry_table,
+            audit_table=tables.audit_table,
+            memory_mb=config.scoring_memory_mb,
+            timeout=Duration.seconds(config.scoring_timeout_seconds),
+            reserved_concurrency=config.scoring_reserved_concurrency,
+            provisioned_concurrency=config.scoring_provisioned_concurrency,
+            registry_cache_seconds=config.registry_cache_seconds,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        api = ScoringApi(
+            self,
+            "Api",
+            handler=scoring.alias,
+            auth=config.api_auth,
+            jwt_issuer=config.jwt_issuer,
+            jwt_audience=config.jwt_audience,
+            throttle_rate_limit=config.api_throttle_rate_limit,
+            throttle_burst_limit=config.api_throttle_burst_limit,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+
+        Tags.of(self).add("Project", "Ferry")
+        Tags.of(self).add("Environment", config.name)
+
+        # Read by the CLI (`ferry --env dev|prod`) and mirrored by `.ferry/local.json`.
+        outputs = {
+            "ApiUrl": api.url,
+            "ModelBucketName": storage.model_bucket.bucket_name,
+            "DataBucketName": storage.data_bucket.bucket_name,
+            "RegistryTableName": tables.registry_table.table_name,
+            "AuditTableName": tables.audit_table.table_name,
+            "ScoringFunctionName": scoring.function.function_name,
+        }
+        for output_id, value in outputs.items():
+            CfnOutput(self, output_id, value=value)

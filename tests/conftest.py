@@ -1,0 +1,64 @@
+"""Shared fixtures: fake credentials, a tiny real model, and Ferry's resources under moto.
+
+Models are real: a small gradient-boosting pipeline trained on generated credit data and
+converted to ONNX, built once per session (about two seconds).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, local_aws
+
+os.environ.update(FAKE_CREDENTIALS)
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault(
+    "JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(Path(__file__).resolve().parents[1] / ".cache" / "jsii")
+)
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Ferry")
+
+
+@pytest.fixture(scope="session")
+def fitted() -> tuple[Any, Any, Any]:
+    """(sklearn pipeline, train frame, validation frame) of a small credit-risk model."""
+    from ferry_core.builder import fit_credit_risk
+
+    return fit_credit_risk(rows=1600, n_estimators=15, seed=11)
+
+
+@pytest.fixture(scope="session")
+def built(fitted: tuple[Any, Any, Any]) -> Any:
+    """The fitted model converted and measured, as registration receives it."""
+    from ferry_core.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build
+
+    pipe, train, valid = fitted
+    return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
+
+
+@pytest.fixture
+def aws(tmp_path: Path) -> Iterator[LocalResources]:
+    """moto with Ferry's buckets and tables, and the scoring function's environment set."""
+    with local_aws(cache_dir=str(tmp_path / "model-cache")) as res:
+        yield res
+
+
+@pytest.fixture
+def boto(aws: LocalResources) -> dict[str, Any]:
+    return clients()
+
+
+@pytest.fixture
+def registered(aws: LocalResources, boto: dict[str, Any], built: Any) -> Any:
+    """credit-risk v1 registered and promoted to production; returns its card."""
+    from ferry_core.card import Lineage
+    from ferry_core.registration import register_built
+    from ferry_core.registry import RegistryWriter
+
+    writer = RegistryWriter(boto["dynamodb"], aws.registry_table)
+    card = register_built(built, "credit-risk", boto["s3"], aws.model_bucket, writer, Lineage())
+    writer.set_stage("credit-risk", "production", card.version, None, actor="tests")
+    return card
