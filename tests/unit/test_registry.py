@@ -125,3 +125,17 @@ def test_models_listing(aws, boto, writer: RegistryWriter) -> None:
         {"name": "a", "stages": {"production": None, "staging": None}, "latest_version": 1},
         {"name": "b", "stages": {"production": None, "staging": 2}, "latest_version": 2},
     ]
+
+
+@pytest.mark.parametrize("name", ["", "UPPER", "a" * 64, "x" * 3000, "../etc", "a b", "-lead"])
+def test_names_that_cannot_exist_are_not_found_without_a_read(aws, boto, name: str) -> None:
+    with pytest.raises(ModelNotFound):
+        RegistryReader(boto["dynamodb"], aws.registry_table).resolve(name)
+
+
+def test_registry_outage_is_model_unavailable_not_a_crash(aws, boto) -> None:
+    from ferry_core.errors import ModelUnavailable
+
+    reader = RegistryReader(boto["dynamodb"], "no-such-table")
+    with pytest.raises(ModelUnavailable, match="registry cannot be read"):
+        reader.resolve("m")

@@ -14,6 +14,7 @@ promotion is seen within seconds without a DynamoDB read per request.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ferry_core.card import Card
-from ferry_core.errors import ModelNotFound, RegistryConflict, VersionNotFound
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ferry_core.errors import ModelNotFound, ModelUnavailable, RegistryConflict, VersionNotFound
 
 INDEX_PARTITION = "__index__"
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 STAGES = ("production", "staging")
 
 
@@ -67,6 +71,8 @@ class RegistryReader:
 
     def resolve(self, model: str, version: int | None = None, stage: str | None = None) -> Card:
         """The card of a pinned version, or of the version a stage points at."""
+        if not MODEL_NAME.match(model):
+            raise ModelNotFound(f"no model named {model[:70]!r}")
         if version is None:
             pointer = self.pointer(model, stage or "production")
             if pointer is None:
@@ -125,11 +131,14 @@ class RegistryReader:
         return [Card.model_validate_json(i["card"]["S"]) for i in self._query(model, "V#")]
 
     def _get(self, model: str, sk: str) -> dict[str, Any] | None:
-        resp = self._ddb.get_item(
-            TableName=self._table,
-            Key={"model": {"S": model}, "sk": {"S": sk}},
-            ConsistentRead=True,
-        )
+        try:
+            resp = self._ddb.get_item(
+                TableName=self._table,
+                Key={"model": {"S": model}, "sk": {"S": sk}},
+                ConsistentRead=True,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise ModelUnavailable(f"the model registry cannot be read right now: {exc}") from exc
         return resp.get("Item")
 
     def _query(self, model: str, prefix: str | None = None) -> list[dict[str, Any]]:
@@ -143,9 +152,11 @@ class RegistryReader:
             kwargs["KeyConditionExpression"] += " AND begins_with(sk, :p)"
             kwargs["ExpressionAttributeValues"][":p"] = {"S": prefix}
         items: list[dict[str, Any]] = []
-        paginator = self._ddb.get_paginator("query")
-        for page in paginator.paginate(**kwargs):
-            items.extend(page.get("Items", []))
+        try:
+            for page in self._ddb.get_paginator("query").paginate(**kwargs):
+                items.extend(page.get("Items", []))
+        except (BotoCoreError, ClientError) as exc:
+            raise ModelUnavailable(f"the model registry cannot be read right now: {exc}") from exc
         return items
 
 
