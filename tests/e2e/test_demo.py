@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
 from ferry_cli.main import app
+from typer.testing import CliRunner
 
 
 def test_demo_runs_every_step_and_exits_zero() -> None:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ferry_core.card import Card
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ferry_core.card import Card
 from ferry_core.errors import ModelNotFound, ModelUnavailable, RegistryConflict, VersionNotFound
 
 INDEX_PARTITION = "__index__"
