@@ -10,7 +10,6 @@ imports plus one session. Every figure is printed; the return value says if targ
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -87,36 +86,50 @@ def _handler_call(handler: Any, event: dict[str, Any], context: Any) -> Callable
     return call
 
 
-def _dump_registered(s3: Any, ddb: Any, res: Any, workdir: Path, rows: list[dict]) -> None:
-    """Save the model bucket's objects and the registry items for the cold-start children."""
-    objects = []
-    for v in s3.list_object_versions(Bucket=res.model_bucket).get("Versions", []):
-        obj = s3.get_object(Bucket=res.model_bucket, Key=v["Key"], VersionId=v["VersionId"])
-        body = obj["Body"].read()
-        if v["Key"].endswith("/model.onnx"):
-            (workdir / "model.onnx").write_bytes(body)
-        objects.append(
-            {
-                "key": v["Key"],
-                "version_id": v["VersionId"],
-                "content_type": obj.get("ContentType", "application/octet-stream"),
-                "body": base64.b64encode(body).decode(),
-            }
-        )
-    items = ddb.scan(TableName=res.registry_table)["Items"]
-    manifest = {
-        "objects": objects,
-        "items": items,
-        "path": f"/v1/models/{MODEL}/predict",
-        "instances": rows,
-    }
-    (workdir / "manifest.json").write_text(json.dumps(manifest))
+def _seed_server(built: Any, endpoint: str, workdir: Path, rows: list[dict]) -> dict[str, str]:
+    """Register the model in a moto server; return the scoring function's environment for it."""
+    import boto3
+    from ferry_core.card import Lineage
+    from ferry_core.registration import register_built
+    from ferry_core.registry import RegistryWriter
+
+    from ferry_cli.events import http_api_event
+    from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, create_resources
+
+    res = LocalResources()
+    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        create_resources(res)
+        s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
+        writer = RegistryWriter(ddb, res.registry_table)
+        card = register_built(built, MODEL, s3, res.model_bucket, writer, Lineage())
+        writer.set_stage(MODEL, "production", card.version, None, actor="bench")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    (workdir / "model.onnx").write_bytes(built.onnx_bytes)
+    event = http_api_event(
+        "POST",
+        f"/v1/models/{MODEL}/predict",
+        json.dumps({"instances": rows}),
+        route_key="POST /v1/models/{model}/predict",
+        path_parameters={"model": MODEL},
+    )
+    (workdir / "event.json").write_text(json.dumps(event))
+    return {**env, **res.environment(str(workdir / "cache"))}
 
 
-def _cold_child(mode: str, workdir: Path) -> dict[str, Any]:
+def _cold_child(mode: str, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
+    cache = Path(tempfile.mkdtemp(prefix="ferry-cold-cache-", dir=workdir))  # empty: a real fetch
     proc = subprocess.run(
         # -P: not the script's folder on sys.path (its functions.py would shadow functions/)
         [sys.executable, "-P", str(COLD_CHILD), mode, str(workdir)],
+        env={**os.environ, **env, "MODEL_CACHE_DIR": str(cache)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -127,15 +140,17 @@ def _cold_child(mode: str, workdir: Path) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _cold_starts(workdir: Path, runs: int, log: Callable[[str], None]) -> dict[str, Any]:
+def _cold_starts(
+    workdir: Path, env: dict[str, str], runs: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     """Each mode in `runs` fresh processes, interleaved; medians in ms."""
     ms: dict[str, list[float]] = {m: [] for m in COLD_MODES}
-    parts: dict[str, list[float]] = {"import_ms": [], "first_request_ms": []}
+    parts: dict[str, list[float]] = {"setup_ms": [], "import_ms": [], "first_request_ms": []}
     modules_before: dict[str, int] = {}
     preloaded: list[str] = []
     for i in range(runs):
         for mode in COLD_MODES:
-            out = _cold_child(mode, workdir)
+            out = _cold_child(mode, workdir, env)
             ms[mode].append(out["ms"])
             modules_before[mode] = out["modules_before"]
             if mode == "handler":
@@ -173,8 +188,10 @@ def _targets(figs: dict[str, dict[str, float]], cold: dict[str, Any]) -> list[di
         p99 = h["p99_us"]
         add(f"handler p99 < {limit / 1000:.0f} ms ({n})", p99, limit, p99 < limit, "µs")
     if cold:
-        r = cold["ratio_vs_bare_boto3"]
-        add("cold handler ≤ 1.5× bare (boto3 pre-imported in both)", r, 1.5, r <= 1.5, "×")
+        r = cold["ratio_vs_bare"]
+        add(
+            "cold handler ≤ 1.5× bare (both timed from an empty interpreter)", r, 1.5, r <= 1.5, "×"
+        )
     return out
 
 
@@ -232,19 +249,20 @@ def _print_tables(
             c.add_row(desc[m], f"{cold['median_ms'][m]:.0f}", runs)
             if m == "handler":
                 p = cold["handler_median_parts_ms"]
+                c.add_row("  of which reading the event", f"{p['setup_ms']:.0f}", "")
                 c.add_row("  of which import", f"{p['import_ms']:.0f}", "")
                 c.add_row("  of which 1st predict", f"{p['first_request_ms']:.0f}", "")
-        c.add_row("handler / bare", f"{cold['ratio_vs_bare']:.2f}×", "")
-        c.add_row("handler / bare-boto3", f"{cold['ratio_vs_bare_boto3']:.2f}×", "like with like")
+        c.add_row("handler / bare", f"{cold['ratio_vs_bare']:.2f}×", "the target")
+        c.add_row("handler / bare-boto3", f"{cold['ratio_vs_bare_boto3']:.2f}×", "for reference")
         console.print(c)
-        pre = ", ".join(cold["handler_preloaded_modules"]) or "nothing watched"
-        mods = cold["modules_loaded_before_timer"]
         console.print(
-            "[dim]bare: `import numpy, onnxruntime, boto3, pydantic` + InferenceSession(file). "
-            f"handler: its child imports moto before the timer, which already imports {pre} "
-            f"({mods['handler']} modules loaded vs {mods['bare-boto3']} in bare-boto3, "
-            f"{mods['bare']} in bare), so handler / bare-boto3 is the fair ratio; "
-            "S3 and DynamoDB are moto in-process; the model cache dir starts empty.[/]"
+            "[dim]bare: `import numpy, onnxruntime, boto3, pydantic` + InferenceSession(file), "
+            "timed from the top of a fresh interpreter. handler: the same fresh interpreter, "
+            "timed from its top too: import the handler, then its first predict — two boto3 "
+            "clients, registry reads and the artifact GET over HTTP to a moto server on "
+            "127.0.0.1 (as Lambda calls DynamoDB and S3 over the network), sha256 check, "
+            "self-containment check, session. X-Ray tracing is off outside Lambda, so the "
+            "X-Ray SDK is not imported (inside Lambda with active tracing it adds ~200 ms).[/]"
         )
     g = Table("target", "measured", "limit", "result", title="targets")
     for tg in targets:
@@ -303,7 +321,6 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
             lineage = Lineage(entry_point="ferry_core.builder:fit_credit_risk")
             card = register_built(built, MODEL, aws["s3"], res.model_bucket, writer, lineage)
             writer.set_stage(MODEL, "production", card.version, None, actor="bench")
-            _dump_registered(aws["s3"], aws["dynamodb"], res, workdir, rows[:1])
 
             # The Powertools logger binds sys.stdout at import: logs and EMF go to devnull,
             # but every record is still built and written.
@@ -321,7 +338,10 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
                 feeds = encoder.encode_rows(rows[:n])
                 frame = to_model_frame(held_out.iloc[:n], CREDIT_RISK_SCHEMA)
                 event = http_api_event(
-                    "POST", f"/v1/models/{MODEL}/predict", json.dumps({"instances": rows[:n]})
+                    "POST",
+                    f"/v1/models/{MODEL}/predict",
+                    json.dumps({"instances": rows[:n]}),
+                    routes=handler.ROUTES,
                 )
                 call = _handler_call(handler, event, context)
                 with contextlib.redirect_stdout(sink):
@@ -339,8 +359,17 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
                 _run_cases(cases, iterations)
             figs = {f"{c.name}/{c.instances}": c.stats() for c in cases}
         if cold_runs:
-            log(f"cold starts: {cold_runs} fresh processes per mode…")
-            cold = _cold_starts(workdir, cold_runs, log)
+            from moto.server import ThreadedMotoServer
+
+            log(f"cold starts: {cold_runs} fresh processes per mode, moto server on 127.0.0.1…")
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            try:
+                host, port = server.get_host_and_port()
+                env = _seed_server(built, f"http://{host}:{port}", workdir, rows[:1])
+                cold = _cold_starts(workdir, env, cold_runs, log)
+            finally:
+                server.stop()
 
     targets = _targets(figs, cold)
     passed = all(t["passed"] for t in targets)

@@ -81,7 +81,7 @@ def call(
 ) -> tuple[int, dict[str, Any]]:
     """One request through the real handler, as API Gateway would deliver it."""
     raw = body if isinstance(body, str) or body is None else json.dumps(body)
-    event = http_api_event(method, path, raw, query)
+    event = http_api_event(method, path, raw, query, routes=handler.ROUTES)
     with logs():
         resp = handler.lambda_handler(event, LambdaContext("ferry-scoring"))
     return resp["statusCode"], json.loads(resp["body"])

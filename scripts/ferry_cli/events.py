@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
+
+from ferry_core.api import match_route
 
 
 def http_api_event(
@@ -24,9 +27,19 @@ def http_api_event(
     headers: dict[str, str] | None = None,
     request_id: str | None = None,
     source_ip: str = "127.0.0.1",
+    routes: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API event, payload format 2.0."""
+    """An API Gateway HTTP API event, payload format 2.0.
+
+    With `routes` (route keys), the route key and path parameters are matched from the path
+    as API Gateway would; a path no route matches keeps the literal `METHOD path` key.
+    """
     now = time.time()
+    if routes is not None and route_key is None:
+        matched = match_route(method, path, routes)
+        if matched:
+            route_key, found = matched
+            path_parameters = {**found, **(path_parameters or {})} or None
     hdrs = {"content-type": "application/json", "user-agent": "ferry-local"}
     hdrs.update({k.lower(): v for k, v in (headers or {}).items()})
     event: dict[str, Any] = {

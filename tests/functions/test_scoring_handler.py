@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -37,7 +36,7 @@ def call(
 ) -> tuple[int, dict[str, Any]]:
     raw = body if body is None or isinstance(body, str | bytes) else json.dumps(body)
     resp = handler.lambda_handler(
-        http_api_event(method, path, raw, query, **event), LambdaContext()
+        http_api_event(method, path, raw, query, routes=handler.ROUTES, **event), LambdaContext()
     )
     assert resp["headers"]["Content-Type"] == "application/json"
     return resp["statusCode"], json.loads(resp["body"])
@@ -111,7 +110,12 @@ def test_validation_failure_lists_every_problem(handler, instances) -> None:
         ("", 400, "bad_request"),
         ('{"instances": []}', 400, "bad_request"),
         ('{"rows": [{}]}', 400, "bad_request"),
-        ('{"instances": [{"age": NaN}]}', 422, "validation_failed"),
+        # strict JSON (RFC 8259): NaN, Infinity and doubles that overflow are not JSON
+        ('{"instances": [{"age": NaN}]}', 400, "bad_request"),
+        ('{"instances": [{"age": Infinity}]}', 400, "bad_request"),
+        ('{"instances": [{"age": 1e400}]}', 400, "bad_request"),
+        ('{"instances": [{"age": 1}], "extra": 1}', 400, "bad_request"),
+        ('{"instances": [{"age": 1}, 7]}', 400, "bad_request"),
         ('{"instances": [{"age": 1' + "0" * 5000 + "}]}", 400, "bad_request"),
         (json.dumps({"instances": [{}] * 1001}), 413, "too_large"),
         (json.dumps({"instances": [{"x": "y" * 1_100_000}]}), 413, "too_large"),
@@ -209,22 +213,26 @@ def test_promotion_is_seen_without_a_restart(
     assert call(handler, "POST", PREDICT, {"instances": instances[:1]})[1]["version"] == 2
 
 
-def test_emf_metrics_and_a_json_log_line_per_request(handler, instances, capsys) -> None:
-    # The logger bound stdout when the module was imported; point it at the captured one.
-    log_handler = handler.logger.registered_handler
-    previous = log_handler.setStream(sys.stdout)
+def test_every_request_leaves_an_emf_record_with_its_model_version_and_request_id(
+    handler, instances, capsys
+) -> None:
     capsys.readouterr()
-    call(handler, "POST", PREDICT, {"instances": instances[:3]})
+    call(handler, "POST", PREDICT, {"instances": instances[:3]}, request_id="req-emf")
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     emf = [x for x in lines if "_aws" in x]
-    assert emf, lines
-    names = {
-        m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]
-    }
-    assert {"Latency", "InstancesScored"} <= names
-    assert any(
-        blob.get("model") == "credit-risk" and blob.get("InstancesScored") == [3.0] for blob in emf
-    )
-    log_handler.setStream(previous)
-    logs = [x for x in lines if x.get("message") == "scored"]
-    assert logs and logs[0]["version"] == 1 and logs[0]["instances"] == 3
+    assert len(emf) == 1, lines
+    (blob,) = emf
+    (directive,) = blob["_aws"]["CloudWatchMetrics"]
+    assert {m["Name"] for m in directive["Metrics"]} == {"Latency", "InstancesScored"}
+    assert sorted(directive["Dimensions"][0]) == ["model", "service"]
+    assert (blob["model"], blob["version"], blob["request_id"]) == ("credit-risk", 1, "req-emf")
+    assert blob["InstancesScored"] == [3.0] and blob["Latency"][0] > 0
+
+
+def test_refusals_count_errors_by_code(handler, capsys) -> None:
+    capsys.readouterr()
+    call(handler, "POST", PREDICT, "{nope")
+    emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"_aws"')]
+    by_code = [b for b in emf if b.get("code") == "bad_request"]
+    assert by_code and by_code[0]["Errors"] == [1.0] and by_code[0]["model"] == "credit-risk"
+    assert any(b.get("Errors4xx") == [1.0] for b in emf)

@@ -126,3 +126,27 @@ def test_openapi_document_is_generated_from_the_models() -> None:
     codes = set(schemas["ErrorBody"]["properties"]["error"]["enum"])
     assert {"bad_request", "validation_failed", "model_unavailable", "too_large"} <= codes
     json.dumps(doc)  # serialisable
+
+
+ROUTE_KEYS = ["POST /v1/models/{model}/predict", "GET /v1/models", "GET /v1/models/{model}"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        (
+            "POST",
+            "/v1/models/credit-risk/predict",
+            ("POST /v1/models/{model}/predict", {"model": "credit-risk"}),
+        ),
+        ("GET", "/v1/models", ("GET /v1/models", {})),
+        ("GET", "/v1/models/", ("GET /v1/models", {})),
+        ("GET", "/v1/models/a%20b", ("GET /v1/models/{model}", {"model": "a b"})),
+        ("POST", "/v1/models", None),
+        ("GET", "/v1/models/x/predict", None),
+        ("GET", "/v1/models//", ("GET /v1/models", {})),
+        ("DELETE", "/v1/models/x", None),
+    ],
+)
+def test_route_matching_is_api_gateways(method: str, path: str, expected: object) -> None:
+    assert api.match_route(method, path, ROUTE_KEYS) == expected

@@ -6,10 +6,12 @@ and `openapi_document()` is generated from the same pydantic models the API uses
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from typing import Any, Literal
+from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from ferry_core import errors
 
@@ -20,6 +22,7 @@ MAX_BODY_BYTES = 1_048_576
 
 HTTP_STATUS: dict[type[errors.FerryError], int] = {
     errors.BadRequest: 400,
+    errors.RouteNotFound: 404,
     errors.ModelNotFound: 404,
     errors.VersionNotFound: 404,
     errors.RegistryConflict: 409,
@@ -36,36 +39,41 @@ def status_of(exc: errors.FerryError) -> int:
     return 500
 
 
-class PredictRequest(BaseModel):
+class _Contract(BaseModel):
+    # Built on first use (the OpenAPI route), not at import: a cold start does not pay for it.
+    model_config = ConfigDict(defer_build=True)
+
+
+class PredictRequest(_Contract):
     """`{"instances": [{feature: value, …}, …]}`: 1 to 1,000 instances."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     instances: list[dict[str, Any]] = Field(
         min_length=1, max_length=MAX_INSTANCES, json_schema_extra={"items": {"type": "object"}}
     )
 
 
-class Prediction(BaseModel):
+class Prediction(_Contract):
     score: float = Field(description="probability of the positive label")
     label: int = Field(description="1 when score reaches the card's threshold, else 0")
     warnings: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(_Contract):
     model: str
     version: int
     request_id: str
     predictions: list[Prediction]
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(_Contract):
     instance: int | None = None
     field: str | None = None
     problem: str
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Contract):
     error: Literal[
         "bad_request",
         "model_not_found",
@@ -82,17 +90,17 @@ class ErrorBody(BaseModel):
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
-class ModelSummary(BaseModel):
+class ModelSummary(_Contract):
     name: str
     stages: dict[str, int | None]
     latest_version: int
 
 
-class ModelsResponse(BaseModel):
+class ModelsResponse(_Contract):
     models: list[ModelSummary]
 
 
-class Health(BaseModel):
+class Health(_Contract):
     status: Literal["ok"]
     version: str
 
@@ -101,28 +109,66 @@ def error_body(exc: errors.FerryError) -> dict[str, Any]:
     return {"error": exc.code, "message": exc.message, "details": exc.details}
 
 
-def parse_predict_body(body: str | bytes | None) -> list[Any]:
-    """The instances of a predict body, or BadRequest / TooLarge saying what is wrong."""
-    if body is None or body == "" or body == b"":
+def parse_predict_body(body: str | bytes | None) -> list[dict[str, Any]]:
+    """The instances of a predict body (the shape of `PredictRequest`), checked by hand.
+
+    Strict JSON (RFC 8259): `NaN`, `Infinity` and numbers that overflow a double are not JSON,
+    so they are a 400 here; non-finite values reaching the validator from other sources
+    (Parquet, Python callers) get `not_finite` there.
+    """
+    if not body:
         raise errors.BadRequest('the body must be JSON: {"instances": [{...}, ...]}')
     if len(body) > MAX_BODY_BYTES:
         raise errors.TooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, int too long
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise errors.BadRequest(f"the body is not valid JSON: {str(exc)[:120]}") from exc
-    if not isinstance(data, dict) or "instances" not in data:
-        raise errors.BadRequest('the body must be an object with "instances"')
+    if type(data) is not dict:
+        raise errors.BadRequest('the body must be a JSON object: {"instances": [...]}')
+    if set(data) != {"instances"}:
+        extra = sorted(set(data) - {"instances"})
+        if extra:
+            raise errors.BadRequest(f"unknown key(s) in the body: {', '.join(extra)[:120]}")
+        raise errors.BadRequest('the body has no "instances"')
     instances = data["instances"]
-    if isinstance(instances, list) and len(instances) > MAX_INSTANCES:
+    if type(instances) is not list or not instances:
+        raise errors.BadRequest('"instances" must be a non-empty array of objects')
+    if len(instances) > MAX_INSTANCES:
         raise errors.TooLarge(f"{len(instances)} instances; at most {MAX_INSTANCES} per request")
-    try:
-        PredictRequest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise errors.BadRequest(f"{where}: {first['msg']}") from exc
+    for i, instance in enumerate(instances):
+        if type(instance) is not dict:
+            raise errors.BadRequest(f"instances.{i} must be an object of features")
     return instances
+
+
+def dumps(body: Any) -> str:
+    """JSON for responses (orjson: several times faster than json.dumps on score lists)."""
+    return orjson.dumps(body).decode()
+
+
+def match_route(
+    method: str, path: str, route_keys: Iterable[str]
+) -> tuple[str, dict[str, str]] | None:
+    """The route key (`"POST /v1/models/{model}/predict"`) and path parameters a path matches,
+    as API Gateway matches them: literal segments exactly, `{name}` one whole segment."""
+    parts = path.strip("/").split("/") if path.strip("/") else []
+    for key in route_keys:
+        key_method, _, template = key.partition(" ")
+        if key_method not in (method, "ANY"):
+            continue
+        tparts = template.strip("/").split("/") if template.strip("/") else []
+        if len(tparts) != len(parts):
+            continue
+        params: dict[str, str] = {}
+        for t, p in zip(tparts, parts, strict=True):
+            if t.startswith("{") and t.endswith("}") and p:
+                params[t[1:-1]] = unquote(p)
+            elif t != p:
+                break
+        else:
+            return key, params
+    return None
 
 
 def parse_selector(query: dict[str, str] | None) -> tuple[int | None, str | None]:

@@ -26,6 +26,12 @@ class BadRequest(FerryError):
     code = "bad_request"
 
 
+class RouteNotFound(FerryError):
+    """No route of the API matches the request's method and path."""
+
+    code = "not_found"
+
+
 class TooLarge(FerryError):
     """The request carries more than the API accepts (instances or bytes)."""
 
@@ -60,3 +66,35 @@ class RegistryConflict(FerryError):
     """A conditional registry write lost a race or found the state it expected changed."""
 
     code = "conflict"
+
+
+class PromotionRefused(FerryError):
+    """A stage move was refused: integrity, validation, approval or status said no."""
+
+    code = "promotion_refused"
+
+
+class AuditWriteFailed(FerryError):
+    """An audit entry could not be appended (persistent contention); nothing was written."""
+
+    code = "audit_failed"
+
+
+class AnchorFailed(FerryError):
+    """The event is recorded, but its head hash could not be anchored in the lock bucket."""
+
+    code = "anchor_failed"
+
+    def __init__(self, message: str, entry: Any = None) -> None:
+        super().__init__(message)
+        self.entry = entry
+
+
+class TransactionRefused(FerryError):
+    """A caller's item in an audited transaction failed its condition; nothing was written."""
+
+    code = "conflict"
+
+    def __init__(self, message: str, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.reasons = reasons

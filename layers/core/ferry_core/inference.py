@@ -61,6 +61,8 @@ class OnnxModel:
         self.name = card.name
         self.version = card.version
         self._features = list(card.input_schema.features)
+        self._numeric = [f.name for f in self._features if f.type != "category"]
+        self._categorical = [f.name for f in self._features if f.type == "category"]
         self._check_signature()
         self._output = card.output.probability_output
         self._index = card.output.positive_index
@@ -84,19 +86,20 @@ class OnnxModel:
 
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         """Turn validated rows into one (n, 1) column per graph input."""
-        feeds: dict[str, np.ndarray] = {}
         n = len(rows)
-        for f in self._features:
-            name = f.name
-            if f.type == "category":
-                col = np.array(
-                    [MISSING_CATEGORY if (v := r[name]) is None else v for r in rows], dtype=object
-                )
-            else:
-                col = np.array(
-                    [np.nan if (v := r[name]) is None else v for r in rows], dtype=np.float32
-                )
-            feeds[name] = col.reshape(n, 1)
+        feeds: dict[str, np.ndarray] = {}
+        if self._numeric:
+            # One (features, n) float32 block: None becomes NaN in the conversion itself.
+            names = self._numeric
+            block = np.array([[r.get(k) for k in names] for r in rows], dtype=np.float32)
+            block = np.ascontiguousarray(block.T).reshape(len(names), n, 1)
+            for i, name in enumerate(names):
+                feeds[name] = block[i]
+        for name in self._categorical:
+            col = [r.get(name) for r in rows]
+            feeds[name] = np.array(
+                [MISSING_CATEGORY if v is None else v for v in col], dtype=object
+            ).reshape(n, 1)
         return feeds
 
     def score(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -108,7 +111,7 @@ class OnnxModel:
                 f"inference failed for {self.name} v{self.version}: {exc}"
             ) from exc
         scores = np.asarray(probs, dtype=np.float64)[:, self._index]
-        if not np.all(np.isfinite(scores)):
+        if not np.isfinite(scores.sum()):  # one reduction: NaN or ±inf anywhere poisons the sum
             raise ModelUnavailable(f"{self.name} v{self.version} produced a non-finite score")
         return scores
 

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from ferry_core.card import Feature, InputSchema
@@ -71,18 +70,12 @@ def _field_type(feature: Feature) -> Any:
     hard = feature.out_of_range == "reject"
     lo = feature.minimum if hard and feature.minimum is not None else -FLOAT32_MAX
     hi = feature.maximum if hard and feature.maximum is not None else FLOAT32_MAX
-    number = Annotated[float, Field(strict=True, ge=lo, le=hi, allow_inf_nan=False)]
-    if feature.type == "integer":
-        # 30 and 30.0 are the same integer: JSON encoders and columnar readers (an integer
-        # column with nulls arrives as float64) disagree on which to write.
-        return Annotated[number, AfterValidator(_whole)]
-    return number
-
-
-def _whole(value: float) -> float:
-    if not value.is_integer():
-        raise PydanticCustomError("not_whole", "not a whole number")
-    return value
+    # 30 and 30.0 are the same integer: JSON encoders and columnar readers (an integer column
+    # with nulls arrives as float64) disagree on which to write. multiple_of runs in Rust.
+    whole = 1 if feature.type == "integer" else None
+    return Annotated[
+        float, Field(strict=True, ge=lo, le=hi, allow_inf_nan=False, multiple_of=whole)
+    ]
 
 
 class InstanceValidator:
@@ -103,6 +96,7 @@ class InstanceValidator:
         instance_type.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
         self._one = TypeAdapter(instance_type)
         self._many = TypeAdapter(list[instance_type])  # type: ignore[valid-type]
+        self._nullable = [f.name for f in schema.features if f.nullable]
         self._clipped = [
             f
             for f in schema.features
@@ -133,22 +127,26 @@ class InstanceValidator:
 
     def _finish(self, verdict: Verdict) -> None:
         """Fill omitted nullable fields with None; clip `clip_and_warn` values, with a warning."""
-        names = list(self._features)
-        verdict.warnings = [[] for _ in verdict.rows]
-        for row, warns in zip(verdict.rows, verdict.warnings, strict=True):
-            if len(row) != len(names):
-                for n in names:
-                    row.setdefault(n, None)
-            for f in self._clipped:
-                v = row[f.name]
+        rows = verdict.rows
+        verdict.warnings = [[] for _ in rows]
+        if self._nullable:
+            width = len(self._features)
+            for row in rows:
+                if len(row) != width:
+                    for name in self._nullable:
+                        row.setdefault(name, None)
+        for f in self._clipped:
+            name, lo, hi = f.name, f.minimum, f.maximum
+            for row, warns in zip(rows, verdict.warnings, strict=True):
+                v = row[name]
                 if v is None:
                     continue
-                if f.minimum is not None and v < f.minimum:
-                    row[f.name] = type(v)(f.minimum) if f.type == "integer" else f.minimum
-                    warns.append(_clip_warning(f, v, f.minimum, "below the minimum"))
-                elif f.maximum is not None and v > f.maximum:
-                    row[f.name] = type(v)(f.maximum) if f.type == "integer" else f.maximum
-                    warns.append(_clip_warning(f, v, f.maximum, "above the maximum"))
+                if lo is not None and v < lo:
+                    row[name] = float(lo)
+                    warns.append(_clip_warning(f, v, lo, "below the minimum"))
+                elif hi is not None and v > hi:
+                    row[name] = float(hi)
+                    warns.append(_clip_warning(f, v, hi, "above the maximum"))
 
     def _issue(self, err: dict[str, Any]) -> Issue:
         loc = err["loc"]
