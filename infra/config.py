@@ -7,6 +7,7 @@ Every difference between the synthesized dev and prod templates must trace back 
 
 from __future__ import annotations
 
+import re
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,6 +17,9 @@ LOG_RETENTION_DAYS: frozenset[int] = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731}
     | {1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
+
+# A registered model's name (ferry_core/card.py `Card.name`).
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 # API Gateway HTTP APIs cut a Lambda integration off after at most 29 s.
 API_INTEGRATION_TIMEOUT_SECONDS = 29
@@ -60,6 +64,24 @@ class EnvironmentConfig(BaseModel):
     )
     log_retention_days: int
 
+    # Batch scoring (issue 5; infra/batch.py, functions/batch/README.md for the limits)
+    batch_memory_mb: int = Field(default=3008, ge=1024, le=10_240)
+    batch_timeout_seconds: int = Field(default=900, ge=60, le=900)
+    batch_chunk_rows: int = Field(default=65_536, ge=1_024, le=1_048_576)
+    batch_onnx_threads: int = Field(default=2, ge=1, le=6)
+    batch_fanout_threshold_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Files above this are fanned out over a Distributed Map.",
+    )
+    batch_part_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1024 * 1024, description="Bytes of one fan-out part."
+    )
+    batch_max_concurrency: int = Field(
+        default=10, ge=2, le=1000, description="Concurrent batch functions the queue may start."
+    )
+    batch_map_concurrency: int = Field(default=20, ge=1, le=1000)
+
     # Read by later issues.
     p99_latency_budget_ms: int = Field(
         gt=0, description="Used by issue 7 (monitoring): p99 latency alarm threshold."
@@ -77,6 +99,33 @@ class EnvironmentConfig(BaseModel):
         description="Used by issue 7 (monitoring): SNS e-mail subscription for alarms.",
     )
 
+    # Monitoring (issue 7; infra/monitoring.py, ferry_core/capture.py and drift.py)
+    monitored_models: tuple[str, ...] = Field(
+        default=("credit-risk",),
+        min_length=1,
+        description="Models with their own alarms (latency, 4xx/5xx, drift, batch failures). "
+        "Alarms need concrete metric dimensions at synth time; the dashboard and drift "
+        "reports cover every model. Must be equal in dev and prod (same resources).",
+    )
+    capture_sample_rate: float = Field(
+        default=0.1, ge=0, le=1, description="Share of real-time requests and batch rows captured."
+    )
+    capture_max_records: int = Field(default=500, ge=1, le=100_000)
+    capture_max_age_seconds: int = Field(default=60, ge=1, le=900)
+    drift_psi_warn: float = Field(default=0.1, gt=0, le=10)
+    drift_psi_alarm: float = Field(default=0.2, gt=0, le=10)
+    drift_window_hours: int = Field(default=24, ge=1, le=744)
+    drift_min_samples: int = Field(
+        default=500, ge=50, description="Fewer captured rows in a window: no verdict."
+    )
+    drift_schedule_minutes: int = Field(
+        default=60, ge=5, le=1440, description="How often the drift function runs."
+    )
+    error_rate_4xx_alarm: float = Field(
+        default=0.25, gt=0, le=1, description="Share of predict requests refused with a 4xx."
+    )
+    error_rate_5xx_alarm: float = Field(default=0.01, gt=0, le=1)
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         """Reject combinations that would synthesize but fail (or silently mislead) at deploy."""
@@ -90,6 +139,11 @@ class EnvironmentConfig(BaseModel):
         reserved = self.scoring_reserved_concurrency
         if reserved is not None and self.scoring_provisioned_concurrency > reserved:
             raise ValueError("scoring_provisioned_concurrency exceeds scoring_reserved_concurrency")
+        if self.drift_psi_warn > self.drift_psi_alarm:
+            raise ValueError("drift_psi_warn must not exceed drift_psi_alarm")
+        bad = [m for m in self.monitored_models if not _MODEL_NAME.match(m)]
+        if bad or len(set(self.monitored_models)) != len(self.monitored_models):
+            raise ValueError(f"monitored_models must be unique model names (bad: {bad})")
         return self
 
 
@@ -105,8 +159,13 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         registry_cache_seconds=5,
         log_retention_days=14,
         p99_latency_budget_ms=250,
+        batch_memory_mb=3008,
+        batch_timeout_seconds=900,
+        batch_fanout_threshold_bytes=256 * 1024 * 1024,
+        batch_chunk_rows=65_536,
         approval_required=False,
         audit_anchor_retention_days=1,
+        capture_sample_rate=1.0,
     ),
     "prod": EnvironmentConfig(
         name="prod",
@@ -122,8 +181,13 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         registry_cache_seconds=30,
         log_retention_days=365,
         p99_latency_budget_ms=250,
+        batch_memory_mb=3008,
+        batch_timeout_seconds=900,
+        batch_fanout_threshold_bytes=256 * 1024 * 1024,
+        batch_chunk_rows=65_536,
         approval_required=True,
         audit_anchor_retention_days=2557,
+        capture_sample_rate=0.1,
     ),
 }
 

@@ -9,7 +9,10 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.api import ScoringApi
+from infra.batch import BatchScoring
 from infra.config import EnvironmentConfig
+from infra.governance import Governance
+from infra.monitoring import Monitoring
 from infra.registry import RegistryTables
 from infra.scoring import ScoringFunction
 from infra.storage import Storage
@@ -100,6 +103,75 @@ class FerryStack(Stack):
             removal_policy=removal_policy,
         )
 
+        governance = Governance(
+            self,
+            "Governance",
+            env_name=config.name,
+            model_bucket=storage.model_bucket,
+            model_key=storage.model_key,
+            registry_table=tables.registry_table,
+            audit_table=tables.audit_table,
+            access_logs_bucket=storage.access_logs_bucket,
+            anchor_retention_days=config.audit_anchor_retention_days,
+            approval_required=config.approval_required,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+
+        batch = BatchScoring(
+            self,
+            "Batch",
+            env_name=config.name,
+            data_bucket=storage.data_bucket,
+            data_key=storage.data_key,
+            model_bucket=storage.model_bucket,
+            model_key=storage.model_key,
+            registry_table=tables.registry_table,
+            audit_table=tables.audit_table,
+            anchor_bucket=governance.anchor_bucket,
+            anchor_key=governance.anchor_key,
+            memory_mb=config.batch_memory_mb,
+            timeout_seconds=config.batch_timeout_seconds,
+            chunk_rows=config.batch_chunk_rows,
+            onnx_threads=config.batch_onnx_threads,
+            fanout_threshold_bytes=config.batch_fanout_threshold_bytes,
+            part_bytes=config.batch_part_bytes,
+            max_concurrency=config.batch_max_concurrency,
+            map_concurrency=config.batch_map_concurrency,
+            registry_cache_seconds=config.registry_cache_seconds,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+
+        # Issue 6 adds the retraining state machine: monitoring.add_retrain_target(...) and
+        # monitoring.add_pipeline("Retrain", machine).
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            env_name=config.name,
+            scoring=scoring,
+            data_bucket=storage.data_bucket,
+            data_key=storage.data_key,
+            registry_table=tables.registry_table,
+            monitored_models=config.monitored_models,
+            p99_latency_budget_ms=config.p99_latency_budget_ms,
+            error_rate_4xx=config.error_rate_4xx_alarm,
+            error_rate_5xx=config.error_rate_5xx_alarm,
+            capture_sample_rate=config.capture_sample_rate,
+            capture_max_records=config.capture_max_records,
+            capture_max_age_seconds=config.capture_max_age_seconds,
+            psi_warn=config.drift_psi_warn,
+            psi_alarm=config.drift_psi_alarm,
+            window_hours=config.drift_window_hours,
+            min_samples=config.drift_min_samples,
+            schedule_minutes=config.drift_schedule_minutes,
+            alarm_email=config.alarm_email,
+            fleet_alarms=[batch.dlq_alarm, batch.failure_alarm],
+            pipelines=[("BatchFanOut", batch.state_machine)],
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+
         Tags.of(self).add("Project", "Ferry")
         Tags.of(self).add("Environment", config.name)
 
@@ -111,6 +183,19 @@ class FerryStack(Stack):
             "RegistryTableName": tables.registry_table.table_name,
             "AuditTableName": tables.audit_table.table_name,
             "ScoringFunctionName": scoring.function.function_name,
+            "AuditAnchorBucketName": governance.anchor_bucket.bucket_name,
+            "GovernanceFunctionName": governance.function.function_name,
+        }
+        outputs |= {
+            "BatchQueueUrl": batch.queue.queue_url,
+            "BatchFunctionName": batch.function.function_name,
+            "BatchStateMachineArn": batch.state_machine.state_machine_arn,
+            "IdempotencyTableName": batch.idempotency_table.table_name,
+        }
+        outputs |= {
+            "AlarmTopicArn": monitoring.topic.topic_arn,
+            "DriftFunctionName": monitoring.function.function_name,
+            "DashboardName": monitoring.dashboard.dashboard_name,
         }
         for output_id, value in outputs.items():
             CfnOutput(self, output_id, value=value)

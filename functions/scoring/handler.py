@@ -26,6 +26,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ferry_core import __version__, api, errors
+from ferry_core.capture import CaptureBuffer
 from ferry_core.registry import RegistryReader
 from ferry_core.scoring import ScoringService
 from ferry_core.settings import ScoringSettings
@@ -53,6 +54,20 @@ def service() -> ScoringService:
     return ScoringService(registry, ModelStore(boto3.client("s3"), s.model_cache_dir), s.threads)
 
 
+@cache
+def capture() -> CaptureBuffer:
+    """The capture sample (ferry_core/capture.py); rate 0 (the default) costs one comparison."""
+    s = ScoringSettings.from_env()
+    rate = s.capture_sample_rate if s.data_bucket else 0.0
+    return CaptureBuffer(
+        boto3.client("s3") if rate else None,
+        s.data_bucket or "",
+        sample_rate=rate,
+        max_records=s.capture_max_records,
+        max_age_seconds=s.capture_max_age_seconds,
+    )
+
+
 def _model(event: Event) -> str:
     model = (event.get("pathParameters") or {}).get("model", "")
     metrics.add_dimension("model", model or "-")  # every metric of the request is per model
@@ -76,6 +91,7 @@ def predict(event: Event) -> Result:
     version, stage = api.parse_selector(event.get("queryStringParameters"))
     result = service().predict(model, instances, version=version, stage=stage)
     request_id = event["requestContext"]["requestId"]
+    capture().offer(result.model, result.version, request_id, instances, result.predictions)
     metrics.add_metric(
         name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
     )

@@ -1,33 +1,71 @@
 """`ferry demo`: the platform's main job, end to end, on this machine.
 
-Build a credit-risk model, register it in the model store and registry, promote it, and
-score good and bad requests through the real scoring handler, showing what a client sees.
-Every step checks what it claims; the demo exits non-zero if any did not hold.
+Start the local platform (the synthesized stack on moto, the real handlers), build a
+credit-risk model, register and govern it, score over the HTTP API, refuse bad requests,
+and verify the audit trail from the command line. Later issues add their steps (batch,
+drift, retraining) through `EXTRA_STEPS`. Every step checks what it claims; the demo exits
+non-zero if any did not hold.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ferry_cli.events import LambdaContext, http_api_event
-from ferry_cli.functions import REPO_ROOT, load_handler
-from ferry_cli.local_aws import clients, local_aws
-
 MODEL = "credit-risk"
+
+# (title, factory(ctx) -> step) added by other capabilities (batch, drift, retraining).
+EXTRA_STEPS: list[tuple[str, Callable[[DemoContext], Callable[[], str]]]] = []
 
 
 class StepFailed(Exception):
     pass
+
+
+def expect(cond: bool, message: str) -> None:
+    if not cond:
+        raise StepFailed(message)
+
+
+@dataclass
+class DemoContext:
+    """What every step can use: the console, the running platform and what earlier steps made."""
+
+    console: Console
+    platform: Any = None
+    aws: dict[str, Any] = field(default_factory=dict)
+    res: Any = None
+    built: Any = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def http(
+        self, method: str, path: str, body: Any = None, query: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        """One request to the local HTTP API, as any client would send it."""
+        data = None
+        if body is not None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        url = self.platform.api_url.rstrip("/") + path + (f"?{query}" if query else "")
+        req = urllib.request.Request(
+            url, data=data, method=method, headers={"content-type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
 
 
 @dataclass
@@ -39,10 +77,11 @@ class Demo:
         self.console.rule(f"[bold]{len(self.results) + 1}. {title}")
         started = time.perf_counter()
         try:
-            outcome = fn()
-            ok = True
+            outcome, ok = fn(), True
         except StepFailed as exc:
             outcome, ok = str(exc), False
+        except Exception as exc:  # a step that crashed did not hold: say why, stop the story
+            outcome, ok = f"{type(exc).__name__}: {exc}", False
         seconds = time.perf_counter() - started
         mark = "[green]✔" if ok else "[red]✘"
         self.console.print(f"{mark} {outcome}[/] [dim]({seconds:.1f}s)[/]")
@@ -51,241 +90,261 @@ class Demo:
             raise StepFailed(outcome)
 
 
-def expect(cond: bool, message: str) -> None:
-    if not cond:
-        raise StepFailed(message)
+def _clients(endpoint: str, region: str) -> dict[str, Any]:
+    import boto3
+
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+    )
+    return {
+        name: session.client(name, endpoint_url=endpoint)
+        for name in ("s3", "dynamodb", "events", "sqs", "stepfunctions", "cloudwatch")
+    }
 
 
-class FunctionLogs:
-    """Function stdout (JSON logs, EMF metrics) goes to a file, as to CloudWatch Logs."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._fh = path.open("w")
-
-    def __call__(self) -> contextlib.AbstractContextManager[Any]:
-        return contextlib.redirect_stdout(self._fh)
-
-    def close(self) -> None:
-        self._fh.close()
+def _resources(outputs: dict[str, Any]) -> SimpleNamespace:
+    return SimpleNamespace(
+        model_bucket=outputs["ModelBucketName"],
+        data_bucket=outputs["DataBucketName"],
+        registry_table=outputs["RegistryTableName"],
+        audit_table=outputs["AuditTableName"],
+        anchor_bucket=outputs["AuditAnchorBucketName"],
+    )
 
 
-def call(
-    handler: Any,
-    logs: FunctionLogs,
-    method: str,
-    path: str,
-    body: Any = None,
-    query: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """One request through the real handler, as API Gateway would deliver it."""
-    raw = body if isinstance(body, str) or body is None else json.dumps(body)
-    event = http_api_event(method, path, raw, query, routes=handler.ROUTES)
-    with logs():
-        resp = handler.lambda_handler(event, LambdaContext("ferry-scoring"))
-    return resp["statusCode"], json.loads(resp["body"])
+def core_steps(ctx: DemoContext, rows: int, estimators: int) -> list[tuple[str, Callable[[], str]]]:
+    """Start the platform, build, govern, score and refuse: the foundation of the story."""
+    from ferry_core.builder import build_credit_risk, generate_credit_data, records
+
+    from ferry_cli.governance_cmds import demo_steps
+    from ferry_cli.local.platform import LocalPlatform
+
+    console = ctx.console
+
+    def start() -> str:
+        state_dir = Path(tempfile.mkdtemp(prefix="ferry-demo-"))
+        ctx.state["state_dir"] = state_dir
+        ctx.platform = LocalPlatform(
+            state_dir=state_dir,
+            restore=False,
+            alarm_interval=1.0,
+            alarm_time_scale=0.05,
+            progress=lambda msg: console.print(f"[dim]  {msg}[/]"),
+        ).start()
+        p = ctx.platform
+        ctx.aws = _clients(p.aws_endpoint_url, p.region)
+        ctx.res = _resources(p.outputs)
+        os.environ["FERRY_LOCAL_CONFIG"] = str(p.local_json)  # `ferry … --env local` finds it
+        t = Table("endpoint", "value", title="local platform (stack Ferry-local)")
+        t.add_row("HTTP API", p.api_url)
+        t.add_row("AWS endpoint (moto)", p.aws_endpoint_url)
+        for key in sorted(p.outputs):
+            t.add_row(key, str(p.outputs[key]))
+        console.print(t)
+        status, body = ctx.http("GET", "/health")
+        expect(status == 200 and body["status"] == "ok", f"health: {status} {body}")
+        return f"stack up with {len(p.outputs)} outputs; endpoints in {p.local_json}"
+
+    def build() -> str:
+        built = build_credit_risk(rows=rows, n_estimators=estimators)
+        ctx.built = built
+        p, m = built.parity, built.metrics["overall"]
+        t = Table("check", "value", title="candidate: credit-risk (GradientBoosting → ONNX)")
+        t.add_row("features", ", ".join(f.name for f in built.schema.features))
+        t.add_row("ONNX size", f"{len(built.onnx_bytes):,} bytes")
+        t.add_row("max |ONNX − sklearn|", f"{p['max_abs_diff']:.2e} on {p['rows']:,} rows")
+        t.add_row("AUC / accuracy", f"{m['auc']:.3f} / {m['accuracy']:.3f}")
+        for band, sm in built.metrics["segments"]["age_band"].items():
+            t.add_row(f"AUC age {band}", f"{sm.get('auc', float('nan')):.3f} ({sm['rows']} rows)")
+        console.print(t)
+        expect(p["passed"], f"parity failed: {p['max_abs_diff']:.2e}")
+        return "model trained, converted, parity within tolerance"
+
+    def served_version() -> int:
+        status, card = ctx.http("GET", f"/v1/models/{MODEL}")
+        expect(status == 200, f"model card: {status} {card}")
+        return int(card["version"])
+
+    def score() -> str:
+        rows_ = records(generate_credit_data(5, seed=99), ctx.built.schema)
+        rows_[0]["debt_to_income"] = 3.7  # above the schema's 2.0: clipped with a warning
+        status, body = ctx.http("POST", f"/v1/models/{MODEL}/predict", {"instances": rows_})
+        expect(status == 200, f"expected 200, got {status}: {body}")
+        t = Table(
+            "#", "age", "income", "purpose", "dti", "score", "label", "warnings",
+            title=f"POST /v1/models/{MODEL}/predict → 200 (v{body['version']})",
+        )  # fmt: skip
+        for i, (r, p) in enumerate(zip(rows_, body["predictions"], strict=True)):
+            t.add_row(
+                str(i), str(r["age"]), str(r["annual_income"]), str(r["purpose"]),
+                str(r["debt_to_income"]), f"{p['score']:.4f}", str(p["label"]),
+                "; ".join(w["message"] for w in p["warnings"]),
+            )  # fmt: skip
+        console.print(t)
+        expect(len(body["predictions"]) == 5, "missing predictions")
+        expect(bool(body["predictions"][0]["warnings"]), "the clipped value has no warning")
+        return f"5 applications scored over HTTP by v{body['version']}, one clipped with a warning"
+
+    def refuse() -> str:
+        good = records(generate_credit_data(1, seed=5), ctx.built.schema)[0]
+        predict = f"/v1/models/{MODEL}/predict"
+        cases = [
+            ("wrong type, unknown category, unknown field", "POST", predict,
+             {"instances": [{**good, "age": "forty", "purpose": "yacht", "colour": "red"}]},
+             "", 422),
+            ("out of range and missing", "POST", predict,
+             {"instances": [{k: v for k, v in {**good, "age": 130}.items() if k != "employment"}]},
+             "", 422),
+            ("not JSON", "POST", predict, "{oops", "", 400),
+            ("1,001 instances", "POST", predict, {"instances": [good] * 1001}, "", 413),
+            ("unknown model", "POST", "/v1/models/no-such-model/predict",
+             {"instances": [good]}, "", 404),
+            ("unknown version", "GET", f"/v1/models/{MODEL}", None, "version=99", 404),
+        ]  # fmt: skip
+        t = Table("request", "status", "error", "details", title="bad requests get clear errors")
+        for label, method, path, body, query, want in cases:
+            status, resp = ctx.http(method, path, body, query)
+            details = "\n".join(
+                f"[{d.get('instance')}] {d['field']}: {d['problem']} — {d['message']}"
+                for d in resp.get("details", [])
+            )
+            t.add_row(label, str(status), f"{resp.get('error')}: {resp.get('message')}", details)
+            expect(
+                status == want and set(resp) == {"error", "message", "details"},
+                f"{label}: expected {want}, got {status} {resp}",
+            )
+        console.print(t)
+        return f"{len(cases)} bad requests refused over HTTP with the documented error shape"
+
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("Start the local platform", start),
+        ("Build a model where it is fitted", build),
+    ]
+
+    def governance(index: int) -> Callable[[], str]:
+        def run() -> str:
+            if "governance" not in ctx.state:
+                ctx.state["governance"] = demo_steps(
+                    console, ctx.aws, ctx.res, ctx.built, expect, served_version, MODEL
+                )
+            return ctx.state["governance"][index][1]()
+
+        return run
+
+    titles = [
+        "Register two versions with lineage and audit",
+        "Promote v1, then v2, to production",
+        "Refuse a version without validation results",
+        "Roll production back to the previous version",
+    ]
+    steps += [(title, governance(i)) for i, title in enumerate(titles)]
+    steps += [
+        ("Score applications over the HTTP API", score),
+        ("Refuse bad requests", refuse),
+        ("Score a batch upload with malformed rows", lambda: batch_step(ctx)),
+    ]
+    return steps
+
+
+def batch_step(ctx: DemoContext, rows: int = 2000, timeout: float = 180.0) -> str:
+    """Upload a CSV to the data bucket and wait for its manifest: S3 → SQS → batch function."""
+    from ferry_cli.batch_files import applications, encode
+
+    s3, bucket = ctx.aws["s3"], ctx.res.data_bucket
+    key = f"batch/incoming/{MODEL}/demo/applications.csv"
+    s3.put_object(Bucket=bucket, Key=key, Body=encode(applications(rows, "csv"), "csv"))
+    manifest_key = f"batch/manifests/{MODEL}/demo/applications.json"
+    deadline = time.monotonic() + timeout
+    manifest: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            body = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+            manifest = json.loads(body)
+            if manifest.get("status") not in (None, "in_progress"):
+                break
+        except s3.exceptions.NoSuchKey:
+            pass
+        time.sleep(0.5)
+    expect(bool(manifest), f"no manifest at s3://{bucket}/{manifest_key} after {timeout:.0f} s")
+    t = Table("manifest field", "value", title=f"s3://{bucket}/{manifest_key}")
+    model = manifest.get("model") or {}
+    t.add_row("model", f"{model.get('name')} v{model.get('version')}")
+    for field_name in ("status", "rows_in", "rows_scored", "rows_rejected"):
+        t.add_row(field_name, str(manifest.get(field_name)))
+    for name, out_key in (manifest.get("outputs") or {}).items():
+        t.add_row(f"output: {name}", out_key)
+    ctx.console.print(t)
+    outputs = manifest.get("outputs") or {}
+    if outputs.get("rejected"):
+        lines = s3.get_object(Bucket=bucket, Key=outputs["rejected"])["Body"].read().splitlines()
+        r = Table("row", "problems", title=f"first rejected rows (of {len(lines)})")
+        for line in lines[:5]:
+            rec = json.loads(line)
+            problems = "; ".join(
+                f"{p.get('field')}: {p.get('problem')}" for p in rec.get("problems", [])
+            )
+            r.add_row(str(rec.get("row")), problems)
+        ctx.console.print(r)
+    expect(
+        manifest.get("status") == "succeeded",
+        f"batch status {manifest.get('status')}: {manifest.get('reason')}",
+    )
+    rows_in, scored, rejected = (
+        manifest.get("rows_in"),
+        manifest.get("rows_scored"),
+        manifest.get("rows_rejected"),
+    )
+    expect(rows_in == rows and scored + rejected == rows_in, f"accounting: {manifest}")
+    expect(rejected > 0, "the malformed rows were not rejected")
+    return f"{rows_in:,} rows in = {scored:,} scored + {rejected:,} rejected (each with its reason)"
+
+
+def closing_steps(ctx: DemoContext) -> list[tuple[str, Callable[[], str]]]:
+    """The audit trail, checked by the library and from the command line."""
+
+    def verify() -> str:
+        return ctx.state["governance"][4][1]()
+
+    def verify_cli() -> str:
+        from typer.testing import CliRunner
+
+        from ferry_cli.main import app
+
+        result = CliRunner().invoke(app, ["audit", "verify", "--env", "local"])
+        ctx.console.print(result.output.rstrip())
+        expect(result.exit_code == 0, f"`ferry audit verify --env local` exited {result.exit_code}")
+        return "`ferry audit verify --env local`: every model's chain intact"
+
+    return [
+        ("Verify the audit trail (and catch a forged entry)", verify),
+        ("Verify every chain from the command line", verify_cli),
+    ]
 
 
 def run_demo(console: Console | None = None, rows: int = 6000, estimators: int = 100) -> bool:
     """Run every step; True when all held."""
-    from ferry_core.builder import build_credit_risk, generate_credit_data, records
-    from ferry_core.lineage import capture
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryReader, RegistryWriter
-
     console = console or Console()
+    ctx = DemoContext(console)
     demo = Demo(console)
-    state: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as cache, local_aws(cache_dir=cache) as res:
-        aws = clients()
-        logs = FunctionLogs(REPO_ROOT / ".ferry" / "logs" / "scoring.log")
-        with logs():  # the function's logger binds stdout when its module is imported
-            handler = load_handler("scoring")
-        handler.service.cache_clear()
-
-        def build() -> str:
-            built = build_credit_risk(rows=rows, n_estimators=estimators)
-            state["built"] = built
-            p, m = built.parity, built.metrics["overall"]
-            t = Table("check", "value", title="candidate: credit-risk (GradientBoosting → ONNX)")
-            t.add_row("features", ", ".join(f.name for f in built.schema.features))
-            t.add_row("ONNX size", f"{len(built.onnx_bytes):,} bytes")
-            t.add_row("parity rows", f"{p['rows']:,}")
-            t.add_row(
-                "max |ONNX − sklearn|", f"{p['max_abs_diff']:.2e} (tolerance {p['tolerance']:.0e})"
-            )
-            t.add_row("AUC / accuracy", f"{m['auc']:.3f} / {m['accuracy']:.3f}")
-            for band, sm in built.metrics["segments"]["age_band"].items():
-                t.add_row(
-                    f"AUC age {band}", f"{sm.get('auc', float('nan')):.3f} ({sm['rows']} rows)"
-                )
-            console.print(t)
-            expect(p["passed"], f"parity failed: {p['max_abs_diff']:.2e}")
-            return "model trained, converted, parity within tolerance"
-
-        def register() -> str:
-            writer = RegistryWriter(aws["dynamodb"], res.registry_table)
-            lineage = capture(
-                REPO_ROOT,
-                "ferry_core.builder:build_credit_risk",
-                REPO_ROOT / "requirements/dev.txt",
-            )
-            card = register_built(
-                state["built"], MODEL, aws["s3"], res.model_bucket, writer, lineage
-            )
-            state["writer"], state["card"] = writer, card
-            t = Table("field", "value", title=f"model card: {card.name} v{card.version}")
-            t.add_row("artifact", card.artifact.uri)
-            t.add_row("S3 version id", str(card.artifact.s3_version_id))
-            t.add_row("sha256", card.artifact.sha256)
-            t.add_row("git commit", f"{card.lineage.git_commit} (dirty: {card.lineage.git_dirty})")
-            t.add_row(
-                "registered by", f"{card.lineage.registered_by} at {card.lineage.registered_at}"
-            )
-            console.print(t)
-            expect(
-                card.version == 1 and card.artifact.s3_version_id is not None,
-                "registration incomplete",
-            )
-            return f"registered {MODEL} v{card.version}"
-
-        def promote() -> str:
-            ptr = state["writer"].set_stage(
-                MODEL, "production", 1, None, actor="demo", reason="first release"
-            )
-            status, body = call(handler, logs, "GET", "/v1/models")
-            console.print_json(data=body)
-            expect(
-                status == 200 and body["models"][0]["stages"]["production"] == 1,
-                f"listing says {body}",
-            )
-            return f"production → v{ptr.version} (revision {ptr.revision})"
-
-        def score() -> str:
-            rows_ = records(generate_credit_data(5, seed=99), state["built"].schema)
-            rows_[0]["debt_to_income"] = 3.7  # above the schema's 2.0: clipped with a warning
-            status, body = call(
-                handler, logs, "POST", f"/v1/models/{MODEL}/predict", {"instances": rows_}
-            )
-            expect(status == 200, f"expected 200, got {status}: {body}")
-            t = Table(
-                "#",
-                "age",
-                "income",
-                "purpose",
-                "dti",
-                "score",
-                "label",
-                "warnings",
-                title=f"POST /v1/models/{MODEL}/predict → 200 (v{body['version']})",
-            )
-            for i, (r, p) in enumerate(zip(rows_, body["predictions"], strict=True)):
-                t.add_row(
-                    str(i),
-                    str(r["age"]),
-                    str(r["annual_income"]),
-                    str(r["purpose"]),
-                    str(r["debt_to_income"]),
-                    f"{p['score']:.4f}",
-                    str(p["label"]),
-                    "; ".join(w["message"] for w in p["warnings"]),
-                )
-            console.print(t)
-            expect(
-                len(body["predictions"]) == 5 and body["predictions"][0]["warnings"],
-                "missing predictions or clip warning",
-            )
-            return f"5 applications scored by v{body['version']}, one clipped with a warning"
-
-        def refuse() -> str:
-            good = records(generate_credit_data(1, seed=5), state["built"].schema)[0]
-            cases = [
-                (
-                    "wrong type, unknown category, unknown field",
-                    "POST",
-                    f"/v1/models/{MODEL}/predict",
-                    {"instances": [{**good, "age": "forty", "purpose": "yacht", "colour": "red"}]},
-                    None,
-                    422,
-                ),
-                (
-                    "out of range and missing",
-                    "POST",
-                    f"/v1/models/{MODEL}/predict",
-                    {
-                        "instances": [
-                            {k: v for k, v in {**good, "age": 130}.items() if k != "employment"}
-                        ]
-                    },
-                    None,
-                    422,
-                ),
-                ("not JSON", "POST", f"/v1/models/{MODEL}/predict", "{oops", None, 400),
-                (
-                    "1,001 instances",
-                    "POST",
-                    f"/v1/models/{MODEL}/predict",
-                    {"instances": [good] * 1001},
-                    None,
-                    413,
-                ),
-                (
-                    "unknown model",
-                    "POST",
-                    "/v1/models/no-such-model/predict",
-                    {"instances": [good]},
-                    None,
-                    404,
-                ),
-                ("unknown version", "GET", f"/v1/models/{MODEL}", None, {"version": "9"}, 404),
-            ]
-            t = Table(
-                "request", "status", "error", "details", title="bad requests get clear errors"
-            )
-            for label, method, path, body, query, want in cases:
-                status, resp = call(handler, logs, method, path, body, query)
-                details = "\n".join(
-                    f"[{d.get('instance')}] {d['field']}: {d['problem']} — {d['message']}"
-                    for d in resp.get("details", [])
-                )
-                t.add_row(label, str(status), f"{resp['error']}: {resp['message']}", details)
-                expect(
-                    status == want and set(resp) == {"error", "message", "details"},
-                    f"{label}: expected {want}, got {status} {resp}",
-                )
-            console.print(t)
-            return f"{len(cases)} bad requests refused with the documented error shape"
-
-        def card_and_openapi() -> str:
-            status, card = call(handler, logs, "GET", f"/v1/models/{MODEL}")
-            expect(status == 200 and card["version"] == 1, f"card: {status}")
-            status, doc = call(handler, logs, "GET", "/v1/openapi.json")
-            expect(
-                status == 200 and "/v1/models/{model}/predict" in doc["paths"], "openapi document"
-            )
-            reader = RegistryReader(aws["dynamodb"], res.registry_table)
-            expect(
-                reader.resolve(MODEL).artifact.sha256 == card["artifact"]["sha256"],
-                "registry disagrees",
-            )
-            digest = card["artifact"]["sha256"][:12]
-            return f"card served (sha256 {digest}…), OpenAPI lists {len(doc['paths'])} paths"
-
-        try:
-            demo.step("Build a model where it is fitted", build)
-            demo.step("Register it: artifact, card, lineage", register)
-            demo.step("Promote v1 to production", promote)
-            demo.step("Score applications through the real handler", score)
-            demo.step("Refuse bad requests", refuse)
-            demo.step("Serve the model card and the OpenAPI document", card_and_openapi)
-        except StepFailed:
-            pass
-        finally:
-            logs.close()
-        console.print(f"[dim]function logs and EMF metrics: {logs.path.relative_to(REPO_ROOT)}[/]")
+    steps = core_steps(ctx, rows, estimators)
+    steps += [(title, factory(ctx)) for title, factory in EXTRA_STEPS]
+    steps += closing_steps(ctx)
+    started = time.perf_counter()
+    try:
+        for title, fn in steps:
+            demo.step(title, fn)
+    except StepFailed:
+        pass
+    finally:
+        if ctx.platform is not None:
+            ctx.platform.stop(snapshot=False)
+            console.print(f"[dim]function logs: {ctx.state['state_dir'] / 'logs'}[/]")
     summary = Table("step", "result", "seconds", title="ferry demo — summary")
     for title, ok, _outcome, seconds in demo.results:
         summary.add_row(title, "[green]ok" if ok else "[red]FAILED", f"{seconds:.1f}")
     console.print(summary)
-    return all(ok for _, ok, _, _ in demo.results) and len(demo.results) == 6
+    total = time.perf_counter() - started
+    ok = all(ok for _, ok, _, _ in demo.results) and len(demo.results) == len(steps)
+    verdict = "[green]every step held" if ok else "[red]a step did not hold"
+    console.print(f"{verdict}[/] ({len(demo.results)}/{len(steps)} steps, {total:.0f} s)")
+    return ok

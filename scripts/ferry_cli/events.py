@@ -107,3 +107,30 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """An SQS event as Lambda's event source mapping delivers it, from ReceiveMessage output."""
+    records = []
+    for m in messages:
+        records.append(
+            {
+                "messageId": m.get("MessageId", str(uuid.uuid4())),
+                "receiptHandle": m.get("ReceiptHandle", "local"),
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m.get("Attributes", {}).get(
+                        "ApproximateReceiveCount", "1"
+                    ),
+                    "SentTimestamp": str(int(time.time() * 1000)),
+                    "SenderId": "local",
+                    "ApproximateFirstReceiveTimestamp": str(int(time.time() * 1000)),
+                },
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3] if queue_arn.count(":") >= 5 else "us-east-1",
+            }
+        )
+    return {"Records": records}

@@ -30,6 +30,21 @@ class LocalResources:
     data_bucket: str = "ferry-local-data"
     registry_table: str = "ferry-local-registry"
     audit_table: str = "ferry-local-audit"
+    anchor_bucket: str = "ferry-local-audit-anchors"
+    anchor_retention_days: int = 1
+    # Batch scoring (issue 5): S3 → SQS (redrive to a DLQ) → batch function, idempotency table.
+    batch_queue: str = "ferry-local-batch"
+    batch_dlq: str = "ferry-local-batch-dlq"
+    idempotency_table: str = "ferry-local-batch-idempotency"
+
+    def batch_environment(self, cache_dir: str) -> dict[str, str]:
+        """The batch function's environment, as infra/batch.py sets it."""
+        return {
+            **self.environment(cache_dir),
+            "IDEMPOTENCY_TABLE": self.idempotency_table,
+            "AUDIT_ANCHOR_BUCKET": self.anchor_bucket,
+            "POWERTOOLS_SERVICE_NAME": "ferry-batch",
+        }
 
     def environment(self, cache_dir: str) -> dict[str, str]:
         """The scoring function's environment, as the stack sets it."""
@@ -52,6 +67,15 @@ def create_resources(res: LocalResources, region: str = REGION) -> None:
     for bucket in (res.model_bucket, res.data_bucket):
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # The audit anchor bucket: Object Lock in compliance mode, as infra/governance.py makes it.
+    s3.create_bucket(Bucket=res.anchor_bucket, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket=res.anchor_bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": res.anchor_retention_days}},
+        },
+    )
     ddb = boto3.client("dynamodb", region_name=region)
     tables: list[tuple[str, str, str, str]] = [
         (res.registry_table, "model", "sk", "S"),
@@ -70,6 +94,42 @@ def create_resources(res: LocalResources, region: str = REGION) -> None:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+    create_batch_resources(res, region)
+
+
+def create_batch_resources(res: LocalResources, region: str = REGION) -> None:
+    """The batch path as infra/batch.py builds it: queue + DLQ, S3 notification, idempotency."""
+    import json
+
+    boto3.client("dynamodb", region_name=region).create_table(
+        TableName=res.idempotency_table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    sqs = boto3.client("sqs", region_name=region)
+    dlq_url = sqs.create_queue(QueueName=res.batch_dlq)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    redrive = {"deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": "3"}
+    url = sqs.create_queue(
+        QueueName=res.batch_queue,
+        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "60"},
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    boto3.client("s3", region_name=region).put_bucket_notification_configuration(
+        Bucket=res.data_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn["QueueArn"],
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {"FilterRules": [{"Name": "prefix", "Value": "batch/incoming/"}]}
+                    },
+                }
+            ]
+        },
+    )
 
 
 @contextmanager
@@ -99,4 +159,38 @@ def clients(region: str = REGION) -> dict[str, Any]:
     return {
         "s3": boto3.client("s3", region_name=region),
         "dynamodb": boto3.client("dynamodb", region_name=region),
+        "sqs": boto3.client("sqs", region_name=region),
     }
+
+
+@contextmanager
+def serialized_dynamodb() -> Iterator[None]:
+    """Make moto's DynamoDB apply each request atomically, as DynamoDB does.
+
+    moto's `transact_write_items` snapshots the tables and, on a cancelled transaction,
+    restores the snapshot, which erases writes other threads committed meanwhile. Real
+    DynamoDB serialises transactions per item; one lock over moto's item operations gives
+    concurrent callers (threads, a threaded moto server) the same guarantee.
+    """
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    names = ("transact_write_items", "put_item", "update_item", "delete_item", "get_item", "query")
+    saved = {n: getattr(DynamoDBBackend, n) for n in names}
+
+    def guarded(fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return fn(*args, **kwargs)
+
+        return call
+
+    for n, fn in saved.items():
+        setattr(DynamoDBBackend, n, guarded(fn))
+    try:
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(DynamoDBBackend, n, fn)

@@ -12,6 +12,14 @@ app = typer.Typer(
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print their figures.")
 app.add_typer(bench_app, name="bench")
 
+from ferry_cli.governance_cmds import register_commands  # noqa: E402
+
+register_commands(app)  # register, models, show, promote, rollback, archive, approve, reject, audit
+
+from ferry_cli.local_cmds import register_local_commands  # noqa: E402
+
+register_local_commands(app)  # local up
+
 
 @app.command()
 def demo(
@@ -26,6 +34,22 @@ def demo(
         raise typer.Exit(1)
 
 
+@bench_app.command("batch")
+def bench_batch(
+    rows: int = typer.Option(1_000_000, help="rows of the generated CSV"),
+    chunk_rows: int = typer.Option(65_536, help="rows per validated and scored chunk"),
+    estimators: int = typer.Option(100, help="boosting rounds of the benchmark model"),
+    json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+) -> None:
+    """Batch rows/s end to end vs raw onnxruntime on the same rows, and peak RSS."""
+    from ferry_cli.bench_batch import run_batch_bench
+
+    ok = run_batch_bench(rows=rows, chunk_rows=chunk_rows, estimators=estimators, as_json=json_out)
+    if not ok:
+        typer.echo("ferry bench batch: a target was missed (see above)", err=True)
+        raise typer.Exit(1)
+
+
 @bench_app.command("scoring")
 def bench_scoring(
     iterations: int = typer.Option(3000, help="timed requests per case"),
@@ -36,6 +60,38 @@ def bench_scoring(
     from ferry_cli.bench import run_scoring_bench
 
     if not run_scoring_bench(iterations=iterations, cold_runs=cold_runs, as_json=json_out):
+        raise typer.Exit(1)
+
+
+@bench_app.command("load")
+def bench_load(
+    users: int = typer.Option(10, help="concurrent Locust users (no think time)"),
+    spawn_rate: float = typer.Option(10.0, help="users started per second"),
+    run_time: str = typer.Option("30s", help="how long to run: 30s, 2m, 1h30m"),
+    bad_percent: int = typer.Option(10, help="share of bad requests (0-50 %)"),
+    instances: int = typer.Option(1, help="instances per predict request"),
+    api_url: str | None = typer.Option(None, help="default: the running `ferry local up`"),
+    model: str = typer.Option("credit-risk", help="model to score (the demo model by default)"),
+    json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+) -> None:
+    """Locust against the local HTTP API: requests/s, failures, p50/p95/p99."""
+    from ferry_cli.bench_load import LoadBenchError, run_load_bench
+
+    try:
+        ok = run_load_bench(
+            users=users,
+            spawn_rate=spawn_rate,
+            run_time=run_time,
+            bad_percent=bad_percent,
+            instances=instances,
+            api_url=api_url,
+            model=model,
+            as_json=json_out,
+        )
+    except LoadBenchError as exc:
+        typer.echo(f"ferry bench load: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if not ok:
         raise typer.Exit(1)
 
 

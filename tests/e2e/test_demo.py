@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from ferry_cli.main import app
 from typer.testing import CliRunner
+
+from ferry_cli.main import app
 
 
 def test_demo_runs_every_step_and_exits_zero() -> None:
     result = CliRunner().invoke(app, ["demo", "--rows", "1500", "--estimators", "15"])
     assert result.exit_code == 0, result.output
-    for step in ("Register it", "Promote v1", "Score applications", "Refuse bad requests"):
+    for step in (
+        "Start the local platform",
+        "Register two versions",
+        "Roll production back",
+        "Score applications over the HTTP API",
+        "Refuse bad requests",
+        "Score a batch upload",
+        "Verify every chain from the command line",
+    ):
         assert step in result.output
-    assert "FAILED" not in result.output
+    assert "FAILED" not in result.output and "every step held" in result.output

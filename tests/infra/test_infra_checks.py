@@ -27,6 +27,15 @@ OUTPUT_IDS = {
     "RegistryTableName",
     "AuditTableName",
     "ScoringFunctionName",
+    "AuditAnchorBucketName",
+    "GovernanceFunctionName",
+    "BatchQueueUrl",
+    "BatchFunctionName",
+    "BatchStateMachineArn",
+    "IdempotencyTableName",
+    "AlarmTopicArn",
+    "DriftFunctionName",
+    "DashboardName",
 }
 
 

@@ -24,6 +24,7 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     "removal_policy": (
         r"^Resources/\w+/(DeletionPolicy|UpdateReplacePolicy)$",
         r"^Resources/Tables\w+/Properties/DeletionProtectionEnabled$",
+        r"^Resources/BatchIdempotencyTable\w+/Properties/DeletionProtectionEnabled$",
     ),
     "log_retention_days": (
         r"^Resources/\w+/Properties/RetentionInDays$",
@@ -39,6 +40,11 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     "scoring_provisioned_concurrency": (
         r"^Resources/ScoringFunctionAlias\w+/Properties/ProvisionedConcurrencyConfig$",
     ),
+    "audit_anchor_retention_days": (
+        r"^Resources/GovernanceAnchorBucket\w+/Properties/ObjectLockConfiguration/Rule/"
+        r"DefaultRetention/Days$",
+    ),
+    "approval_required": (r"/Environment/Variables/APPROVAL_REQUIRED$",),
     "api_throttle_rate_limit": (r"/DefaultRouteSettings/ThrottlingRateLimit$",),
     "api_throttle_burst_limit": (r"/DefaultRouteSettings/ThrottlingBurstLimit$",),
     "api_auth": (
@@ -47,6 +53,33 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     ),
     "jwt_issuer": (r"^Resources/ApiHttpApiJwtAuthorizer\w+/Properties/JwtConfiguration",),
     "jwt_audience": (r"^Resources/ApiHttpApiJwtAuthorizer\w+/Properties/JwtConfiguration",),
+    # Monitoring (issue 7, infra/monitoring.py). monitored_models and alarm_email add or
+    # remove resources, so they must be equal in dev and prod (test_same_resources...).
+    "capture_sample_rate": (r"/Environment/Variables/CAPTURE_SAMPLE_RATE$",),
+    "capture_max_records": (r"/Environment/Variables/CAPTURE_MAX_RECORDS$",),
+    "capture_max_age_seconds": (r"/Environment/Variables/CAPTURE_MAX_AGE_SECONDS$",),
+    "drift_psi_warn": (
+        r"/Environment/Variables/DRIFT_PSI_WARN$",
+        r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",
+    ),
+    "drift_psi_alarm": (
+        r"/Environment/Variables/DRIFT_PSI_ALARM$",
+        r"^Resources/Monitoring\w+Drift\w+/Properties/Threshold$",
+        r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",
+    ),
+    "drift_window_hours": (r"/Environment/Variables/DRIFT_WINDOW_HOURS$",),
+    "drift_min_samples": (r"/Environment/Variables/DRIFT_MIN_SAMPLES$",),
+    "drift_schedule_minutes": (
+        r"^Resources/MonitoringSchedule\w+/Properties/ScheduleExpression$",
+        r"^Resources/Monitoring\w+Drift\w+/Properties/Period$",
+        r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",
+    ),
+    "error_rate_4xx_alarm": (r"^Resources/Monitoring\w+Errors4xxRate\w+/Properties/Threshold$",),
+    "error_rate_5xx_alarm": (r"^Resources/Monitoring\w+Errors5xxRate\w+/Properties/Threshold$",),
+    "p99_latency_budget_ms": (
+        r"^Resources/Monitoring\w+LatencyP99\w+/Properties/Threshold$",
+        r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",
+    ),
 }
 
 

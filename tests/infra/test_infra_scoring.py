@@ -1,4 +1,4 @@
-"""The scoring function: image, settings from config, and a strictly read-only role."""
+"""The scoring function: image, settings from config, and a read-only role (but for capture)."""
 
 from __future__ import annotations
 
@@ -25,13 +25,15 @@ EXPECTED_ACTIONS = {
     "s3:GetObject",
     "s3:GetObjectVersion",
     "kms:Decrypt",
+    # Data capture (issue 7): new objects under the data bucket's capture/rows/ only.
+    "s3:PutObject",
+    "kms:GenerateDataKey",
 }
 FORBIDDEN_ACTIONS = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
-    "s3:PutObject",
     "s3:DeleteObject",
     "s3:DeleteObjectVersion",
 }
@@ -43,8 +45,9 @@ def _logical_id(template: Template, resource_type: str, id_part: str) -> str:
 
 
 def _function(template: Template) -> dict[str, Any]:
-    (function,) = template.find_resources("AWS::Lambda::Function").values()
-    return function
+    """The scoring function (the stack has other functions: governance, ...)."""
+    logical_id = _logical_id(template, "AWS::Lambda::Function", "ScoringFunction")
+    return template.find_resources("AWS::Lambda::Function")[logical_id]
 
 
 def _role_statements(template: Template) -> list[dict[str, Any]]:
@@ -106,6 +109,9 @@ def test_function_environment_is_the_documented_contract(template: Template, env
         "POWERTOOLS_SERVICE_NAME": "ferry-scoring",
         "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "CAPTURE_SAMPLE_RATE": str(config.capture_sample_rate),
+        "CAPTURE_MAX_RECORDS": str(config.capture_max_records),
+        "CAPTURE_MAX_AGE_SECONDS": str(config.capture_max_age_seconds),
     }
 
 
@@ -142,8 +148,8 @@ def test_role_grants_exactly_the_read_only_actions(template: Template) -> None:
     """
     Given the scoring role
     When I collect every action it is allowed
-    Then they are exactly the read-only set: no registry or bucket writes, no wildcards, no
-        managed policies
+    Then they are exactly the read-only set plus the capture write: no registry writes, no
+        deletes, no wildcards, no managed policies
     """
     statements = _role_statements(template)
     assert all(statement["Effect"] == "Allow" for statement in statements)
@@ -157,13 +163,26 @@ def test_role_resources_are_scoped(template: Template) -> None:
     """
     Given the scoring role's statements
     When I read their resources
-    Then S3 reads are limited to the model bucket's models/ prefix, KMS to the model key, and
+    Then S3 reads are limited to the model bucket's models/ prefix, KMS to the model key, the
+        only write is PutObject under the data bucket's capture/rows/ (with its key), and
         only the X-Ray statement (no resource-level permissions exist) uses Resource *
     """
     bucket_id = _logical_id(template, "AWS::S3::Bucket", "StorageModelBucket")
     model_key = {"Fn::GetAtt": [_logical_id(template, "AWS::KMS::Key", "ModelKey"), "Arn"]}
     registry = {"Fn::GetAtt": [_logical_id(template, "AWS::DynamoDB::Table", "Registry"), "Arn"]}
-    by_first_action = {_actions(s)[0].split(":")[0]: s for s in _role_statements(template)}
+    capture = {s.get("Sid"): s for s in _role_statements(template)}
+    data_id = _logical_id(template, "AWS::S3::Bucket", "StorageDataBucket")
+    assert capture["WriteCapture"]["Action"] == "s3:PutObject"
+    assert capture["WriteCapture"]["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [data_id, "Arn"]}, "/capture/rows/*"]]
+    }
+    data_key = {"Fn::GetAtt": [_logical_id(template, "AWS::KMS::Key", "DataKey"), "Arn"]}
+    assert capture["EncryptCapture"]["Resource"] == data_key
+    by_first_action = {
+        _actions(s)[0].split(":")[0]: s
+        for s in _role_statements(template)
+        if s.get("Sid") not in ("WriteCapture", "EncryptCapture")
+    }
 
     assert by_first_action["s3"]["Resource"] == {
         "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/models/*"]]
@@ -186,8 +205,11 @@ def test_image_context_holds_only_what_the_image_copies(synthesis: Synthesis) ->
     """
     manifest_path = synthesis.outdir / f"{stack_name(ENVIRONMENTS['dev'])}.assets.json"
     manifest = json.loads(manifest_path.read_text())
-    (image,) = manifest["dockerImages"].values()
-    assert image["source"]["dockerFile"] == "functions/scoring/Dockerfile"
+    (image,) = [
+        i
+        for i in manifest["dockerImages"].values()
+        if i["source"]["dockerFile"] == "functions/scoring/Dockerfile"
+    ]
     context = synthesis.outdir / image["source"]["directory"]
     files = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
 

@@ -63,6 +63,8 @@ def test_bounds_are_inclusive_and_whole_floats_are_integers(
         ("age", 101, "out_of_range"),
         ("age", 10**400, "out_of_range"),
         ("age", 30.5, "wrong_type"),
+        ("age", 30.0000000001, "wrong_type"),
+        ("age", 18 + 1e-10, "wrong_type"),
         ("age", "30", "wrong_type"),
         ("age", True, "wrong_type"),
         ("age", None, "missing"),

@@ -25,6 +25,7 @@ HTTP_STATUS: dict[type[errors.FerryError], int] = {
     errors.RouteNotFound: 404,
     errors.ModelNotFound: 404,
     errors.VersionNotFound: 404,
+    errors.DriftReportNotFound: 404,
     errors.RegistryConflict: 409,
     errors.TooLarge: 413,
     errors.ValidationFailed: 422,

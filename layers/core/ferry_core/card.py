@@ -121,6 +121,9 @@ class NumericBaseline(_Strict):
     bin_edges: list[float]
     bin_shares: list[float]
     quantiles: dict[str, float] = Field(default_factory=dict)
+    # KS reference (issue 7): the baseline's values at quantile levels (i + 0.5) / k, observed
+    # values only (inverted CDF). Empty on cards registered before it existed: no KS for them.
+    ks_reference: list[float] = Field(default_factory=list)
 
 
 class CategoricalBaseline(_Strict):

@@ -62,6 +62,12 @@ class ModelUnavailable(FerryError):
     code = "model_unavailable"
 
 
+class DriftReportNotFound(FerryError):
+    """No drift report has been written for the model (or at the requested key) yet."""
+
+    code = "report_not_found"
+
+
 class RegistryConflict(FerryError):
     """A conditional registry write lost a race or found the state it expected changed."""
 

@@ -2,6 +2,8 @@
 
 Objects are written with `If-None-Match: *` (never overwritten) and S3's own SHA-256 checksum
 (the upload is verified in transit); the version id S3 returns is what the card pins.
+Registration records its own checks (parity, schema, metrics) as the card's `validation`, which
+governance requires before a version may be promoted.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from ferry_core.card import Artifact, Card, Lineage, Output
 from ferry_core.errors import FerryError
+from ferry_core.governance import Governance, Outcome
 from ferry_core.registry import RegistryWriter, card_json, now_iso
 from ferry_core.store import sha256_hex
 
@@ -39,6 +42,104 @@ def _put(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> str 
     return resp.get("VersionId")
 
 
+def registration_checks(built: Any) -> dict[str, Any] | None:
+    """The checks registration itself ran, recorded on the card as `validation`.
+
+    parity (ONNX vs the source model's scores on the validation rows), schema (the graph's
+    inputs and outputs match the input schema: the build loads it through the serving code),
+    metrics (computed on the validation rows). Without a parity reference (an ONNX file
+    registered without source scores) there is no complete gate run: `None`, and governance
+    refuses to promote the version until the validation pipeline records results.
+    """
+    if not built.parity:
+        return None
+    overall = built.metrics.get("overall", {})
+    checks = [
+        {
+            "name": "parity",
+            "passed": bool(built.parity.get("passed")),
+            "max_abs_diff": built.parity.get("max_abs_diff"),
+            "tolerance": built.parity.get("tolerance"),
+            "rows": built.parity.get("rows"),
+        },
+        {
+            "name": "schema",
+            "passed": True,
+            "features": len(built.schema.features),
+            "message": "ONNX graph inputs and output match the input schema",
+        },
+        {
+            "name": "metrics",
+            "passed": bool(overall.get("rows")) and "auc" in overall,
+            "rows": overall.get("rows"),
+            "auc": overall.get("auc"),
+        },
+    ]
+    return {
+        "passed": all(c["passed"] for c in checks),
+        "source": "registration",
+        "at": now_iso(),
+        "checks": checks,
+    }
+
+
+def _refuse_failed_parity(built: Any) -> None:
+    if built.parity and not built.parity.get("passed"):
+        raise RegistrationRefused(
+            f"ONNX-vs-sklearn parity failed: max abs diff {built.parity['max_abs_diff']:.3g} "
+            f"> tolerance {built.parity['tolerance']:.3g} on {built.parity.get('rows')} rows; "
+            "nothing was registered"
+        )
+
+
+def _upload(
+    built: Any,
+    name: str,
+    version: int,
+    s3: Any,
+    bucket: str,
+    lineage: Lineage,
+    description: str | None,
+    evidence: dict[str, Any] | None = None,
+) -> Card:
+    """Write model.onnx (and reference.parquet) and build the card that pins them."""
+    prefix = model_prefix(name, version)
+    model_key, ref_key = f"{prefix}/model.onnx", f"{prefix}/reference.parquet"
+    model_vid = _put(s3, bucket, model_key, built.onnx_bytes, "application/octet-stream")
+    ref_uri = ref_sha = None
+    if built.reference is not None:
+        buf = io.BytesIO()
+        built.reference.to_parquet(buf, index=False)
+        ref_bytes = buf.getvalue()
+        _put(s3, bucket, ref_key, ref_bytes, "application/vnd.apache.parquet")
+        ref_uri, ref_sha = f"s3://{bucket}/{ref_key}", sha256_hex(ref_bytes)
+    metrics = {**built.metrics, "parity": built.parity} if built.parity else dict(built.metrics)
+    validation = registration_checks(built)
+    if validation is not None and evidence:
+        validation["data"] = evidence
+    card = Card(
+        name=name,
+        version=version,
+        description=description,
+        input_schema=built.schema,
+        output=getattr(built, "output", None) or Output(threshold=built.threshold),
+        artifact=Artifact(
+            uri=f"s3://{bucket}/{model_key}",
+            s3_version_id=model_vid,
+            sha256=sha256_hex(built.onnx_bytes),
+            size=len(built.onnx_bytes),
+            reference_uri=ref_uri,
+            reference_sha256=ref_sha,
+        ),
+        lineage=lineage.model_copy(update={"registered_at": lineage.registered_at or now_iso()}),
+        metrics=metrics,
+        baseline=built.baseline,
+        validation=validation,
+    )
+    _put(s3, bucket, f"{prefix}/card.json", card_json(card), "application/json")
+    return card
+
+
 def register_built(
     built: Any,
     name: str,
@@ -48,38 +149,36 @@ def register_built(
     lineage: Lineage,
     description: str | None = None,
 ) -> Card:
-    """Write a `BuiltModel` as the next version of `name`; refuses one that failed parity."""
-    if not built.parity.get("passed"):
-        raise RegistrationRefused(
-            f"ONNX-vs-sklearn parity failed: max abs diff {built.parity['max_abs_diff']:.3g} "
-            f"> tolerance {built.parity['tolerance']:.3g}"
-        )
-    version = writer.allocate_version(name)
-    prefix = model_prefix(name, version)
-    model_key, ref_key = f"{prefix}/model.onnx", f"{prefix}/reference.parquet"
-    model_vid = _put(s3, bucket, model_key, built.onnx_bytes, "application/octet-stream")
-    buf = io.BytesIO()
-    built.reference.to_parquet(buf, index=False)
-    ref_bytes = buf.getvalue()
-    _put(s3, bucket, ref_key, ref_bytes, "application/vnd.apache.parquet")
-    card = Card(
-        name=name,
-        version=version,
-        description=description,
-        input_schema=built.schema,
-        output=Output(threshold=built.threshold),
-        artifact=Artifact(
-            uri=f"s3://{bucket}/{model_key}",
-            s3_version_id=model_vid,
-            sha256=sha256_hex(built.onnx_bytes),
-            size=len(built.onnx_bytes),
-            reference_uri=f"s3://{bucket}/{ref_key}",
-            reference_sha256=sha256_hex(ref_bytes),
-        ),
-        lineage=lineage.model_copy(update={"registered_at": lineage.registered_at or now_iso()}),
-        metrics={**built.metrics, "parity": built.parity},
-        baseline=built.baseline,
-    )
-    _put(s3, bucket, f"{prefix}/card.json", card_json(card), "application/json")
+    """Write a `BuiltModel` as the next version of `name`; refuses one that failed parity.
+
+    Registry only (no audit entry): for bootstrapping and tests. `register` is the governed
+    path, used by `ferry register`.
+    """
+    _refuse_failed_parity(built)
+    card = _upload(built, name, writer.allocate_version(name), s3, bucket, lineage, description)
     writer.put_version(card)
     return card
+
+
+def register(
+    built: Any,
+    name: str,
+    s3: Any,
+    bucket: str,
+    governance: Governance,
+    lineage: Lineage,
+    actor: str,
+    description: str | None = None,
+    reason: str = "",
+    evidence: dict[str, Any] | None = None,
+) -> tuple[Card, Outcome]:
+    """Register the next version of `name` with its `register` audit entry and event.
+
+    Refused before anything is written when parity failed. The version number is allocated
+    first (numbers are never reused, even if a later step fails). `evidence` (e.g. the
+    validation data's URI and sha256) is recorded with the validation results.
+    """
+    _refuse_failed_parity(built)
+    version = governance.writer.allocate_version(name)
+    card = _upload(built, name, version, s3, bucket, lineage, description, evidence)
+    return card, governance.register(card, actor, reason)

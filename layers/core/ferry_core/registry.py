@@ -4,7 +4,10 @@ Table layout (partition key `model`, sort key `sk`):
 - `META`                   — `latest_version`, the version counter (numbers are never reused)
 - `V#000007`               — version 7: its card as JSON (exact floats, no Decimal round trip)
 - `STAGE#production`       — the stage pointer: `version`, `revision` (optimistic lock), `since`
-- `HIST#production#000003` — revision 3 of that pointer: which version, from when, by whom
+- `HIST#production#000003` — revision 3 of that pointer: which version, from when, by whom,
+                             why, and for a rollback which revision it restored
+- the version item also carries its mutable registry `status` (registered, rejected,
+  archived) and approval (`approved_by`, `approved_at`); the card JSON itself never changes
 - partition `__index__`, sort key = model name — one item per model, so listing needs no Scan
 
 Reads are cached: version cards forever (immutable), stage pointers for a few seconds so a
@@ -49,6 +52,22 @@ class StagePointer:
     version: int
     revision: int
     since: str
+
+
+@dataclass(frozen=True)
+class StageRevision:
+    """One revision of a stage pointer: which version was live from `since` to `until`."""
+
+    model: str
+    stage: str
+    revision: int
+    version: int
+    since: str
+    until: str | None
+    by: str
+    reason: str
+    event: str
+    restores: int | None
 
 
 class RegistryReader:
@@ -130,6 +149,48 @@ class RegistryReader:
     def versions(self, model: str) -> list[Card]:
         return [Card.model_validate_json(i["card"]["S"]) for i in self._query(model, "V#")]
 
+    def version_record(self, model: str, version: int) -> dict[str, Any]:
+        """A version's mutable registry facts (uncached): status, approval, who and when."""
+        item = self._get(model, version_key(version))
+        if item is None:
+            if not self.model_exists(model):
+                raise ModelNotFound(f"no model named {model!r}")
+            raise VersionNotFound(f"model {model!r} has no version {version}")
+        return {k: next(iter(v.values())) for k, v in item.items() if k not in ("card", "model")}
+
+    def version_records(self, model: str) -> list[dict[str, Any]]:
+        return [
+            {k: next(iter(v.values())) for k, v in i.items() if k not in ("card", "model")}
+            for i in self._query(model, "V#")
+        ]
+
+    def fresh_pointer(self, model: str, stage: str) -> StagePointer | None:
+        """The pointer as DynamoDB holds it now (no cache): what a stage move must start from."""
+        item = self._get(model, f"STAGE#{stage}")
+        return _pointer(model, stage, item) if item else None
+
+    def history(self, model: str, stage: str) -> list[StageRevision]:
+        """Every revision of a stage pointer, oldest first, with when each stopped being live."""
+        items = self._query(model, f"HIST#{stage}#")
+        out: list[StageRevision] = []
+        for i, item in enumerate(items):
+            until = items[i + 1]["since"]["S"] if i + 1 < len(items) else None
+            out.append(
+                StageRevision(
+                    model=model,
+                    stage=stage,
+                    revision=int(item["sk"]["S"].rsplit("#", 1)[1]),
+                    version=int(item["version"]["N"]),
+                    since=item["since"]["S"],
+                    until=until,
+                    by=item.get("by", {}).get("S", ""),
+                    reason=item.get("reason", {}).get("S", ""),
+                    event=item.get("event", {}).get("S", "promote"),
+                    restores=int(item["restores"]["N"]) if "restores" in item else None,
+                )
+            )
+        return out
+
     def _get(self, model: str, sk: str) -> dict[str, Any] | None:
         try:
             resp = self._ddb.get_item(
@@ -194,37 +255,39 @@ class RegistryWriter:
         )
         return int(resp["Attributes"]["latest_version"]["N"])
 
+    def version_items(self, card: Card) -> list[dict[str, Any]]:
+        """The transaction items that record a new version (never overwriting one)."""
+        return [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "model": {"S": card.name},
+                        "sk": {"S": version_key(card.version)},
+                        "version": {"N": str(card.version)},
+                        "status": {"S": card.status},
+                        "registered_at": {"S": card.lineage.registered_at or now_iso()},
+                        "card": {"S": card.model_dump_json()},
+                    },
+                    "ConditionExpression": "attribute_not_exists(sk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {"model": {"S": INDEX_PARTITION}, "sk": {"S": card.name}},
+                }
+            },
+        ]
+
     def put_version(self, card: Card) -> None:
         """Record a new version's card; refuses to overwrite an existing version."""
         try:
-            self._ddb.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {
-                                "model": {"S": card.name},
-                                "sk": {"S": version_key(card.version)},
-                                "version": {"N": str(card.version)},
-                                "status": {"S": card.status},
-                                "registered_at": {"S": card.lineage.registered_at or now_iso()},
-                                "card": {"S": card.model_dump_json()},
-                            },
-                            "ConditionExpression": "attribute_not_exists(sk)",
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {"model": {"S": INDEX_PARTITION}, "sk": {"S": card.name}},
-                        }
-                    },
-                ]
-            )
+            self._ddb.transact_write_items(TransactItems=self.version_items(card))
         except self._ddb.exceptions.TransactionCanceledException as exc:
             raise RegistryConflict(f"{card.name} v{card.version} is already registered") from exc
 
-    def set_stage(
+    def stage_items(
         self,
         model: str,
         stage: str,
@@ -232,8 +295,15 @@ class RegistryWriter:
         expected_revision: int | None,
         actor: str,
         reason: str = "",
-    ) -> StagePointer:
-        """Move a stage pointer with optimistic locking; the version must exist."""
+        event: str = "promote",
+        restores: int | None = None,
+    ) -> tuple[list[dict[str, Any]], StagePointer]:
+        """The transaction items of a stage move, and the pointer they would leave.
+
+        Pointer Put guarded by the revision the caller read; a ConditionCheck that the version
+        exists and is neither archived nor rejected; a HIST item for the new revision. Callers
+        add their audit entry to the same transaction (`ferry_core.governance`).
+        """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         revision = (expected_revision or 0) + 1
@@ -263,36 +333,103 @@ class RegistryWriter:
             "model": {"S": model},
             "sk": {"S": f"HIST#{stage}#{revision:06d}"},
             "version": {"N": str(version)},
+            "revision": {"N": str(revision)},
             "since": {"S": since},
             "by": {"S": actor},
             "reason": {"S": reason},
+            "event": {"S": event},
         }
+        if restores is not None:
+            history["restores"] = {"N": str(restores)}
+        items = [
+            {"Put": put},
+            {
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": {"model": {"S": model}, "sk": {"S": version_key(version)}},
+                    "ConditionExpression": "attribute_exists(sk) AND NOT (#st IN (:ar, :rj))",
+                    "ExpressionAttributeNames": {"#st": "status"},
+                    "ExpressionAttributeValues": {
+                        ":ar": {"S": "archived"},
+                        ":rj": {"S": "rejected"},
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": history,
+                    "ConditionExpression": "attribute_not_exists(sk)",
+                }
+            },
+        ]
+        return items, StagePointer(model, stage, version, revision, since)
+
+    def set_stage(
+        self,
+        model: str,
+        stage: str,
+        version: int,
+        expected_revision: int | None,
+        actor: str,
+        reason: str = "",
+    ) -> StagePointer:
+        """Move a stage pointer with optimistic locking, without an audit entry.
+
+        For bootstrapping and tests; governed moves go through `ferry_core.governance`, which
+        writes the same items and the audit entry in one transaction.
+        """
+        items, pointer = self.stage_items(model, stage, version, expected_revision, actor, reason)
         try:
-            self._ddb.transact_write_items(
-                TransactItems=[
-                    {"Put": put},
-                    {
-                        "ConditionCheck": {
-                            "TableName": self._table,
-                            "Key": {"model": {"S": model}, "sk": {"S": version_key(version)}},
-                            "ConditionExpression": "attribute_exists(sk)",
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": history,
-                            "ConditionExpression": "attribute_not_exists(sk)",
-                        }
-                    },
-                ]
-            )
+            self._ddb.transact_write_items(TransactItems=items)
         except self._ddb.exceptions.TransactionCanceledException as exc:
             raise RegistryConflict(
                 f"could not move {model} {stage} to v{version}: the pointer changed since it was "
                 "read, or the version does not exist"
             ) from exc
-        return StagePointer(model, stage, version, revision, since)
+        return pointer
+
+    def status_item(
+        self, model: str, version: int, status: str, actor: str, extra: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """An Update of a version's registry status (the card itself stays immutable).
+
+        Only from a live status: an archived or rejected version stays so.
+        """
+        names = {"#st": "status"}
+        values: dict[str, Any] = {
+            ":st": {"S": status},
+            ":by": {"S": actor},
+            ":at": {"S": now_iso()},
+            ":ar": {"S": "archived"},
+            ":rj": {"S": "rejected"},
+        }
+        sets = ["#st = :st", "status_by = :by", "status_at = :at"]
+        for i, (k, v) in enumerate(sorted((extra or {}).items())):
+            names[f"#x{i}"] = k
+            values[f":x{i}"] = {"S": v}
+            sets.append(f"#x{i} = :x{i}")
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"model": {"S": model}, "sk": {"S": version_key(version)}},
+                "UpdateExpression": "SET " + ", ".join(sets),
+                "ConditionExpression": "attribute_exists(sk) AND NOT (#st IN (:ar, :rj))",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def not_live_item(self, model: str, stage: str, version: int) -> dict[str, Any]:
+        """A ConditionCheck that `stage` does not point at `version` (archive/reject guard)."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": {"model": {"S": model}, "sk": {"S": f"STAGE#{stage}"}},
+                "ConditionExpression": "attribute_not_exists(sk) OR version <> :v",
+                "ExpressionAttributeValues": {":v": {"N": str(version)}},
+            }
+        }
 
 
 def card_json(card: Card) -> bytes:

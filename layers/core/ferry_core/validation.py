@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from ferry_core.card import Feature, InputSchema
@@ -70,12 +71,19 @@ def _field_type(feature: Feature) -> Any:
     hard = feature.out_of_range == "reject"
     lo = feature.minimum if hard and feature.minimum is not None else -FLOAT32_MAX
     hi = feature.maximum if hard and feature.maximum is not None else FLOAT32_MAX
-    # 30 and 30.0 are the same integer: JSON encoders and columnar readers (an integer column
-    # with nulls arrives as float64) disagree on which to write. multiple_of runs in Rust.
-    whole = 1 if feature.type == "integer" else None
-    return Annotated[
-        float, Field(strict=True, ge=lo, le=hi, allow_inf_nan=False, multiple_of=whole)
-    ]
+    number = Annotated[float, Field(strict=True, ge=lo, le=hi, allow_inf_nan=False)]
+    if feature.type == "integer":
+        # 30 and 30.0 are the same integer: JSON encoders and columnar readers (an integer
+        # column with nulls arrives as float64) disagree on which to write. The check is exact
+        # (pydantic's multiple_of=1 has a tolerance and would accept 1e-10).
+        return Annotated[number, AfterValidator(_whole)]
+    return number
+
+
+def _whole(value: float) -> float:
+    if not value.is_integer():
+        raise PydanticCustomError("not_whole", "not a whole number")
+    return value
 
 
 class InstanceValidator:

@@ -1,0 +1,245 @@
+"""Batch scoring: SQS-wrapped S3 events in, one exactly-once run per uploaded object version.
+
+`lambda_handler` takes the SQS batch (ReportBatchItemFailures: only failed messages return to
+the queue); each S3 record goes through a Powertools idempotent function keyed on bucket, key
+and version id (ETag when the event has none), which scores the file, or starts the fan-out
+state machine when the file is too large for one invocation. `split_handler`,
+`part_handler`, `merge_handler` and `fail_handler` are that state machine's steps (same image,
+different CMD). Everything else is `ferry_core.batch`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from ferry_core.audit import AnchorStore, AuditLog
+from ferry_core.batch.keys import ObjectRef, is_incoming, run_id
+from ferry_core.batch.run import BatchRunner
+from ferry_core.batch.settings import BatchEnvironment
+from ferry_core.registry import RegistryReader, now_iso
+from ferry_core.scoring import ScoringService
+from ferry_core.store import ModelStore
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer(patch_modules=("botocore",))
+# Every failed message is listed in batchItemFailures, even when all of them failed.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: BatchEnvironment
+    runner: BatchRunner
+    idempotency: IdempotencyConfig
+    run_once: Any
+    sfn: Any
+
+
+def _anchor(s3: Any, bucket: str | None) -> AnchorStore | None:
+    """Batch runs are audited like governance events, so their chain head is anchored too."""
+    return AnchorStore(s3, bucket) if bucket else None
+
+
+@cache
+def runtime() -> Runtime:
+    """Built on first use (not at import), once per container; tests call cache_clear()."""
+    s = BatchEnvironment.from_env()
+    ddb, s3 = boto3.client("dynamodb"), boto3.client("s3")
+    registry = RegistryReader(ddb, s.registry_table, s.registry_cache_seconds)
+    service = ScoringService(registry, ModelStore(s3, s.model_cache_dir), threads=s.threads)
+
+    def audit_marker(rid: str) -> dict[str, Any]:
+        """Written with the audit entry, once: a second entry for the same run is refused."""
+        item = {"id": {"S": f"batch-audit#{rid}"}, "at": {"S": now_iso()}}
+        return {
+            "Put": {
+                "TableName": s.idempotency_table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(id)",
+            }
+        }
+
+    runner = BatchRunner(
+        s3,
+        service,
+        s.batch_settings(),
+        audit=AuditLog(ddb, s.audit_table, _anchor(s3, s.audit_anchor_bucket)).append,
+        audit_once=audit_marker,
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="identity", expires_after_seconds=s.idempotency_seconds
+    )
+    persistence = DynamoDBPersistenceLayer(table_name=s.idempotency_table, boto3_client=ddb)
+    run_once = idempotent_function(
+        data_keyword_argument="upload", persistence_store=persistence, config=config
+    )(_process)
+    sfn = boto3.client("stepfunctions") if s.state_machine_arn else None
+    return Runtime(s, runner, config, run_once, sfn)
+
+
+def _process(upload: dict[str, Any]) -> dict[str, Any]:
+    """One object version, exactly once: score it here, or hand it to the fan-out."""
+    rt = runtime()
+    obj = ObjectRef(**{k: upload[k] for k in ("bucket", "key", "version_id", "etag", "size")})
+    if rt.sfn is not None and rt.runner.needs_fanout(obj):
+        return _fan_out(rt, obj)
+    manifest = rt.runner.run(obj)
+    _emit(manifest)
+    return _summary(manifest)
+
+
+def _fan_out(rt: Runtime, obj: ObjectRef) -> dict[str, Any]:
+    """Start the Distributed Map run; its name is the run id, so a duplicate start is refused."""
+    try:
+        resp = rt.sfn.start_execution(
+            stateMachineArn=rt.settings.state_machine_arn,
+            name=run_id(obj),
+            input=json.dumps({"object": obj.as_dict()}),
+        )
+    except rt.sfn.exceptions.ExecutionAlreadyExists:
+        logger.info("fan-out already started", key=obj.key)
+        return {"status": "fanned_out", "key": obj.key, "duplicate": True}
+    logger.info("fanned out", key=obj.key, size=obj.size, execution=resp["executionArn"])
+    return {"status": "fanned_out", "key": obj.key, "execution": resp["executionArn"]}
+
+
+def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    keep = ("status", "reason", "run_id", "rows_in", "rows_scored", "rows_rejected", "outputs")
+    return {k: manifest.get(k) for k in keep}
+
+
+def _emit(manifest: dict[str, Any]) -> None:
+    """Per-model EMF metrics of a finished run (BatchFailures is the alarm's metric)."""
+    if manifest.get("duplicate") or manifest.get("status") not in ("succeeded", "failed"):
+        return
+    model = (manifest.get("model") or {}).get("name") or "-"
+    figures: list[tuple[str, str, float]] = []
+    if manifest["status"] == "failed":
+        figures.append(("BatchFailures", MetricUnit.Count, 1))
+        logger.warning("batch file failed", reason=manifest.get("reason"), model=model)
+    else:
+        figures += [
+            ("RowsScored", MetricUnit.Count, manifest["rows_scored"]),
+            ("RowsRejected", MetricUnit.Count, manifest["rows_rejected"]),
+            ("FileSeconds", MetricUnit.Seconds, manifest.get("seconds") or 0),
+            ("RowsPerSecond", MetricUnit.CountPerSecond, manifest.get("rows_per_second") or 0),
+        ]
+        logger.info("batch file scored", **_summary(manifest))
+    for name, unit, value in figures:
+        with single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace) as m:
+            m.add_dimension("model", model)
+
+
+def uploads(body: str) -> list[dict[str, Any]]:
+    """The uploads an SQS message announces: S3 records, keys URL-decoded; a test event is none.
+
+    moto's records lack `sequencer` and `versionId` and real S3's carry them: only the fields
+    every sender fills are required.
+    """
+    message = json.loads(body)
+    if message.get("Event") == "s3:TestEvent":
+        return []
+    out = []
+    for record in message.get("Records", []):
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record["s3"]
+        obj = ObjectRef(
+            bucket=s3["bucket"]["name"],
+            key=unquote_plus(s3["object"]["key"]),
+            version_id=s3["object"].get("versionId") or None,
+            etag=(s3["object"].get("eTag") or "").strip('"') or None,
+            size=s3["object"].get("size"),
+        )
+        if is_incoming(obj.key):
+            out.append({"identity": obj.identity, **obj.as_dict()})
+    return out
+
+
+def record_handler(record: SQSRecord) -> None:
+    """Raising returns the message to the queue (then the DLQ); a domain failure does not."""
+    try:
+        found = uploads(record.body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # Not an S3 event at all: no retry can fix it, so it is consumed, counted and logged.
+        logger.error("unreadable batch message", error=str(exc), body=record.body[:500])
+        metrics.add_metric(name="BatchFailures", unit=MetricUnit.Count, value=1)
+        return
+    for upload in found:
+        runtime().run_once(upload=upload)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    runtime().idempotency.register_lambda_context(context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+
+
+# ---- the fan-out state machine's steps ------------------------------------------------------
+
+
+def _object(event: dict[str, Any]) -> ObjectRef:
+    return ObjectRef(**event["object"])
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def split_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Plan the parts; `status` other than `ready` ends the run (its manifest is written)."""
+    result = runtime().runner.split(_object(event))
+    if result["status"] == "failed":
+        _emit(result["manifest"])
+        return {"status": "failed"}
+    return result
+
+
+@logger.inject_lambda_context
+def part_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """One Distributed Map item: score one byte range or row-group range into staging."""
+    return runtime().runner.run_part(_object(event), event["part"], int(event["model_version"]))
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def merge_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Write the one scored file, rejects file and manifest from the parts."""
+    manifest = runtime().runner.merge(_object(event))
+    _emit(manifest)
+    return _summary(manifest)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def fail_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The state machine's catch: a failed manifest saying which step failed and why."""
+    error = event.get("error") or {}
+    reason = f"fan-out failed: {error.get('Error', 'error')}: {str(error.get('Cause', ''))[:300]}"
+    manifest = runtime().runner.fail(_object(event), reason)
+    _emit(manifest)
+    return _summary(manifest)

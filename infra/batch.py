@@ -1,0 +1,493 @@
+"""Batch scoring: S3 upload → SQS (DLQ) → batch function, and a Distributed Map for big files.
+
+Why S3 → SQS → Lambda rather than S3 → Lambda directly: the queue buffers a burst of uploads
+(the function's concurrency is capped, the queue absorbs the rest instead of S3 retrying
+and giving up), each message is retried with backoff through its visibility timeout, a message
+that keeps failing lands in a dead-letter queue after `MAX_RECEIVES` tries (alarmed on, and
+replayable with a redrive), and ReportBatchItemFailures returns only the failed messages. The
+visibility timeout is six times the function timeout, as AWS recommends, so a message is never
+redelivered while a run of it is still going. Domain failures (unknown model, corrupt file)
+are not retried: they end in a failed manifest and the BatchFailures metric.
+
+The notification is set on the bucket's CloudFormation resource (no CDK custom resource): it
+needs only a queue policy, which the bucket waits for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.nag import acknowledge
+from infra.scoring import MODEL_CACHE_DIR, REPO_ROOT
+from infra.storage import MODELS_PREFIX
+
+DOCKERFILE = "functions/batch/Dockerfile"
+IMAGE_CONTEXT_EXCLUDE = (
+    "*",
+    "!functions/batch",
+    "!layers/core",
+    "!requirements/batch.txt",
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.pytest_cache",
+    "**/*.egg-info",
+    "**/build",
+)
+INCOMING_PREFIX = "batch/incoming/"
+MAX_RECEIVES = 3
+VISIBILITY_FACTOR = 6
+# The fan-out steps and the handler each is (one image, one CMD per step).
+STEPS = {
+    "Split": "handler.split_handler",
+    "Part": "handler.part_handler",
+    "Merge": "handler.merge_handler",
+    "Fail": "handler.fail_handler",
+}
+
+
+class BatchScoring(Construct):
+    """Queue + DLQ, idempotency table, batch function, fan-out state machine and alarms."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        data_bucket: s3.Bucket,
+        data_key: kms.IKey,
+        model_bucket: s3.IBucket,
+        model_key: kms.IKey,
+        registry_table: dynamodb.ITable,
+        audit_table: dynamodb.ITable,
+        anchor_bucket: s3.IBucket,
+        anchor_key: kms.IKey,
+        memory_mb: int,
+        timeout_seconds: int,
+        chunk_rows: int,
+        onnx_threads: int,
+        fanout_threshold_bytes: int,
+        part_bytes: int,
+        max_concurrency: int,
+        map_concurrency: int,
+        registry_cache_seconds: int,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        timeout = Duration.seconds(timeout_seconds)
+        self.idempotency_table = dynamodb.Table(
+            self,
+            "IdempotencyTable",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="expiration",
+            deletion_protection=removal_policy == RemovalPolicy.RETAIN,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=removal_policy,
+        )
+        self.dlq = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=removal_policy,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(timeout_seconds * VISIBILITY_FACTOR),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVES, queue=self.dlq),
+            removal_policy=removal_policy,
+        )
+        self._notify(data_bucket)
+
+        # Two roles with the same grants: the queue consumer may also start the state machine,
+        # whose steps must not depend on that grant (it would be a dependency cycle).
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Ferry batch scoring: read uploads, write results, audit batch runs",
+        )
+        self.step_role = iam.Role(
+            self,
+            "StepRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Ferry batch fan-out steps: read uploads, write results, audit runs",
+        )
+        code_args = {
+            "file": DOCKERFILE,
+            "exclude": list(IMAGE_CONTEXT_EXCLUDE),
+            "ignore_mode": IgnoreMode.DOCKER,
+            "platform": ecr_assets.Platform.LINUX_AMD64,
+        }
+        self.log_group = logs.LogGroup(
+            self, "LogGroup", retention=log_retention, removal_policy=removal_policy
+        )
+        self.environment = {
+            "FERRY_ENV": env_name,
+            "MODEL_BUCKET": model_bucket.bucket_name,
+            "DATA_BUCKET": data_bucket.bucket_name,
+            "REGISTRY_TABLE": registry_table.table_name,
+            "AUDIT_TABLE": audit_table.table_name,
+            "AUDIT_ANCHOR_BUCKET": anchor_bucket.bucket_name,
+            "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
+            "REGISTRY_CACHE_SECONDS": str(registry_cache_seconds),
+            "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
+            "ONNX_THREADS": str(onnx_threads),
+            "BATCH_CHUNK_ROWS": str(chunk_rows),
+            "BATCH_FANOUT_THRESHOLD_BYTES": str(fanout_threshold_bytes),
+            "BATCH_PART_BYTES": str(part_bytes),
+            "POWERTOOLS_SERVICE_NAME": "ferry-batch",
+            "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+
+        def function(
+            name: str, cmd: str | None, description: str, role: iam.IRole
+        ) -> lambda_.DockerImageFunction:
+            return lambda_.DockerImageFunction(
+                self,
+                name,
+                code=lambda_.DockerImageCode.from_image_asset(
+                    str(REPO_ROOT), cmd=[cmd] if cmd else None, **code_args
+                ),
+                description=description,
+                architecture=lambda_.Architecture.X86_64,
+                role=role,
+                memory_size=memory_mb,
+                timeout=timeout,
+                tracing=lambda_.Tracing.ACTIVE,
+                log_group=self.log_group,
+                environment=self.environment,
+            )
+
+        self.steps = {
+            step: function(
+                f"{step}Function", cmd, f"Ferry batch fan-out: {step.lower()}", self.step_role
+            )
+            for step, cmd in STEPS.items()
+        }
+        self.state_machine = self._state_machine(
+            data_bucket, map_concurrency, log_retention, removal_policy
+        )
+        self.function = function("Function", None, "Ferry batch scoring (S3 → SQS)", self.role)
+        self.function.add_environment(
+            "BATCH_STATE_MACHINE_ARN", self.state_machine.state_machine_arn
+        )
+        # An explicit mapping (not add_event_source, whose construct id embeds the stack name):
+        # one message per invocation, so a file gets the whole time limit; failed messages only
+        # go back to the queue.
+        self.mapping = lambda_.EventSourceMapping(
+            self,
+            "QueueMapping",
+            target=self.function,
+            event_source_arn=self.queue.queue_arn,
+            batch_size=1,
+            report_batch_item_failures=True,
+            max_concurrency=max_concurrency,
+        )
+        self.queue.grant_consume_messages(self.function)
+        self.state_machine.grant_start_execution(self.function)
+        self._grant(data_bucket, data_key, model_bucket, model_key, registry_table, audit_table)
+        self._grant_anchors(anchor_bucket, anchor_key)
+        self._alarms()
+        self._acknowledge_findings(data_bucket, model_bucket, anchor_bucket)
+
+    def _notify(self, data_bucket: s3.Bucket) -> None:
+        """ObjectCreated under batch/incoming/ → the queue, set on the CfnBucket directly."""
+        stack = Stack.of(self)
+        # One policy per queue (SQS keeps only one): the one enforce_ssl already created.
+        self.queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="S3Notifications",
+                principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.queue.queue_arn],
+                # The bucket ARN would make a cycle (the bucket waits for this policy).
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        policy = self.queue.node.find_child("Policy")
+        cfn_bucket = data_bucket.node.default_child
+        cfn_bucket.add_property_override(
+            "NotificationConfiguration.QueueConfigurations",
+            [
+                {
+                    "Event": "s3:ObjectCreated:*",
+                    "Queue": self.queue.queue_arn,
+                    "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": INCOMING_PREFIX}]}},
+                }
+            ],
+        )
+        cfn_bucket.node.add_dependency(policy)
+
+    def _state_machine(
+        self,
+        data_bucket: s3.IBucket,
+        map_concurrency: int,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> sfn.StateMachine:
+        """Split → Distributed Map over parts (ItemReader: parts.json) → Merge; Fail on error."""
+
+        def invoke(step: str, payload: dict | None = None) -> tasks.LambdaInvoke:
+            return tasks.LambdaInvoke(
+                self,
+                step,
+                lambda_function=self.steps[step],
+                payload=sfn.TaskInput.from_object(payload) if payload else None,
+                payload_response_only=True,
+                retry_on_service_exceptions=True,
+            )
+
+        fail = invoke(
+            "Fail",
+            {
+                "object": sfn.JsonPath.object_at("$.object"),
+                "error": sfn.JsonPath.object_at("$.error"),
+            },
+        ).next(sfn.Fail(self, "Failed", error="BatchFailed", cause="see the failed manifest"))
+        split = invoke("Split", {"object": sfn.JsonPath.object_at("$.object")})
+        split.add_catch(fail, result_path="$.error")
+        split_result = split  # its output replaces the state: {status, parts_key, object, ...}
+        parts = sfn.DistributedMap(
+            self,
+            "Parts",
+            item_reader=sfn.S3JsonItemReader(
+                bucket=data_bucket, key=sfn.JsonPath.string_at("$.parts_key")
+            ),
+            item_selector={
+                "object": sfn.JsonPath.object_at("$.object"),
+                "model_version": sfn.JsonPath.number_at("$.model_version"),
+                "part": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=map_concurrency,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        parts.item_processor(invoke("Part"))
+        parts.add_catch(fail, result_path="$.error")
+        merge = invoke("Merge", {"object": sfn.JsonPath.object_at("$.object")})
+        merge.add_catch(fail, result_path="$.error")
+        definition = split_result.next(
+            sfn.Choice(self, "Ready?")
+            .when(sfn.Condition.string_equals("$.status", "ready"), parts.next(merge))
+            .otherwise(sfn.Succeed(self, "Nothing to merge"))
+        )
+        log_group = logs.LogGroup(
+            self, "StateMachineLogs", retention=log_retention, removal_policy=removal_policy
+        )
+        return sfn.StateMachine(
+            self,
+            "FanOut",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL),
+            timeout=Duration.hours(6),
+        )
+
+    def _grant(
+        self,
+        data_bucket: s3.IBucket,
+        data_key: kms.IKey,
+        model_bucket: s3.IBucket,
+        model_key: kms.IKey,
+        registry_table: dynamodb.ITable,
+        audit_table: dynamodb.ITable,
+    ) -> None:
+        """Exactly what a run does: read uploads, write batch/ outputs, read models, audit."""
+        statements = [
+            ("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
+             [self.log_group.log_group_arn]),
+            ("ReadUploads", ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
+                             "s3:GetObjectVersionTagging"],
+             [data_bucket.arn_for_objects("batch/*")]),
+            ("WriteResults", ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+             [data_bucket.arn_for_objects(p) for p in
+              ("batch/scored/*", "batch/rejected/*", "batch/manifests/*", "batch/staging/*")]),
+            ("ListStaging", ["s3:ListBucket"], [data_bucket.bucket_arn]),
+            ("DataKey", ["kms:Decrypt", "kms:GenerateDataKey"], [data_key.key_arn]),
+            ("ReadModelArtifacts", ["s3:GetObject", "s3:GetObjectVersion"],
+             [model_bucket.arn_for_objects(f"{MODELS_PREFIX}*")]),
+            ("DecryptModelArtifacts", ["kms:Decrypt"], [model_key.key_arn]),
+            ("ReadRegistry", ["dynamodb:GetItem", "dynamodb:Query"], [registry_table.table_arn]),
+            ("AppendAudit", ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
+             [audit_table.table_arn]),
+            ("Idempotency", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                             "dynamodb:DeleteItem"],
+             [self.idempotency_table.table_arn]),
+        ]  # fmt: skip
+        for role in (self.role, self.step_role):
+            for sid, actions, resources in statements:
+                role.add_to_policy(
+                    iam.PolicyStatement(sid=sid, actions=actions, resources=resources)
+                )
+
+    def _grant_anchors(self, anchor_bucket: s3.IBucket, anchor_key: kms.IKey) -> None:
+        """A batch run is a governance event: its audit entry is anchored like the others."""
+        for role in (self.role, self.step_role):
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="WriteAnchors",
+                    actions=["s3:PutObject"],
+                    resources=[anchor_bucket.arn_for_objects("anchors/*")],
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="EncryptAnchors",
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[anchor_key.key_arn],
+                )
+            )
+
+    def _alarms(self) -> None:
+        """DLQ depth (a message failed every retry) and BatchFailures (a file was unscorable)."""
+        self.dlq_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterAlarm",
+            metric=self.dlq.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="Batch messages failed every retry: see the DLQ, fix, redrive.",
+        )
+        self.failure_alarm = cloudwatch.Alarm(
+            self,
+            "FailureAlarm",
+            metric=cloudwatch.MathExpression(
+                expression="SUM(SEARCH('{Ferry,model,service} MetricName=\"BatchFailures\"', "
+                "'Sum', 60))",
+                period=Duration.minutes(1),
+                label="BatchFailures",
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="A batch file got a failed manifest (unknown model, bad file).",
+        )
+
+    def _acknowledge_findings(
+        self, data_bucket: s3.IBucket, model_bucket: s3.IBucket, anchor_bucket: s3.IBucket
+    ) -> None:
+        stack = Stack.of(self)
+        policies = [
+            role.node.find_child("DefaultPolicy").node.default_child
+            for role in (self.role, self.step_role)
+        ]
+        data_id = stack.resolve(stack.get_logical_id(data_bucket.node.default_child))
+        model_id = stack.resolve(stack.get_logical_id(model_bucket.node.default_child))
+        anchor_id = stack.resolve(stack.get_logical_id(anchor_bucket.node.default_child))
+        for policy in policies:
+            self._acknowledge_policy(policy, data_id, model_id)
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::<{anchor_id}.Arn>/anchors/*]",
+                "A batch run's audit entry anchors its chain head at anchors/{model}/{seq}.json "
+                "(PutObject only, If-None-Match, under Object Lock): keys are known only then.",
+            )
+        for fn in [self.function, *self.steps.values()]:
+            acknowledge(
+                fn.node.default_child,
+                "Serverless-LambdaDLQ",
+                "Invoked by SQS (whose redrive policy dead-letters failed messages) or "
+                "synchronously by Step Functions (which catches failures): nothing is async.",
+            )
+        self._acknowledge_state_machine(data_id)
+        acknowledge(
+            self.dlq.node.default_child,
+            "Serverless-SQSRedrivePolicy",
+            "This is the dead-letter queue itself: its messages wait for a fix and a redrive, "
+            "they are not dead-lettered again.",
+        )
+        acknowledge(
+            self.mapping.node.default_child,
+            "Serverless-LambdaEventSourceMappingDestination",
+            "An SQS source keeps failed messages on the queue, and its redrive policy moves them "
+            "to the dead-letter queue after 3 receives (alarmed on): that is the destination.",
+        )
+
+    def _acknowledge_state_machine(self, data_id: str) -> None:
+        stack = Stack.of(self)
+        sm = self.state_machine
+        role_policy = sm.role.node.find_child("DefaultPolicy").node.default_child
+        for step in self.steps.values():
+            fn_id = stack.resolve(stack.get_logical_id(step.node.default_child))
+            acknowledge(
+                role_policy,
+                f"AwsSolutions-IAM5[Resource::<{fn_id}.Arn>:*]",
+                "CDK's LambdaInvoke grant covers the function's versions and aliases (ARN:*); "
+                "the state machine invokes only its own four step functions.",
+            )
+        acknowledge(
+            role_policy,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<{data_id}>/*]",
+            "The Distributed Map's ItemReader reads batch/staging/{run}/parts.json, whose key "
+            "is only known at run time; CDK's ItemReader grant is GetObject on the bucket.",
+        )
+        acknowledge(
+            role_policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only the X-Ray and CloudWatch Logs delivery actions Step Functions needs for "
+            "tracing and logging, which do not support resource-level permissions.",
+        )
+        sm_id = stack.resolve(stack.get_logical_id(sm.node.default_child))
+        map_policy = sm.node.find_child("DistributedMapPolicy").node.default_child
+        execution = (
+            f"arn:aws:states:{stack.region}:<AWS::AccountId>:execution:"
+            f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{sm_id}"}}]}}]}}'
+        )
+        for suffix in (":*", "/*:*"):
+            acknowledge(
+                map_policy,
+                f"AwsSolutions-IAM5[Resource::{execution}{suffix}]",
+                "A Distributed Map runs child executions of this state machine and must "
+                "describe and stop them; their names are generated at run time.",
+            )
+
+    def _acknowledge_policy(self, policy: Any, data_id: str, model_id: str) -> None:
+        for prefix in ("batch/", "batch/scored/", "batch/rejected/", "batch/manifests/",
+                       "batch/staging/"):  # fmt: skip
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::<{data_id}.Arn>/{prefix}*]",
+                "Batch reads any upload and writes results for any model path under its own "
+                "batch/ prefixes of the data bucket; object keys are not known in advance.",
+            )
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::<{model_id}.Arn>/{MODELS_PREFIX}*]",
+            "Batch loads any registered model version; keys are models/{model}/v{n}/..., so the "
+            "grant is the models/ prefix (GetObject/GetObjectVersion only), not the bucket.",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only xray:PutTraceSegments/PutTelemetryRecords (added by CDK for active tracing) "
+            "use Resource *: X-Ray does not support resource-level permissions for them.",
+        )

@@ -1,0 +1,231 @@
+"""Governance: the audit anchor bucket (S3 Object Lock) and the promotion-path function.
+
+The governance function is the only role in the stack that may write stage pointers, append
+to the audit table, write anchors and publish `ferry.registry` events. The scoring role stays
+read-only (infra/scoring.py); tests/infra assert both on the synthesized template.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.nag import acknowledge
+from infra.scoring import REPO_ROOT
+from infra.storage import MODELS_PREFIX
+
+DOCKERFILE = "functions/governance/Dockerfile"
+IMAGE_CONTEXT_EXCLUDE = (
+    "*",
+    "!functions/governance",
+    "!layers/core",
+    "!requirements/runtime.txt",
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.pytest_cache",
+    "**/*.egg-info",
+    "**/build",
+)
+ANCHOR_PREFIX = "anchors/"
+EVENT_SOURCE = "ferry.registry"
+MODEL_CACHE_DIR = "/tmp/ferry-models"
+
+
+class Governance(Construct):
+    """Audit anchor bucket + governance function with exactly the writes governance needs."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        model_bucket: s3.IBucket,
+        model_key: kms.IKey,
+        registry_table: dynamodb.ITable,
+        audit_table: dynamodb.ITable,
+        access_logs_bucket: s3.IBucket,
+        anchor_retention_days: int,
+        approval_required: bool,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.anchor_key = kms.Key(
+            self,
+            "AnchorKey",
+            description="Ferry audit anchor bucket encryption",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+        # Compliance-mode Object Lock: no principal, root included, can delete or shorten the
+        # retention of an anchor. Like every bucket here it follows the removal policy; a
+        # destroyed dev stack leaves it behind until its (one-day) retention has passed.
+        self.anchor_bucket = s3.Bucket(
+            self,
+            "AnchorBucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.anchor_key,
+            bucket_key_enabled=True,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=True,
+            object_lock_enabled=True,
+            object_lock_default_retention=s3.ObjectLockRetention.compliance(
+                Duration.days(anchor_retention_days)
+            ),
+            server_access_logs_bucket=access_logs_bucket,
+            server_access_logs_prefix="audit-anchors/",
+            removal_policy=removal_policy,
+        )
+        self.log_group = logs.LogGroup(
+            self, "LogGroup", retention=log_retention, removal_policy=removal_policy
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Ferry governance function: the only writer of stage pointers",
+        )
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            code=lambda_.DockerImageCode.from_image_asset(
+                str(REPO_ROOT),
+                file=DOCKERFILE,
+                exclude=list(IMAGE_CONTEXT_EXCLUDE),
+                ignore_mode=IgnoreMode.DOCKER,
+                platform=ecr_assets.Platform.LINUX_AMD64,
+            ),
+            description="Ferry governance: promote, roll back, archive, approve, reject",
+            architecture=lambda_.Architecture.X86_64,
+            role=self.role,
+            memory_size=1024,
+            timeout=Duration.seconds(60),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            environment={
+                "FERRY_ENV": env_name,
+                "MODEL_BUCKET": model_bucket.bucket_name,
+                "REGISTRY_TABLE": registry_table.table_name,
+                "AUDIT_TABLE": audit_table.table_name,
+                "AUDIT_ANCHOR_BUCKET": self.anchor_bucket.bucket_name,
+                "EVENT_BUS_NAME": "default",
+                "APPROVAL_REQUIRED": "true" if approval_required else "false",
+                "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
+                "POWERTOOLS_SERVICE_NAME": "ferry-governance",
+                "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+        )
+        self._grant(model_bucket, model_key, registry_table, audit_table)
+        self._acknowledge_findings(model_bucket)
+
+    def _grant(
+        self,
+        model_bucket: s3.IBucket,
+        model_key: kms.IKey,
+        registry_table: dynamodb.ITable,
+        audit_table: dynamodb.ITable,
+    ) -> None:
+        statements = [
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            ),
+            # Conditional Put/Update of pointers, history and version status; Query/Get to read.
+            iam.PolicyStatement(
+                sid="WriteRegistry",
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:Query",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
+                resources=[registry_table.table_arn],
+            ),
+            # Append-only: no UpdateItem, no DeleteItem on the audit table.
+            iam.PolicyStatement(
+                sid="AppendAudit",
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:Query",
+                    "dynamodb:PutItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
+                resources=[audit_table.table_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadModelArtifacts",
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[model_bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+            ),
+            iam.PolicyStatement(
+                sid="DecryptModelArtifacts", actions=["kms:Decrypt"], resources=[model_key.key_arn]
+            ),
+            iam.PolicyStatement(
+                sid="WriteAnchors",
+                actions=["s3:PutObject"],
+                resources=[self.anchor_bucket.arn_for_objects(f"{ANCHOR_PREFIX}*")],
+            ),
+            iam.PolicyStatement(
+                sid="EncryptAnchors",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[self.anchor_key.key_arn],
+            ),
+            iam.PolicyStatement(
+                sid="PublishRegistryEvents",
+                actions=["events:PutEvents"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="events",
+                        resource="event-bus",
+                        resource_name="default",
+                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                    )
+                ],
+                conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
+            ),
+        ]
+        for statement in statements:
+            self.role.add_to_policy(statement)
+
+    def _acknowledge_findings(self, model_bucket: s3.IBucket) -> None:
+        policy = self.role.node.find_child("DefaultPolicy").node.default_child
+        stack = Stack.of(self)
+        model_id = stack.resolve(stack.get_logical_id(model_bucket.node.default_child))
+        anchor_id = stack.resolve(stack.get_logical_id(self.anchor_bucket.node.default_child))
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::<{model_id}.Arn>/{MODELS_PREFIX}*]",
+            "Governance checks the sha256 of any registered version before promoting it; keys "
+            "are models/{model}/v{n}/..., so the grant is the models/ prefix, read-only.",
+        )
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::<{anchor_id}.Arn>/{ANCHOR_PREFIX}*]",
+            "One anchor object per audit entry, anchors/{model}/{seq}.json; PutObject only, on "
+            "the anchors/ prefix of a compliance-locked bucket (nothing can be overwritten).",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only xray:PutTraceSegments/PutTelemetryRecords (added by CDK for active tracing) "
+            "use Resource *: X-Ray does not support resource-level permissions for them.",
+        )
+        acknowledge(
+            self.function.node.default_child,
+            "Serverless-LambdaDLQ",
+            "Invoked synchronously by Step Functions and operators: a failure returns to the "
+            "caller (whose retry/catch applies), there is no asynchronous event to dead-letter.",
+        )

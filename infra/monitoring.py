@@ -1,0 +1,627 @@
+"""Monitoring: data capture grants, the drift function and its schedule, alarms, a dashboard.
+
+Alarms per model need the model's name at synth time (CloudWatch alarms watch concrete metric
+dimensions; SEARCH expressions cannot be alarmed on reliably and the local platform's evaluator
+does not run them). So `monitored_models` in infra/config.py lists the models that get their
+own alarms: p99 latency over `p99_latency_budget_ms`, 4xx and 5xx rates, drift over
+`drift_psi_alarm` and batch failures. Fleet-wide alarms cover the rest: the batch DLQ, every
+file failure (SEARCH, from infra/batch.py), pipeline (state machine) failures and the drift
+function's own failures. The dashboard uses SEARCH, so it shows every model, listed or not.
+
+Every alarm notifies ONE SNS topic (KMS-encrypted; e-mail subscription when `alarm_email` is
+set). A drift alarm entering ALARM is also matched by `drift_rule` (EventBridge), whose target
+is the retraining workflow: pass `retrain_target`, or call `add_retrain_target` once issue 6's
+state machine exists. Without a target the rule matches and does nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import jsii
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.nag import acknowledge
+from infra.scoring import REPO_ROOT, ScoringFunction
+
+DOCKERFILE = "functions/drift/Dockerfile"
+IMAGE_CONTEXT_EXCLUDE = (
+    "*",
+    "!functions/drift",
+    "!layers/core",
+    "!requirements/runtime.txt",
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.pytest_cache",
+    "**/*.egg-info",
+    "**/build",
+)
+CAPTURE_ROWS_PREFIX = "capture/rows/"  # ferry_core/capture.py ROWS_PREFIX
+CAPTURE_REPORTS_PREFIX = "capture/reports/"  # ferry_core/capture.py REPORTS_PREFIX
+NAMESPACE = "Ferry"
+SCORING_SERVICE = "ferry-scoring"  # POWERTOOLS_SERVICE_NAME of each function: a dimension
+BATCH_SERVICE = "ferry-batch"
+DRIFT_SERVICE = "ferry-drift"
+# Latency and error rates: 3 breaching minutes out of 5, so one slow request burst is no page.
+FAST_PERIOD = Duration.minutes(1)
+FAST_EVALUATION = (5, 3)
+
+
+@jsii.implements(events.IRuleTarget)
+class _LambdaTarget:
+    """A Lambda rule target with retries and a dead-letter queue and no generated ids.
+
+    The stock `targets.LambdaFunction` names its permission and queue-policy statement after
+    the rule's path, stage included, which the dev/prod parity test rightly refuses.
+    """
+
+    def __init__(self, function: lambda_.IFunction, queue: sqs.IQueue) -> None:
+        self._function, self._queue = function, queue
+
+    def bind(self, rule: events.IRule, id: str | None = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(
+            arn=self._function.function_arn,
+            dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self._queue.queue_arn),
+            retry_policy=events.CfnRule.RetryPolicyProperty(
+                maximum_retry_attempts=2, maximum_event_age_in_seconds=3600
+            ),
+        )
+
+
+def pascal(name: str) -> str:
+    """`credit-risk` → `CreditRisk`: a model name as a construct id part."""
+    return "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", name) if p)
+
+
+class Monitoring(Construct):
+    """Capture grants on the scorer, the scheduled drift function, alarms → SNS, a dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        scoring: ScoringFunction,
+        data_bucket: s3.IBucket,
+        data_key: kms.IKey,
+        registry_table: dynamodb.ITable,
+        monitored_models: Sequence[str],
+        p99_latency_budget_ms: int,
+        error_rate_4xx: float,
+        error_rate_5xx: float,
+        capture_sample_rate: float,
+        capture_max_records: int,
+        capture_max_age_seconds: int,
+        psi_warn: float,
+        psi_alarm: float,
+        window_hours: int,
+        min_samples: int,
+        schedule_minutes: int,
+        alarm_email: str | None,
+        fleet_alarms: Sequence[cloudwatch.IAlarm] = (),
+        pipelines: Sequence[tuple[str, sfn.IStateMachine]] = (),
+        retrain_target: events.IRuleTarget | None = None,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._models = list(monitored_models)
+        self._psi = (psi_warn, psi_alarm)
+        self._latency_budget = p99_latency_budget_ms
+        self._grant_capture(scoring, data_bucket, data_key, capture_sample_rate,
+                            capture_max_records, capture_max_age_seconds)  # fmt: skip
+        self.topic = self._topic(alarm_email, removal_policy)
+        # Events EventBridge could not deliver and failed asynchronous drift runs land here.
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=removal_policy,
+        )
+        self.function = self._drift_function(
+            env_name, data_bucket, data_key, registry_table, psi_warn, psi_alarm, window_hours,
+            min_samples, log_retention, removal_policy,
+        )  # fmt: skip
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="Ferry drift: compute PSI/KS of captured traffic for every live model",
+            schedule=events.Schedule.rate(Duration.minutes(schedule_minutes)),
+            targets=[_LambdaTarget(self.function, self.dead_letter_queue)],
+        )
+        # Added here, not by the stock target: its construct id would carry the stack name.
+        self.function.add_permission(
+            "ScheduleInvoke",
+            principal=iam.ServicePrincipal("events.amazonaws.com"),
+            source_arn=self.schedule.rule_arn,
+        )
+        self.alarms: list[cloudwatch.Alarm] = []
+        self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
+        for model in self._models:
+            self._model_alarms(model, error_rate_4xx, error_rate_5xx, schedule_minutes)
+        self._function_alarms()
+        for name, machine in pipelines:
+            self.add_pipeline(name, machine)
+        self.fleet_alarms = list(fleet_alarms)
+        for alarm in self.fleet_alarms:
+            alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        self.drift_rule = events.Rule(
+            self,
+            "DriftAlarmRule",
+            description="A model's drift alarm entered ALARM: start the retraining workflow",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                resources=[a.alarm_arn for a in self.drift_alarms.values()],
+                detail={"state": {"value": ["ALARM"]}},
+            ),
+        )
+        # One statement with a fixed Sid (CDK's own names the rule's path, stage included).
+        self.dead_letter_queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="EventBridgeDeliveries",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue_arn],
+                conditions={
+                    "ArnEquals": {
+                        "aws:SourceArn": [self.schedule.rule_arn, self.drift_rule.rule_arn]
+                    }
+                },
+            )
+        )
+        self._retrain_targets = 0
+        if retrain_target is not None:
+            self.add_retrain_target(retrain_target)
+        self.dashboard = self._dashboard(schedule_minutes)
+        self._acknowledge_findings(scoring, data_bucket)
+
+    # ---------------------------------------------------------------- public hooks
+
+    def add_retrain_target(self, target: events.IRuleTarget) -> None:
+        """Issue 6: start the retraining state machine when a drift alarm fires.
+
+        Undeliverable events go to this construct's dead-letter queue (alarmed on); build the
+        target without one, e.g. `targets.SfnStateMachine(machine)`.
+        """
+        self.drift_rule.add_target(target)
+        self._dead_letter(self.drift_rule, self._retrain_targets)
+        self._retrain_targets += 1
+
+    def _dead_letter(self, rule: events.Rule, index: int = 0) -> None:
+        """Point the rule's target at the dead-letter queue (policy: `EventBridgeDeliveries`)."""
+        rule.node.default_child.add_property_override(
+            f"Targets.{index}.DeadLetterConfig.Arn", self.dead_letter_queue.queue_arn
+        )
+
+    def add_pipeline(self, name: str, machine: sfn.IStateMachine) -> cloudwatch.Alarm:
+        """Alarm (to the topic) on any failed, timed-out or aborted execution of `machine`."""
+        metric = cloudwatch.MathExpression(
+            expression="FILL(f, 0) + FILL(t, 0) + FILL(a, 0)",
+            using_metrics={
+                "f": machine.metric_failed(period=FAST_PERIOD, statistic="Sum"),
+                "t": machine.metric_timed_out(period=FAST_PERIOD, statistic="Sum"),
+                "a": machine.metric_aborted(period=FAST_PERIOD, statistic="Sum"),
+            },
+            period=FAST_PERIOD,
+            label=f"{name} executions failed",
+        )
+        return self._alarm(
+            f"{name}PipelineFailures",
+            metric,
+            threshold=0,
+            description=f"The {name} state machine had a failed, timed-out or aborted execution.",
+        )
+
+    # ---------------------------------------------------------------- capture
+
+    def _grant_capture(
+        self,
+        scoring: ScoringFunction,
+        data_bucket: s3.IBucket,
+        data_key: kms.IKey,
+        sample_rate: float,
+        max_records: int,
+        max_age_seconds: int,
+    ) -> None:
+        """The scorer may write capture rows and nothing else of the data bucket."""
+        for name, value in (
+            ("CAPTURE_SAMPLE_RATE", sample_rate),
+            ("CAPTURE_MAX_RECORDS", max_records),
+            ("CAPTURE_MAX_AGE_SECONDS", max_age_seconds),
+        ):
+            scoring.function.add_environment(name, str(value))
+        scoring.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteCapture",
+                actions=["s3:PutObject"],
+                resources=[data_bucket.arn_for_objects(f"{CAPTURE_ROWS_PREFIX}*")],
+            )
+        )
+        scoring.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptCapture", actions=["kms:GenerateDataKey"], resources=[data_key.key_arn]
+            )
+        )
+
+    # ---------------------------------------------------------------- the topic
+
+    def _topic(self, alarm_email: str | None, removal_policy: RemovalPolicy) -> sns.Topic:
+        key = kms.Key(
+            self,
+            "TopicKey",
+            description="Ferry alarm topic encryption",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+        # CloudWatch publishes alarm notifications and must be able to use the topic's key.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarms",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            )
+        )
+        topic = sns.Topic(
+            self, "AlarmTopic", display_name="Ferry alarms", master_key=key, enforce_ssl=True
+        )
+        if alarm_email:
+            topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        return topic
+
+    # ---------------------------------------------------------------- the drift function
+
+    def _drift_function(
+        self,
+        env_name: str,
+        data_bucket: s3.IBucket,
+        data_key: kms.IKey,
+        registry_table: dynamodb.ITable,
+        psi_warn: float,
+        psi_alarm: float,
+        window_hours: int,
+        min_samples: int,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> lambda_.DockerImageFunction:
+        self.log_group = logs.LogGroup(
+            self, "DriftLogGroup", retention=log_retention, removal_policy=removal_policy
+        )
+        self.role = iam.Role(
+            self,
+            "DriftRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Ferry drift: read capture rows and cards, write drift reports",
+        )
+        fn = lambda_.DockerImageFunction(
+            self,
+            "DriftFunction",
+            code=lambda_.DockerImageCode.from_image_asset(
+                str(REPO_ROOT),
+                file=DOCKERFILE,
+                exclude=list(IMAGE_CONTEXT_EXCLUDE),
+                ignore_mode=IgnoreMode.DOCKER,
+                platform=ecr_assets.Platform.LINUX_AMD64,
+            ),
+            description="Ferry drift statistics (scheduled)",
+            architecture=lambda_.Architecture.X86_64,
+            role=self.role,
+            memory_size=1024,
+            timeout=Duration.minutes(5),
+            # A rerun would only repeat the report; the next scheduled run supersedes it.
+            retry_attempts=0,
+            on_failure=destinations.SqsDestination(self.dead_letter_queue),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            environment={
+                "FERRY_ENV": env_name,
+                "DATA_BUCKET": data_bucket.bucket_name,
+                "REGISTRY_TABLE": registry_table.table_name,
+                "DRIFT_PSI_WARN": str(psi_warn),
+                "DRIFT_PSI_ALARM": str(psi_alarm),
+                "DRIFT_WINDOW_HOURS": str(window_hours),
+                "DRIFT_MIN_SAMPLES": str(min_samples),
+                "POWERTOOLS_SERVICE_NAME": DRIFT_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+        )
+        statements = [
+            ("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
+             [self.log_group.log_group_arn]),
+            ("ReadCapture", ["s3:GetObject"],
+             [data_bucket.arn_for_objects(f"{CAPTURE_ROWS_PREFIX}*")]),
+            ("WriteReports", ["s3:PutObject"],
+             [data_bucket.arn_for_objects(f"{CAPTURE_REPORTS_PREFIX}*")]),
+            ("DataKey", ["kms:Decrypt", "kms:GenerateDataKey"], [data_key.key_arn]),
+            ("ReadRegistry", ["dynamodb:GetItem", "dynamodb:Query"], [registry_table.table_arn]),
+        ]  # fmt: skip
+        for sid, actions, resources in statements:
+            self.role.add_to_policy(
+                iam.PolicyStatement(sid=sid, actions=actions, resources=resources)
+            )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListCapture",
+                actions=["s3:ListBucket"],
+                resources=[data_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{CAPTURE_ROWS_PREFIX}*"]}},
+            )
+        )
+        return fn
+
+    # ---------------------------------------------------------------- alarms
+
+    def _alarm(
+        self,
+        construct_id: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        description: str,
+        evaluation: tuple[int, int] = (1, 1),
+        comparison: cloudwatch.ComparisonOperator = (
+            cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        ),
+    ) -> cloudwatch.Alarm:
+        periods, datapoints = evaluation
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=comparison,
+            evaluation_periods=periods,
+            datapoints_to_alarm=datapoints,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
+        return alarm
+
+    def _scoring_metric(self, model: str, name: str, statistic: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=name,
+            dimensions_map={"model": model, "service": SCORING_SERVICE},
+            statistic=statistic,
+            period=FAST_PERIOD,
+        )
+
+    def _model_alarms(
+        self, model: str, rate_4xx: float, rate_5xx: float, schedule_minutes: int
+    ) -> None:
+        mid = pascal(model)
+        self._alarm(
+            f"{mid}LatencyP99",
+            self._scoring_metric(model, "Latency", "p99"),
+            threshold=self._latency_budget,
+            evaluation=FAST_EVALUATION,
+            description=f"{model}: p99 scoring latency is over the budget (ms).",
+        )
+        requests = {
+            "ok": self._scoring_metric(model, "Latency", "SampleCount"),
+            "e4": self._scoring_metric(model, "Errors4xx", "Sum"),
+            "e5": self._scoring_metric(model, "Errors5xx", "Sum"),
+        }
+        total = "(FILL(ok, 0) + FILL(e4, 0) + FILL(e5, 0))"
+        for code, threshold in (("4xx", rate_4xx), ("5xx", rate_5xx)):
+            self._alarm(
+                f"{mid}Errors{code}Rate",
+                cloudwatch.MathExpression(
+                    expression=f"FILL(e{code[0]}, 0) / {total}",
+                    using_metrics=requests,
+                    period=FAST_PERIOD,
+                    label=f"{model} {code} rate",
+                ),
+                threshold=threshold,
+                evaluation=FAST_EVALUATION,
+                description=f"{model}: share of predict requests answered {code} is too high.",
+            )
+        self.drift_alarms[model] = self._alarm(
+            f"{mid}Drift",
+            cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name="DriftMaxPSI",
+                dimensions_map={"model": model, "service": DRIFT_SERVICE},
+                statistic="Maximum",
+                period=Duration.minutes(schedule_minutes),
+            ),
+            threshold=self._psi[1],
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            description=f"{model}: a feature's (or the score's) PSI reached the drift alarm "
+            "threshold; retraining starts (`ferry drift` shows the report).",
+        )
+        self._alarm(
+            f"{mid}BatchFailures",
+            cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name="BatchFailures",
+                dimensions_map={"model": model, "service": BATCH_SERVICE},
+                statistic="Sum",
+                period=FAST_PERIOD,
+            ),
+            threshold=0,
+            description=f"{model}: a batch file got a failed manifest.",
+        )
+
+    def _function_alarms(self) -> None:
+        self._alarm(
+            "DeadLetterQueueNotEmpty",
+            self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=FAST_PERIOD, statistic="Maximum"
+            ),
+            threshold=0,
+            description="An EventBridge delivery (schedule, drift → retraining) or a drift run "
+            "failed every retry: see the monitoring dead-letter queue.",
+        )
+        self._alarm(
+            "DriftFunctionErrors",
+            self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=0,
+            description="The drift function crashed: drift is not being watched.",
+        )
+        self._alarm(
+            "DriftFailures",
+            cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name="DriftFailures",
+                dimensions_map={"service": DRIFT_SERVICE},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            ),
+            threshold=0,
+            description="The drift run failed for a model (see the drift function's logs).",
+        )
+
+    # ---------------------------------------------------------------- dashboard
+
+    def _dashboard(self, schedule_minutes: int) -> cloudwatch.Dashboard:
+        def search(
+            query: str, stat: str, label: str, period: Duration = FAST_PERIOD
+        ) -> cloudwatch.MathExpression:
+            return cloudwatch.MathExpression(
+                expression=f"SEARCH('{query}', '{stat}', {int(period.to_seconds())})",
+                label=label,
+                period=period,
+            )
+
+        scoring = f'{{{NAMESPACE},model,service}} service="{SCORING_SERVICE}"'
+        batch = f'{{{NAMESPACE},model,service}} service="{BATCH_SERVICE}"'
+        drift = f'{{{NAMESPACE},feature,model,service}} service="{DRIFT_SERVICE}"'
+        drift_period = Duration.minutes(schedule_minutes)
+        warn, alarm = self._psi
+        psi_lines = [
+            cloudwatch.HorizontalAnnotation(value=warn, label="PSI warn"),
+            cloudwatch.HorizontalAnnotation(value=alarm, label="PSI alarm"),
+        ]
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(24))
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Scoring latency (ms): p50 / p90 / p99 per model",
+                left=[
+                    search(f'{scoring} MetricName="Latency"', stat, stat)
+                    for stat in ("p50", "p90", "p99")
+                ],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=self._latency_budget, label="p99 budget")
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Traffic: requests and instances scored per model",
+                left=[search(f'{scoring} MetricName="Latency"', "SampleCount", "requests")],
+                right=[search(f'{scoring} MetricName="InstancesScored"', "Sum", "instances")],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Errors: 4xx and 5xx per model",
+                left=[
+                    search(f'{scoring} MetricName="Errors4xx"', "Sum", "4xx"),
+                    search(f'{scoring} MetricName="Errors5xx"', "Sum", "5xx"),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Batch volumes: rows scored / rejected, failed files",
+                left=[
+                    search(f'{batch} MetricName="RowsScored"', "Sum", "scored"),
+                    search(f'{batch} MetricName="RowsRejected"', "Sum", "rejected"),
+                ],
+                right=[search(f'{batch} MetricName="BatchFailures"', "Sum", "failed files")],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Drift: PSI per feature (and score)",
+                left=[search(f'{drift} MetricName="DriftPSI"', "Maximum", "PSI", drift_period)],
+                left_annotations=psi_lines,
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Drift: KS statistic per numeric feature",
+                left=[search(f'{drift} MetricName="DriftKS"', "Maximum", "KS", drift_period)],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", alarms=[*self.alarms, *self.fleet_alarms], width=24
+            )
+        )
+        return dashboard
+
+    # ---------------------------------------------------------------- cdk-nag
+
+    def _acknowledge_findings(self, scoring: ScoringFunction, data_bucket: s3.IBucket) -> None:
+        stack = Stack.of(self)
+        data_id = stack.resolve(stack.get_logical_id(data_bucket.node.default_child))
+        scoring_policy = scoring.role.node.find_child("DefaultPolicy").node.default_child
+        acknowledge(
+            scoring_policy,
+            f"AwsSolutions-IAM5[Resource::<{data_id}.Arn>/{CAPTURE_ROWS_PREFIX}*]",
+            "Scoring writes sampled rows as new objects under capture/rows/{model}/{hour}/; "
+            "keys are generated at run time. PutObject only, on that prefix only.",
+        )
+        policy = self.role.node.find_child("DefaultPolicy").node.default_child
+        for prefix in (CAPTURE_ROWS_PREFIX, CAPTURE_REPORTS_PREFIX):
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::<{data_id}.Arn>/{prefix}*]",
+                "Drift reads capture rows of any model and hour and writes that model's report; "
+                "keys are generated at run time, the grant is the one prefix.",
+            )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only xray:PutTraceSegments/PutTelemetryRecords (added by CDK for active tracing) "
+            "use Resource *: X-Ray does not support resource-level permissions for them.",
+        )
+        acknowledge(
+            self.dead_letter_queue.node.default_child,
+            "Serverless-SQSRedrivePolicy",
+            "This is the dead-letter queue itself: its messages wait for a look and a replay.",
+        )
+        acknowledge(
+            self.dead_letter_queue.node.default_child,
+            "AwsSolutions-SQS3",
+            "This is the dead-letter queue itself (of EventBridge targets and async drift runs).",
+        )
+        acknowledge(
+            self.drift_rule.node.default_child,
+            "Serverless-EventBusDLQ",
+            "The rule's target (the retraining workflow, issue 6) is added with "
+            "`add_retrain_target`, which gives it this construct's dead-letter queue.",
+        )
+        acknowledge(
+            self.function.node.default_child,
+            "Serverless-LambdaDLQ",
+            "Invoked by a schedule: a failed run is alarmed on (Errors, DriftFailures) and the "
+            "next run supersedes it; there is no event worth keeping in a dead-letter queue.",
+        )

@@ -1,0 +1,451 @@
+"""Governance: register, promote, roll back, archive, approve and reject model versions.
+
+Every event is one DynamoDB transaction holding the registry change (stage pointer + stage
+history, or a version's status) AND its audit entry, so neither lands without the other; then
+the chain head is anchored in the Object Lock bucket and the event is published to
+EventBridge. Those two happen after the commit, so their failure is reported as a warning,
+never rolled back (the audit entry is the record; `ferry audit verify` flags a late anchor).
+
+Promotion gates (each refusal says which and why, `PromotionRefused`):
+- the card carries validation results and they passed. Registration records its own checks
+  (ONNX-vs-sklearn parity, schema/graph agreement, metrics) as `card.validation`; a version
+  registered without a parity reference has `validation = None` and cannot be promoted until
+  the validation pipeline (issue 6) records results;
+- the version is not archived or rejected;
+- the artifact in S3 (the pinned S3 version) still hashes to the card's sha256;
+- for stages in `approval_required_for`, someone approved the version (`approve`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ferry_core.audit import AnchorStore, AuditEntry, AuditLog
+from ferry_core.card import Card
+from ferry_core.errors import (
+    AnchorFailed,
+    ModelNotFound,
+    ModelUnavailable,
+    PromotionRefused,
+    RegistryConflict,
+    TransactionRefused,
+)
+from ferry_core.eventbus import EventPublisher
+from ferry_core.registry import STAGES, RegistryReader, RegistryWriter, StageRevision
+from ferry_core.store import ModelStore
+
+_UNSET: Any = object()
+
+
+@dataclass
+class Outcome:
+    """What a governance event did: the audit entry, the published event, any warnings."""
+
+    event: str
+    model: str
+    version: int | None
+    before: Any
+    after: Any
+    entry: AuditEntry | None
+    event_id: str | None = None
+    stage: str | None = None
+    revision: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "model": self.model,
+            "version": self.version,
+            "stage": self.stage,
+            "revision": self.revision,
+            "before": self.before,
+            "after": self.after,
+            "audit_seq": self.entry.seq if self.entry else None,
+            "audit_hash": self.entry.hash if self.entry else None,
+            "event_id": self.event_id,
+            "warnings": self.warnings,
+        }
+
+
+def validation_problem(card: Card) -> str | None:
+    """Why a card's validation results do not allow promotion, or None when they do."""
+    v = card.validation
+    if not v:
+        return (
+            f"{card.name} v{card.version} has no validation results: register it with "
+            "`ferry register` from a fitted pipeline (which records parity, schema and metric "
+            "checks) or with a parity reference, or run the validation pipeline"
+        )
+    if v.get("passed") is not True:
+        failed = [c.get("name", "?") for c in v.get("checks", []) if not c.get("passed")]
+        return (
+            f"{card.name} v{card.version} failed validation ({', '.join(failed) or 'passed=false'})"
+        )
+    return None
+
+
+class Governance:
+    """Governed registry writes; the only code that moves stage pointers."""
+
+    def __init__(
+        self,
+        dynamodb_client: Any,
+        registry_table: str,
+        audit: AuditLog,
+        store: ModelStore | None,
+        publisher: EventPublisher | None = None,
+        approval_required_for: tuple[str, ...] = (),
+    ) -> None:
+        self.reader = RegistryReader(dynamodb_client, registry_table, pointer_ttl_seconds=0)
+        self.writer = RegistryWriter(dynamodb_client, registry_table)
+        self.audit = audit
+        self._store = store
+        self._publisher = publisher
+        self._approval_for = approval_required_for
+
+    # -- shared --------------------------------------------------------------------------
+    def _commit(
+        self, outcome: Outcome, actor: str, reason: str, details: dict[str, Any], items: list[Any]
+    ) -> Outcome:
+        """Append the audit entry atomically with `items`, then anchor and publish."""
+        try:
+            outcome.entry = self.audit.append(
+                outcome.model,
+                outcome.event,
+                actor,
+                version=outcome.version,
+                before=outcome.before,
+                after=outcome.after,
+                reason=reason,
+                details=details,
+                transact=items,
+            )
+        except AnchorFailed as exc:
+            outcome.entry = exc.entry
+            outcome.warnings.append(exc.message)
+        if self._publisher is not None and outcome.entry is not None:
+            try:
+                outcome.event_id = self._publisher.publish(outcome.entry)
+            except Exception as exc:  # botocore or refusal: the event stands, say so
+                outcome.warnings.append(f"EventBridge publish failed: {exc}")
+        return outcome
+
+    def check_promotable(self, card: Card, stage: str, need_approval: bool = True) -> None:
+        """Raise `PromotionRefused` unless `card` may go live in `stage`."""
+        record = self.reader.version_record(card.name, card.version)
+        status = record.get("status", "registered")
+        if status in ("archived", "rejected"):
+            raise PromotionRefused(f"{card.name} v{card.version} is {status}; it cannot go live")
+        problem = validation_problem(card)
+        if problem:
+            raise PromotionRefused(problem)
+        if need_approval and stage in self._approval_for and not record.get("approved_by"):
+            raise PromotionRefused(
+                f"{card.name} v{card.version} needs an approval before it can go to {stage}: "
+                f"`ferry approve {card.name} {card.version}`"
+            )
+        if self._store is None:
+            raise PromotionRefused("no model store configured: cannot check artifact integrity")
+        try:
+            self._store.fetch(card.artifact)
+        except ModelUnavailable as exc:
+            raise PromotionRefused(
+                f"{card.name} v{card.version} refused: artifact integrity check failed: "
+                f"{exc.message}"
+            ) from exc
+
+    def _move(
+        self,
+        event: str,
+        card: Card,
+        stage: str,
+        actor: str,
+        reason: str,
+        expected_version: Any,
+        restores: int | None = None,
+    ) -> Outcome:
+        if stage not in STAGES:
+            raise PromotionRefused(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+        pointer = self.reader.fresh_pointer(card.name, stage)
+        current = pointer.version if pointer else None
+        if expected_version is not _UNSET and expected_version != current:
+            raise RegistryConflict(
+                f"{card.name} {stage} is v{current}, not v{expected_version} as expected"
+            )
+        outcome = Outcome(
+            event,
+            card.name,
+            card.version,
+            {stage: current},
+            {stage: card.version},
+            None,
+            stage=stage,
+        )
+        if current == card.version:
+            outcome.revision = pointer.revision if pointer else None
+            outcome.warnings.append(f"{card.name} v{card.version} is already {stage}; no change")
+            return outcome
+        items, new = self.writer.stage_items(
+            card.name,
+            stage,
+            card.version,
+            pointer.revision if pointer else None,
+            actor,
+            reason,
+            event=event,
+            restores=restores,
+        )
+        outcome.revision = new.revision
+        details = {
+            "stage": stage,
+            "revision": new.revision,
+            "artifact_sha256": card.artifact.sha256,
+            "artifact_s3_version_id": card.artifact.s3_version_id,
+        }
+        if restores is not None:
+            details["restores_revision"] = restores
+        try:
+            return self._commit(outcome, actor, reason, details, items)
+        except TransactionRefused as exc:
+            codes = [r.get("Code") for r in exc.reasons]
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                raise PromotionRefused(
+                    f"{card.name} v{card.version} was archived or rejected meanwhile"
+                ) from exc
+            raise RegistryConflict(
+                f"{card.name} {stage} moved while this {event} ran (it was v{current}); "
+                "nothing was changed: check `ferry models` and retry"
+            ) from exc
+
+    # -- events --------------------------------------------------------------------------
+    def register(self, card: Card, actor: str, reason: str = "") -> Outcome:
+        """Record a new version and its `register` audit entry in one transaction."""
+        outcome = Outcome("register", card.name, card.version, None, {"status": card.status}, None)
+        details = {
+            "artifact_uri": card.artifact.uri,
+            "artifact_sha256": card.artifact.sha256,
+            "artifact_s3_version_id": card.artifact.s3_version_id,
+            "validation_passed": bool(card.validation and card.validation.get("passed")),
+            "git_commit": card.lineage.git_commit,
+            "training_data_uri": card.lineage.training_data_uri,
+        }
+        try:
+            return self._commit(outcome, actor, reason, details, self.writer.version_items(card))
+        except TransactionRefused as exc:
+            raise RegistryConflict(f"{card.name} v{card.version} is already registered") from exc
+
+    def promote(
+        self,
+        model: str,
+        version: int,
+        stage: str = "production",
+        *,
+        actor: str,
+        reason: str = "",
+        expected_version: Any = _UNSET,
+    ) -> Outcome:
+        """Point `stage` at `version` after the promotion gates; optimistic on the pointer.
+
+        `expected_version` (None = no pointer yet) makes the move conditional on what the
+        caller saw; without it the pointer revision read here guards the move.
+        """
+        card = self.reader.card(model, version)
+        self.check_promotable(card, stage)
+        return self._move("promote", card, stage, actor, reason, expected_version)
+
+    def rollback_target(self, model: str, stage: str = "production") -> StageRevision | None:
+        """The revision a rollback returns to: the one before the current, skipping
+        revisions that a previous rollback already undid and versions no longer servable."""
+        history = self.reader.history(model, stage)
+        if not history:
+            return None
+        by_rev = {h.revision: h for h in history}
+        current = history[-1]
+        statuses = {
+            int(r["version"]): r.get("status", "registered")
+            for r in self.reader.version_records(model)
+        }
+
+        def previous(rev: StageRevision) -> int:
+            return (rev.restores if rev.restores is not None else rev.revision) - 1
+
+        candidate = previous(current)
+        while candidate >= 1:
+            rev = by_rev.get(candidate)
+            if rev is None:
+                return None
+            if rev.version != current.version and statuses.get(rev.version) not in (
+                "archived",
+                "rejected",
+            ):
+                return rev
+            candidate = previous(rev)
+        return None
+
+    def rollback(
+        self, model: str, *, actor: str, reason: str = "", stage: str = "production"
+    ) -> Outcome:
+        """Return `stage` to the version live before the current one (from the stage history)."""
+        if not self.reader.model_exists(model):
+            raise ModelNotFound(f"no model named {model!r}")
+        target = self.rollback_target(model, stage)
+        if target is None:
+            raise PromotionRefused(
+                f"{model} has no earlier {stage} version to roll back to (see `ferry show {model}`)"
+            )
+        card = self.reader.card(model, target.version)
+        self.check_promotable(card, stage, need_approval=False)
+        head = self.reader.history(model, stage)[-1]
+        return self._move(
+            "rollback", card, stage, actor, reason, head.version, restores=target.revision
+        )
+
+    def _status_event(
+        self,
+        event: Literal["archive", "approve", "reject"],
+        model: str,
+        version: int,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None,
+    ) -> Outcome:
+        record = self.reader.version_record(model, version)
+        old = record.get("status", "registered")
+        if old in ("archived", "rejected"):
+            raise PromotionRefused(f"{model} v{version} is already {old}")
+        new = {"archive": "archived", "approve": "approved", "reject": "rejected"}[event]
+        extra = {"approved_by": actor} if event == "approve" else None
+        items: list[Any] = [self.writer.status_item(model, version, new, actor, extra)]
+        if event != "approve":  # a live version must be replaced first
+            for stage in STAGES:
+                pointer = self.reader.fresh_pointer(model, stage)
+                if pointer and pointer.version == version:
+                    raise PromotionRefused(
+                        f"{model} v{version} is live in {stage}; promote or roll back another "
+                        f"version before you {event} it"
+                    )
+                items.append(self.writer.not_live_item(model, stage, version))
+        outcome = Outcome(event, model, version, {"status": old}, {"status": new}, None)
+        try:
+            return self._commit(outcome, actor, reason, dict(details or {}), items)
+        except TransactionRefused as exc:
+            raise RegistryConflict(
+                f"{model} v{version} changed while this {event} ran; nothing was changed"
+            ) from exc
+
+    def archive(self, model: str, version: int, *, actor: str, reason: str = "") -> Outcome:
+        """Retire a version: it stays in the registry and the store, but can no longer go live."""
+        return self._status_event("archive", model, version, actor, reason, None)
+
+    def approve(
+        self,
+        model: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Record an approval (a human, or a Step Functions approval step via `details`)."""
+        return self._status_event("approve", model, version, actor, reason, details)
+
+    def reject(
+        self,
+        model: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Record a rejection: the version can never be promoted afterwards."""
+        return self._status_event("reject", model, version, actor, reason, details)
+
+
+# -- the governance function's contract (transport-free: Step Functions sends this) --------
+class GovernanceRequest(BaseModel):
+    """One governance action, as the retrain-and-promote state machine sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["promote", "rollback", "archive", "approve", "reject"]
+    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    version: int | None = Field(default=None, ge=1)
+    stage: Literal["production", "staging"] = "production"
+    actor: str = Field(min_length=1, max_length=256)
+    reason: str = Field(default="", max_length=1024)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def run_request(gov: Governance, req: GovernanceRequest) -> Outcome:
+    """Dispatch one request by action (a table, not an if-chain over event shapes)."""
+    if req.action != "rollback" and req.version is None:
+        raise PromotionRefused(f"{req.action} needs a version")
+    actions = {
+        "promote": lambda: gov.promote(
+            req.model, req.version, req.stage, actor=req.actor, reason=req.reason
+        ),
+        "rollback": lambda: gov.rollback(
+            req.model, actor=req.actor, reason=req.reason, stage=req.stage
+        ),
+        "archive": lambda: gov.archive(req.model, req.version, actor=req.actor, reason=req.reason),
+        "approve": lambda: gov.approve(
+            req.model, req.version, actor=req.actor, reason=req.reason, details=req.details
+        ),
+        "reject": lambda: gov.reject(
+            req.model, req.version, actor=req.actor, reason=req.reason, details=req.details
+        ),
+    }
+    return actions[req.action]()
+
+
+class GovernanceSettings(BaseModel):
+    """What the stack passes the governance function (infra/governance.py sets these)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    env: str = Field(alias="FERRY_ENV")
+    model_bucket: str = Field(alias="MODEL_BUCKET")
+    registry_table: str = Field(alias="REGISTRY_TABLE")
+    audit_table: str = Field(alias="AUDIT_TABLE")
+    anchor_bucket: str = Field(alias="AUDIT_ANCHOR_BUCKET")
+    event_bus: str = Field(default="default", alias="EVENT_BUS_NAME")
+    approval_required: bool = Field(default=False, alias="APPROVAL_REQUIRED")
+    model_cache_dir: str = Field(default="/tmp/ferry-models", alias="MODEL_CACHE_DIR")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GovernanceSettings:
+        env = os.environ if environ is None else environ
+        aliases = {f.alias for f in cls.model_fields.values() if f.alias}
+        return cls.model_validate({k: v for k, v in env.items() if k in aliases})
+
+
+def connect(
+    *,
+    dynamodb: Any,
+    s3: Any,
+    events: Any | None,
+    registry_table: str,
+    audit_table: str,
+    anchor_bucket: str | None,
+    cache_dir: str,
+    env: str | None = None,
+    event_bus: str = "default",
+    approval_required: bool = False,
+) -> Governance:
+    """A `Governance` wired to one environment's tables and buckets (clients passed in)."""
+    anchor = AnchorStore(s3, anchor_bucket) if anchor_bucket else None
+    return Governance(
+        dynamodb,
+        registry_table,
+        AuditLog(dynamodb, audit_table, anchor),
+        ModelStore(s3, cache_dir),
+        EventPublisher(events, event_bus, env) if events is not None else None,
+        approval_required_for=("production",) if approval_required else (),
+    )

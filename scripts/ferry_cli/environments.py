@@ -1,0 +1,115 @@
+"""Where `--env local|dev|prod` points: one resolution, then the same code path for all.
+
+- `local` reads `.ferry/local.json` (written by `ferry local up`, DESIGN.md §4) and points
+  every boto3 client at its `aws_endpoint_url`; `FERRY_LOCAL_CONFIG` overrides the path.
+- `dev` / `prod` read the outputs of the stack `Ferry-dev` / `Ferry-prod` with CloudFormation
+  `describe_stacks`, in the region of `infra/config.py`, with the caller's own credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from ferry_cli.functions import REPO_ROOT
+
+ENV_NAMES = ("local", "dev", "prod")
+LOCAL_CONFIG = Path(".ferry") / "local.json"
+
+
+class EnvironmentUnavailable(Exception):
+    """The environment cannot be resolved (platform not running, stack not deployed, ...)."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One resolved environment: its stack outputs and how to reach its AWS endpoints."""
+
+    name: str
+    region: str
+    outputs: dict[str, str]
+    endpoint_url: str | None = None
+    api_url: str | None = None
+    approval_required: bool = False
+    _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def output(self, key: str) -> str:
+        value = self.outputs.get(key)
+        if not value:
+            raise EnvironmentUnavailable(
+                f"environment {self.name!r} has no output {key!r} (is the stack up to date?)"
+            )
+        return value
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for this environment (cached; boto3 clients are thread-safe)."""
+        if service not in self._clients:
+            kwargs: dict[str, Any] = {"region_name": self.region}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            self._clients[service] = boto3.client(service, **kwargs)
+        return self._clients[service]
+
+
+def local_config_path() -> Path:
+    override = os.environ.get("FERRY_LOCAL_CONFIG")
+    return Path(override) if override else REPO_ROOT / LOCAL_CONFIG
+
+
+def resolve_local(path: Path | None = None) -> Environment:
+    path = path or local_config_path()
+    if not path.is_file():
+        raise EnvironmentUnavailable(
+            f"the local platform is not running ({path} not found): start it with `ferry local up`"
+        )
+    try:
+        doc = json.loads(path.read_text())
+        return Environment(
+            name="local",
+            region=doc["region"],
+            outputs={k: str(v) for k, v in doc["outputs"].items()},
+            endpoint_url=doc["aws_endpoint_url"],
+            api_url=doc.get("api_url"),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EnvironmentUnavailable(f"{path} is not a valid local platform file: {exc}") from exc
+
+
+def resolve_stack(name: str, cloudformation: Any | None = None) -> Environment:
+    """Outputs of `Ferry-{name}` from CloudFormation (the client may be injected in tests)."""
+    from infra.config import ENVIRONMENTS
+
+    config = ENVIRONMENTS[name]
+    stack = f"Ferry-{name}"
+    cfn = cloudformation or boto3.client("cloudformation", region_name=config.region)
+    try:
+        (desc,) = cfn.describe_stacks(StackName=stack)["Stacks"]
+    except Exception as exc:  # botocore: ValidationError (no stack), no credentials, network
+        raise EnvironmentUnavailable(
+            f"cannot read stack {stack} in {config.region}: {exc}"
+        ) from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+    return Environment(
+        name=name,
+        region=config.region,
+        outputs=outputs,
+        api_url=outputs.get("ApiUrl"),
+        approval_required=config.approval_required,
+    )
+
+
+def resolve(name: str) -> Environment:
+    """The environment named on the command line."""
+    if name not in ENV_NAMES:
+        raise EnvironmentUnavailable(f"unknown environment {name!r}; one of {', '.join(ENV_NAMES)}")
+    if name == "local":
+        return resolve_local()
+    if str(REPO_ROOT) not in sys.path:  # infra/config.py lives at the repository root
+        sys.path.insert(0, str(REPO_ROOT))
+    return resolve_stack(name)

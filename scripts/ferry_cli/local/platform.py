@@ -1,0 +1,416 @@
+"""`LocalPlatform`: the whole Ferry stack on this machine (DESIGN.md §4), as a context manager.
+
+    with LocalPlatform() as platform:
+        platform.api_url            # the HTTP API, e.g. http://127.0.0.1:53121
+        platform.aws_endpoint_url   # moto: point boto3 here (endpoint_url=...)
+        platform.outputs            # the stack outputs: bucket and table names, ...
+
+Start: synthesize `Ferry-local` (cached), start moto's server on 127.0.0.1 with Step Functions
+executing state machines, install the in-process Lambda runtime, create the template's
+resources (and 3b's workflows), restore the last snapshot, start the HTTP API and the alarm
+evaluator, and write `.ferry/local.json`. Stop: snapshot S3 objects (every version, with their
+version ids) and DynamoDB items to `.ferry/state/`, then shut everything down.
+
+Not snapshotted: queue messages, executions, metrics and alarm states (they are transient in
+the platform's story; a restart begins with empty queues and alarms in INSUFFICIENT_DATA).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ferry_cli.local import lambda_runtime
+from ferry_cli.local.http_api import LocalHttpApi, routes_from_template
+from ferry_cli.local.lambda_runtime import MOTO_VERSION, FunctionRuntime
+from ferry_cli.local.resources import BuildReport, Clients, create_resources
+from ferry_cli.local.template import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_REGION,
+    REPO_ROOT,
+    Resolver,
+    SynthesizedStack,
+    synthesize_local,
+)
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+SNAPSHOT_FORMAT = 1
+
+
+class PlatformError(Exception):
+    """The local platform could not start (or restore its state)."""
+
+
+class LocalPlatform:
+    """The local platform; `start()`/`stop()` or `with LocalPlatform(...) as p:`."""
+
+    def __init__(
+        self,
+        repo_root: Path = REPO_ROOT,
+        *,
+        state_dir: Path | None = None,
+        cache_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        api_port: int = 0,
+        aws_port: int = 0,
+        stack: SynthesizedStack | None = None,
+        restore: bool = True,
+        export_env: bool = False,
+        alarm_interval: float = 5.0,
+        alarm_time_scale: float = 1.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """`state_dir` (default `.ferry/`) holds local.json, state/ and logs/; `cache_dir`
+        (default `.ferry/cdk.out`) the synthesized template, shared by every state dir.
+
+        `export_env` also points this process's boto3 (AWS_ENDPOINT_URL, fake credentials) at
+        the platform while it runs: right for `ferry local up`, wrong for a test process whose
+        other tests use moto's in-process mock. Functions always get it in their environment.
+        `stack` runs another synthesized stack instead of `Ferry-local` (tests).
+        """
+        self.repo_root = Path(repo_root)
+        self.state_dir = Path(state_dir) if state_dir else self.repo_root / ".ferry"
+        self.cache_dir = Path(cache_dir) if cache_dir else self.repo_root / ".ferry" / "cdk.out"
+        self.host = host
+        self.api_port = api_port
+        self.aws_port = aws_port
+        self.stack = stack
+        self.restore = restore
+        self.export_env = export_env
+        self.alarm_interval = alarm_interval
+        self.alarm_time_scale = alarm_time_scale
+        self.progress = progress or (lambda _message: None)
+        self.region = DEFAULT_REGION
+        self.account_id = DEFAULT_ACCOUNT
+        self.report = BuildReport()
+        self.outputs: dict[str, Any] = {}
+        self.restored: dict[str, int] = {}
+        self.timings: dict[str, float] = {}
+        self._moto: Any = None
+        self._api: LocalHttpApi | None = None
+        self._monitoring: Any = None
+        self._pollers: list[Any] = []
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_sfn_config: bool | None = None
+        self.runtime: FunctionRuntime | None = None
+        self.resolver: Resolver | None = None
+        self.clients: Clients | None = None
+
+    # -- public surface -----------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        if self._api is None:
+            raise PlatformError("the platform is not running")
+        return self._api.url
+
+    @property
+    def aws_endpoint_url(self) -> str:
+        if self._moto is None:
+            raise PlatformError("the platform is not running")
+        host, port = self._moto.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    @property
+    def local_json(self) -> Path:
+        return self.state_dir / "local.json"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.state_dir / "state"
+
+    def info(self) -> dict[str, Any]:
+        """The `.ferry/local.json` document (DESIGN.md §4)."""
+        return {
+            "api_url": self.api_url,
+            "aws_endpoint_url": self.aws_endpoint_url,
+            "region": self.region,
+            "stack": self.stack.name if self.stack else "Ferry-local",
+            "outputs": self.outputs,
+        }
+
+    def __enter__(self) -> LocalPlatform:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self) -> LocalPlatform:
+        try:
+            self._start()
+        except BaseException:
+            self.stop(snapshot=False)
+            raise
+        return self
+
+    def _start(self) -> None:
+        from moto.core.config import default_user_config
+        from moto.moto_api._internal.models import moto_api_backend
+        from moto.server import ThreadedMotoServer
+
+        with self._timed("synth"):
+            if self.stack is None:
+                self.progress("synthesizing Ferry-local (cached when infra/ is unchanged)")
+                self.stack = synthesize_local(self.repo_root, self.cache_dir)
+        with self._timed("moto"):
+            moto_api_backend.reset()  # one platform per process: start from nothing
+            sfn = default_user_config.setdefault("stepfunctions", {})
+            self._saved_sfn_config = sfn.get("execute_state_machine", False)
+            sfn["execute_state_machine"] = True
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call
+            self._moto = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
+            self._moto.start()
+            # moto's Step Functions interpreter calls Lambda at localhost:$MOTO_PORT.
+            self._set_env({"MOTO_PORT": str(self._moto.get_host_and_port()[1])})
+            if self.export_env:
+                self._set_env(
+                    {
+                        **FAKE_CREDENTIALS,
+                        "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                        "AWS_DEFAULT_REGION": self.region,
+                    }
+                )
+        sink = _metric_sink()
+        self.runtime = FunctionRuntime(
+            self.repo_root,
+            on_logs=sink,
+            log_dir=self.state_dir / "logs",
+            base_environment={
+                **FAKE_CREDENTIALS,
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            },
+            region=self.region,
+            account_id=self.account_id,
+        )
+        lambda_runtime.install(self.runtime)
+        self.clients = Clients(self.aws_endpoint_url, self.region)
+        self.resolver = Resolver(
+            self.stack.template,
+            stack_name=self.stack.name,
+            region=self.region,
+            account_id=self.account_id,
+        )
+        with self._timed("resources"):
+            self.progress("creating the stack's resources in moto")
+            self.outputs = create_resources(
+                self.stack.template,
+                self.resolver,
+                self.clients,
+                runtime=self.runtime,
+                stack=self.stack,
+                repo_root=self.repo_root,
+                report=self.report,
+            )
+        if self.restore:
+            with self._timed("restore"):
+                self.restored = self._restore()
+        with self._timed("http_api"):
+            routes = routes_from_template(self.resolver)
+            self._api = LocalHttpApi(
+                routes,
+                self.runtime.invoke,
+                host=self.host,
+                port=self.api_port,
+                access_log=self.state_dir / "logs" / "http-api.log",
+            )
+            self._api.start()
+            self.outputs = self._localize_outputs(self.outputs)
+        if self.runtime is not None and self.clients is not None:
+            from ferry_cli.local.pollers import start_pollers
+
+            self._pollers = start_pollers(self.clients, self.runtime, self.region)
+        if sink is not None:
+            self._monitoring = _monitoring(
+                self.clients, sink, self.alarm_interval, self.alarm_time_scale
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.local_json.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.info(), indent=2) + "\n")
+        tmp.replace(self.local_json)
+
+    def _localize_outputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Outputs that name the HTTP API's AWS URL name the local API instead."""
+        assert self.resolver is not None
+        api_ids = [
+            self.resolver.physical_id(lid)
+            for lid, r in self.resolver.resources.items()
+            if r["Type"] == "AWS::ApiGatewayV2::Api"
+        ]
+        local: dict[str, Any] = {}
+        for key, value in outputs.items():
+            for api_id in api_ids:
+                prefix = f"https://{api_id}.execute-api."
+                if isinstance(value, str) and value.startswith(prefix):
+                    value = self.api_url + "/" + value.split("/", 3)[3]
+            local[key] = value
+        return local
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def stop(self, snapshot: bool = True) -> None:
+        """Snapshot (unless told not to), then stop everything started; safe to call twice."""
+        from moto.core.config import default_user_config
+
+        for poller in self._pollers:
+            poller.stop()
+        for poller in self._pollers:
+            poller.join(timeout=5)
+        self._pollers = []
+        if self._monitoring is not None:
+            self._monitoring.stop()
+            self._monitoring = None
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
+        if self._moto is not None:
+            if snapshot and self.resolver is not None:
+                self.snapshot()
+            self._moto.stop()
+            self._moto = None
+        lambda_runtime.uninstall()
+        if self._saved_sfn_config is not None:
+            default_user_config["stepfunctions"]["execute_state_machine"] = self._saved_sfn_config
+            self._saved_sfn_config = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        self.local_json.unlink(missing_ok=True)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def snapshot(self) -> Path:
+        """Write every bucket's objects (all versions) and every table's items to state/."""
+        from moto.s3.models import s3_backends
+
+        assert self.clients is not None
+        work = self.state_dir / "state.tmp"
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "s3").mkdir(parents=True)
+        (work / "dynamodb").mkdir(parents=True)
+        manifest: dict[str, Any] = {
+            "format": SNAPSHOT_FORMAT,
+            "moto": MOTO_VERSION,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "buckets": {},
+            "tables": {},
+        }
+        backend = s3_backends[self.account_id]["aws"]
+        for name, bucket in backend.buckets.items():
+            # Each key's versions, pickled as moto holds them: version ids survive the restart
+            # (a model card names its artifact's S3 version id).
+            versions = list(bucket.keys._iterlists())
+            (work / "s3" / f"{name}.pickle").write_bytes(pickle.dumps(versions))
+            manifest["buckets"][name] = sum(len(v) for _, v in versions)
+        ddb = self.clients["dynamodb"]
+        for table in _paginate(ddb, "list_tables", "TableNames"):
+            items = _paginate(ddb, "scan", "Items", TableName=table)
+            (work / "dynamodb" / f"{table}.pickle").write_bytes(pickle.dumps(items))
+            manifest["tables"][table] = len(items)
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        old = self.state_dir / "state.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if self.snapshot_dir.exists():
+            self.snapshot_dir.rename(old)
+        work.rename(self.snapshot_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return self.snapshot_dir
+
+    def _restore(self) -> dict[str, int]:
+        """Load the last snapshot into the freshly created buckets and tables."""
+        from moto.s3.models import s3_backends
+
+        manifest_file = self.snapshot_dir / "manifest.json"
+        if not manifest_file.exists():
+            return {}
+        manifest = json.loads(manifest_file.read_text())
+        if manifest.get("format") != SNAPSHOT_FORMAT or manifest.get("moto") != MOTO_VERSION:
+            raise PlatformError(
+                f"{self.snapshot_dir} was saved by moto {manifest.get('moto')} (format "
+                f"{manifest.get('format')}); this platform runs moto {MOTO_VERSION}. Move it "
+                "away (or start with --fresh) to begin with empty buckets and tables."
+            )
+        assert self.clients is not None
+        restored: dict[str, int] = {}
+        backend = s3_backends[self.account_id]["aws"]
+        for name in manifest["buckets"]:
+            if name not in backend.buckets:
+                self.progress(f"snapshot bucket {name} is not in the stack any more; not restored")
+                continue
+            keys = backend.buckets[name].keys
+            versions = pickle.loads((self.snapshot_dir / "s3" / f"{name}.pickle").read_bytes())
+            for key, key_versions in versions:
+                keys.setlist(key, key_versions)
+            restored[f"s3://{name}"] = sum(len(v) for _, v in versions)
+        ddb = self.clients["dynamodb"]
+        existing = set(_paginate(ddb, "list_tables", "TableNames"))
+        for table in manifest["tables"]:
+            if table not in existing:
+                self.progress(f"snapshot table {table} is not in the stack any more; not restored")
+                continue
+            items = pickle.loads((self.snapshot_dir / "dynamodb" / f"{table}.pickle").read_bytes())
+            for i in range(0, len(items), 25):
+                requests = [{"PutRequest": {"Item": item}} for item in items[i : i + 25]]
+                pending: dict[str, Any] = {table: requests}
+                while pending:
+                    pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems")
+            restored[f"dynamodb:{table}"] = len(items)
+        return restored
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _timed(self, name: str) -> _Timer:
+        return _Timer(self.timings, name)
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.name] = time.perf_counter() - self.started
+
+
+def _paginate(client: Any, method: str, key: str, **kwargs: Any) -> list[Any]:
+    return [item for page in client.get_paginator(method).paginate(**kwargs) for item in page[key]]
+
+
+def _metric_sink() -> Any:
+    """3b's EMF sink (the runtime's on_logs), when its module is present."""
+    try:
+        from ferry_cli.local.emf import MetricSink
+    except ImportError:
+        return None
+    return MetricSink()
+
+
+def _monitoring(clients: Clients, sink: Any, interval: float, time_scale: float) -> Any:
+    """3b's EventBridge delivery, schedules and alarm evaluator, when present."""
+    try:
+        from ferry_cli.local.alarms import LocalMonitoring
+    except ImportError:
+        return None
+    return LocalMonitoring(clients, sink, interval=interval, time_scale=time_scale).start()

@@ -1,0 +1,52 @@
+"""The governance part of `ferry demo`: every step holds on the in-process platform."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ferry_cli.events import LambdaContext, http_api_event
+from ferry_cli.functions import load_handler
+from ferry_cli.governance_cmds import demo_steps
+from rich.console import Console
+
+
+class StepFailed(Exception):
+    pass
+
+
+def _expect(cond: bool, message: str) -> None:
+    if not cond:
+        raise StepFailed(message)
+
+
+def test_demo_steps_register_promote_refuse_roll_back_and_verify(aws, boto, built) -> None:
+    scoring = load_handler("scoring")
+    scoring.service.cache_clear()
+
+    def served_version() -> int:
+        scoring.service().registry._pointers.clear()
+        resp = scoring.lambda_handler(
+            http_api_event("GET", "/v1/models/credit-risk"), LambdaContext("ferry-scoring")
+        )
+        return json.loads(resp["body"])["version"]
+
+    console = Console(record=True, width=140)
+    steps = demo_steps(console, boto, aws, built, _expect, served_version)
+    outcomes = [fn() for _, fn in steps]
+    scoring.service.cache_clear()
+    assert len(outcomes) == 5 and all(outcomes)
+    assert "refused" in outcomes[2] and "rolled back to v1" in outcomes[3]
+    text = console.export_text()
+    assert (
+        "has no validation results" in text
+        and "entry 2 of credit-risk (register) was altered" in text
+    )
+
+
+def test_a_failing_expectation_fails_the_step(aws, boto, built) -> None:
+    steps = dict(demo_steps(Console(record=True), boto, aws, built, _expect, lambda: 99))
+    for title in list(steps)[:3]:
+        steps[title]()
+    with pytest.raises(StepFailed, match="scoring serves v99"):
+        steps["Roll production back to the previous version"]()

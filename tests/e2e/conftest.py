@@ -1,0 +1,149 @@
+"""The local platform for end-to-end tests: `ferry local up` in a child process, once per session.
+
+Tests drive it only through its public surfaces: the HTTP API, the AWS endpoint (boto3 with
+`endpoint_url`), the command line and the files it writes (`local.json`, logs, state). A child
+process keeps its moto server apart from the in-process moto (`mock_aws`) other tests use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 240  # a first synth on a busy 2-core machine takes ~40 s of it
+
+
+@dataclass
+class RunningPlatform:
+    """A `ferry local up` process and what it published in its `local.json`."""
+
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    info: dict[str, Any]
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return self.info["api_url"]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.info["outputs"]
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = boto3.client(
+                service,  # type: ignore[call-overload]
+                endpoint_url=self.info["aws_endpoint_url"],
+                region_name=self.info["region"],
+            )
+        return self._clients[service]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
+        """(status, lower-cased headers, JSON body or text) of one HTTP request."""
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.api_url + path, data=data, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                status, hdrs, payload = resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as err:
+            status, hdrs, payload = err.code, dict(err.headers), err.read()
+        hdrs = {k.lower(): v for k, v in hdrs.items()}
+        try:
+            return status, hdrs, json.loads(payload)
+        except ValueError:
+            return status, hdrs, payload.decode(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM, as a terminal's Ctrl-C or a supervisor would; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def ferry_command() -> list[str]:
+    script = Path(sys.executable).parent / "ferry"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ferry_cli.main"]
+
+
+def start_platform(state_dir: Path, *extra: str) -> RunningPlatform:
+    """`ferry local up` on free ports with its own state dir; waits for its local.json."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    local_json = state_dir / "local.json"
+    local_json.unlink(missing_ok=True)
+    log = (state_dir / "ferry-local-up.log").open("ab")
+    command = [*ferry_command(), "local", "up", "--api-port", "0", "--aws-port", "0"]
+    process = subprocess.Popen(
+        [*command, "--state-dir", str(state_dir), *extra],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not local_json.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output = (state_dir / "ferry-local-up.log").read_text()[-3000:]
+            pytest.fail(f"ferry local up did not come up (exit {process.poll()}):\n{output}")
+        time.sleep(0.2)
+    return RunningPlatform(process, state_dir, json.loads(local_json.read_text()))
+
+
+@pytest.fixture(scope="session")
+def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    """One `ferry local up` for the whole session, stopped (and snapshotted) at the end."""
+    platform = start_platform(tmp_path_factory.mktemp("ferry-local"))
+    try:
+        yield platform
+    finally:
+        status = platform.stop()
+    log = (platform.state_dir / "ferry-local-up.log").read_text()
+    assert status == 0, f"ferry local up exited {status} on SIGTERM:\n{log[-3000:]}"
+    assert (platform.state_dir / "state" / "manifest.json").exists(), "no snapshot on stop"
+    assert not (platform.state_dir / "local.json").exists(), "local.json left behind"
+
+
+@pytest.fixture(scope="session")
+def register_model() -> Any:
+    """`register_model(platform, built, name)`: see `_register_model`."""
+    return _register_model
+
+
+def _register_model(platform: RunningPlatform, built: Any, name: str) -> Any:
+    """Register `built` as `name` and promote it to production, as `ferry register` does it:
+    artifacts into the model bucket, the card into the registry, through the AWS endpoint."""
+    from ferry_core.card import Lineage
+    from ferry_core.registration import register_built
+    from ferry_core.registry import RegistryWriter
+
+    outputs = platform.outputs
+    writer = RegistryWriter(platform.client("dynamodb"), outputs["RegistryTableName"])
+    card = register_built(
+        built, name, platform.client("s3"), outputs["ModelBucketName"], writer, Lineage()
+    )
+    writer.set_stage(name, "production", card.version, None, actor="tests")
+    return card

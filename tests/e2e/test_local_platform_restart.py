@@ -1,0 +1,99 @@
+"""State survives a restart: stop snapshots buckets (every version) and tables, start restores.
+
+Runs `LocalPlatform` in this process, the way `ferry demo` embeds it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from ferry_cli.local.platform import LocalPlatform, PlatformError
+
+MODEL = "credit-risk"
+APPLICATION = {
+    "age": 35,
+    "annual_income": 48000.0,
+    "loan_amount": 9000.0,
+    "loan_term_months": 24,
+    "debt_to_income": 0.2,
+    "credit_history_years": 9.0,
+    "open_accounts": 3,
+    "purpose": "home",
+    "employment": "salaried",
+    "prior_default": False,
+}
+
+
+def _clients(platform: LocalPlatform) -> tuple[Any, Any]:
+    def make(service: str) -> Any:
+        return boto3.client(
+            service, endpoint_url=platform.aws_endpoint_url, region_name=platform.region
+        )
+
+    return make("s3"), make("dynamodb")
+
+
+def _get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_a_registered_model_and_every_object_version_survive_a_restart(
+    tmp_path: Path, built: Any
+) -> None:
+    from ferry_core.card import Lineage
+    from ferry_core.registration import register_built
+    from ferry_core.registry import RegistryWriter
+
+    # Given a platform with a model registered and an object overwritten once
+    with LocalPlatform(state_dir=tmp_path) as platform:
+        s3, ddb = _clients(platform)
+        outputs = platform.outputs
+        writer = RegistryWriter(ddb, outputs["RegistryTableName"])
+        card = register_built(built, MODEL, s3, outputs["ModelBucketName"], writer, Lineage())
+        writer.set_stage(MODEL, "production", card.version, None, actor="tests")
+        first = s3.put_object(Bucket=outputs["DataBucketName"], Key="notes.txt", Body=b"one")
+        s3.put_object(Bucket=outputs["DataBucketName"], Key="notes.txt", Body=b"two")
+        assert (tmp_path / "local.json").exists()
+    # When it stops, then starts again
+    assert not (tmp_path / "local.json").exists()
+    manifest = json.loads((tmp_path / "state" / "manifest.json").read_text())
+    assert manifest["tables"][outputs["RegistryTableName"]] >= 2
+    with LocalPlatform(state_dir=tmp_path) as again:
+        # Then the model is still served, by the same version and artifact version id
+        status, served = _get(f"{again.api_url}/v1/models/{MODEL}")
+        assert status == 200, served
+        assert served["version"] == card.version
+        assert served["artifact"]["s3_version_id"] == card.artifact.s3_version_id
+        request = urllib.request.Request(
+            f"{again.api_url}/v1/models/{MODEL}/predict",
+            data=json.dumps({"instances": [APPLICATION]}).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            assert json.loads(resp.read())["version"] == card.version  # artifact loads by id
+        s3, _ = _clients(again)
+        old = s3.get_object(
+            Bucket=outputs["DataBucketName"], Key="notes.txt", VersionId=first["VersionId"]
+        )
+        assert old["Body"].read() == b"one"
+        latest = s3.get_object(Bucket=outputs["DataBucketName"], Key="notes.txt")
+        assert latest["Body"].read() == b"two"
+        assert again.restored[f"s3://{outputs['DataBucketName']}"] == 2
+
+
+def test_a_snapshot_from_another_moto_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "manifest.json").write_text(json.dumps({"format": 1, "moto": "0.0.1"}))
+    with pytest.raises(PlatformError, match="--fresh"):
+        LocalPlatform(state_dir=tmp_path).start()
+    assert not (tmp_path / "local.json").exists()
