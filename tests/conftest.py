@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, local_aws
 
 os.environ.update(FAKE_CREDENTIALS)

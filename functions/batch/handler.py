@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ferry_core.audit import AnchorStore, AuditLog
 from ferry_core.batch.keys import ObjectRef, is_incoming, run_id
 from ferry_core.batch.run import BatchRunner

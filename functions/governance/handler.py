@@ -15,6 +15,8 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
 from ferry_core import errors
 from ferry_core.governance import (
     Governance,
@@ -23,7 +25,6 @@ from ferry_core.governance import (
     connect,
     run_request,
 )
-from pydantic import ValidationError
 
 logger = Logger()
 metrics = Metrics()

@@ -25,6 +25,7 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ferry_core import __version__, api, errors
 from ferry_core.capture import CaptureBuffer
 from ferry_core.registry import RegistryReader

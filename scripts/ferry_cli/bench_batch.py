@@ -35,13 +35,13 @@ def _child(rows: int, chunk_rows: int, env: dict[str, str], out: Any) -> None:
     """The measured process: the batch run first (peak RSS read right after), then raw."""
     os.environ.update(env)
     import numpy as np
+
+    from ferry_cli.local_aws import LocalResources, clients
     from ferry_core.batch.keys import ObjectRef
     from ferry_core.batch.run import BatchRunner, BatchSettings
     from ferry_core.registry import RegistryReader
     from ferry_core.scoring import ScoringService
     from ferry_core.store import ModelStore
-
-    from ferry_cli.local_aws import LocalResources, clients
 
     res = LocalResources()
     c = clients()
@@ -93,13 +93,12 @@ def _free_port() -> int:
 def _setup(rows: int, estimators: int, endpoint: str) -> int:
     """Resources, the registered model and the uploaded CSV, in the emulator; returns bytes."""
     os.environ["AWS_ENDPOINT_URL"] = endpoint
+    from ferry_cli.batch_files import csv_bytes
+    from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, create_resources
     from ferry_core.builder import build_credit_risk
     from ferry_core.card import Lineage
     from ferry_core.registration import register_built
     from ferry_core.registry import RegistryWriter
-
-    from ferry_cli.batch_files import csv_bytes
-    from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, create_resources
 
     os.environ.update(FAKE_CREDENTIALS)
     res = LocalResources()

@@ -127,6 +127,7 @@ def _ensure_model(target: Target, model: str, log: Any) -> None:
     if model != MODEL or not target.aws_endpoint_url:
         raise LoadBenchError(f"the API has no production version of {model!r} (HTTP {status})")
     import boto3
+
     from ferry_core.builder import build_credit_risk
     from ferry_core.card import Lineage
     from ferry_core.registration import register_built

@@ -114,10 +114,9 @@ def _resources(outputs: dict[str, Any]) -> SimpleNamespace:
 
 def core_steps(ctx: DemoContext, rows: int, estimators: int) -> list[tuple[str, Callable[[], str]]]:
     """Start the platform, build, govern, score and refuse: the foundation of the story."""
-    from ferry_core.builder import build_credit_risk, generate_credit_data, records
-
     from ferry_cli.governance_cmds import demo_steps
     from ferry_cli.local.platform import LocalPlatform
+    from ferry_core.builder import build_credit_risk, generate_credit_data, records
 
     console = ctx.console
 

@@ -20,6 +20,10 @@ from ferry_cli.local_cmds import register_local_commands  # noqa: E402
 
 register_local_commands(app)  # local up
 
+from ferry_cli.drift_cmds import register_drift_commands  # noqa: E402
+
+register_drift_commands(app)  # drift
+
 
 @app.command()
 def demo(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from rich.console import Console
+
 from ferry_cli.events import LambdaContext, http_api_event
 from ferry_cli.functions import load_handler
 from ferry_cli.governance_cmds import demo_steps
-from rich.console import Console
 
 
 class StepFailed(Exception):

@@ -14,12 +14,13 @@ import boto3
 import joblib
 import pytest
 import requests
+from typer.testing import CliRunner
+
 from ferry_cli.functions import REPO_ROOT
 from ferry_cli.local_aws import LocalResources, create_resources, serialized_dynamodb
 from ferry_cli.main import app
 from ferry_core.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
 from ferry_core.store import sha256_hex
-from typer.testing import CliRunner
 
 MODEL = "credit-risk"
 OUTPUTS = {

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from ferry_cli.local.emf import Datapoint, MetricSink, MetricStore, dims, parse_line, parse_logs
 from moto import mock_aws
+
+from ferry_cli.local.emf import Datapoint, MetricSink, MetricStore, dims, parse_line, parse_logs
 
 
 def powertools_output() -> str:
@@ -139,3 +140,19 @@ def test_sink_forwards_metrics_to_cloudwatch_on_flush() -> None:
         assert stats[0]["Maximum"] == 7.0 and stats[0]["Unit"] == "Milliseconds"
         names = {m["MetricName"] for m in cw.list_metrics(Namespace="Ferry")["Metrics"]}
         assert names == {"Latency", "InstancesScored", "Errors"}
+
+
+def test_lambda_report_lines_become_the_aws_lambda_metrics() -> None:
+    from ferry_cli.local.emf import lambda_report_points
+
+    logs = (
+        "START RequestId: a Version: $LATEST\n"
+        "REPORT RequestId: a\tDuration: 12.50 ms\tMemory Size: 1024 MB\n"
+        "REPORT RequestId: b\tDuration: 3.00 ms\tMemory Size: 1024 MB\tStatus: error\n"
+    )
+    points = lambda_report_points("fn", logs, at=100.0)
+    by_name: dict[str, list[float]] = {}
+    for p in points:
+        assert p.namespace == "AWS/Lambda" and p.dimensions == (("FunctionName", "fn"),)
+        by_name.setdefault(p.name, []).append(p.value)
+    assert by_name == {"Invocations": [1.0, 1.0], "Errors": [0.0, 1.0], "Duration": [12.5, 3.0]}

@@ -10,10 +10,17 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from ferry_cli.local import eventbridge
-from ferry_cli.local.alarms import AlarmEvaluator, evaluate_expression, statistic
-from ferry_cli.local.emf import MetricSink
 from moto import mock_aws
+
+from ferry_cli.local import eventbridge
+from ferry_cli.local.alarms import (
+    AlarmEvaluator,
+    evaluate_expression,
+    search_series,
+    statistic,
+)
+from ferry_cli.local.emf import MetricSink, dims
+from ferry_cli.local.service_metrics import ServiceSampler
 
 REGION = "us-east-1"
 T0 = 2_000_000_000.0
@@ -46,7 +53,11 @@ class Rig:
         self.sink = MetricSink()
         self.dispatcher = eventbridge.install(eventbridge.Dispatcher(eventbridge.Clients(clients)))
         self.evaluator = AlarmEvaluator(
-            clients, self.sink, self.dispatcher, clock=lambda: self.now, time_scale=1.0
+            clients,
+            self.sink,
+            self.dispatcher,
+            clock=lambda: self.now,
+            sampler=ServiceSampler(eventbridge.Clients(clients), self.sink),
         )
 
     def publish(self, name: str, values: list[float], ago: float = 1.0, **dims: str) -> None:
@@ -85,6 +96,7 @@ class Rig:
 def rig() -> Iterator[Rig]:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         services = ("cloudwatch", "events", "stepfunctions", "sqs", "sns")
+        # the sampler stamps datapoints with the rig's clock; moto stamps executions with now
         rig = Rig({s: boto3.client(s, region_name=REGION) for s in services})
         try:
             yield rig
@@ -286,3 +298,86 @@ def test_background_evaluator_thread_ticks(rig: Rig) -> None:
     finally:
         rig.evaluator.stop()
     assert rig.state() == "ALARM"
+
+
+def test_search_expressions_sum_every_matching_series() -> None:
+    series = [
+        ("Ferry", "BatchFailures", dims({"model": "a", "service": "batch"})),
+        ("Ferry", "BatchFailures", dims({"model": "b", "service": "batch"})),
+        ("Ferry", "BatchFailures", dims({"service": "batch"})),  # other dimension set
+        ("Ferry", "Latency", dims({"model": "a", "service": "batch"})),
+    ]
+    query = '{Ferry,model,service} MetricName="BatchFailures"'
+    assert search_series(series, query) == series[:2]
+    assert search_series(series, query + ' model="b"') == series[1:2]
+    values = {"a": 2.0}
+
+    def search(q: str, stat: str, period: float) -> list[float]:
+        assert (q, stat, period) == (query, "Sum", 60.0)
+        return [2.0, 3.0]
+
+    expression = f"SUM(SEARCH('{query}', 'Sum', 60))"
+    assert evaluate_expression(expression, values, search) == 5.0
+    assert evaluate_expression(f"MAX(SEARCH('{query}', 'Sum', 60))", {}, search) == 3.0
+    assert evaluate_expression("SUM(SEARCH('{Ferry} X', 'Sum', 60))", {}, lambda *a: []) is None
+    with pytest.raises(ValueError, match="one value"):
+        evaluate_expression(f"SEARCH('{query}', 'Sum', 60) + 1", {}, search)
+
+
+def test_search_alarm_over_emf_series(rig: Rig) -> None:
+    expression = "SUM(SEARCH('{Ferry,model} MetricName=\"Latency\"', 'Maximum', 60))"
+    rig.alarm(Threshold=100.0, Metrics=[{"Id": "x", "Expression": expression, "Period": 60}])
+    rig.publish("Latency", [60.0], model="a")
+    rig.publish("Latency", [70.0], model="b")
+    assert rig.evaluate() == [("a", "INSUFFICIENT_DATA", "ALARM")]  # 60 + 70 > 100
+
+
+def test_a_message_in_a_dead_letter_queue_raises_its_depth_alarm(rig: Rig) -> None:
+    sqs = rig.clients["sqs"]
+    url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    rig.alarm(
+        Namespace="AWS/SQS",
+        MetricName="ApproximateNumberOfMessagesVisible",
+        Dimensions=[{"Name": "QueueName", "Value": "dlq"}],
+        Statistic="Maximum",
+        Threshold=0.0,
+        TreatMissingData="notBreaching",
+    )
+    assert rig.evaluate() == [("a", "INSUFFICIENT_DATA", "OK")]
+    sqs.send_message(QueueUrl=url, MessageBody="poison")
+    rig.now += 1
+    assert rig.evaluate() == [("a", "OK", "ALARM")]
+
+
+def test_failed_executions_count_as_aws_states_metrics(rig: Rig) -> None:
+    import time
+
+    sfn = rig.clients["stepfunctions"]
+    fail = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Nope"}}}
+    arn = sfn.create_state_machine(
+        name="m", definition=json.dumps(fail), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+    rig.now = time.time()
+    rig.alarm(
+        Namespace="AWS/States",
+        MetricName="ExecutionsFailed",
+        Dimensions=[{"Name": "StateMachineArn", "Value": arn}],
+        Statistic="Sum",
+        Threshold=0.0,
+        TreatMissingData="notBreaching",
+    )
+    rig.evaluate()
+    assert rig.state() == "OK"
+    execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    deadline = time.monotonic() + 20
+    while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rig.now = time.time() + 1
+    rig.evaluate()
+    assert rig.state() == "ALARM"
+    rig.now += 1  # a failure is counted once, not on every sample
+    started = rig.sink.store.values(
+        "AWS/States", "ExecutionsFailed", dims({"StateMachineArn": arn}), 0, rig.now + 1
+    )
+    assert started == [1.0]

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
+
 from ferry_cli.bench_load import LoadBenchError, run_time_seconds, wait_until_served
 from ferry_cli.main import app
-from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="module")

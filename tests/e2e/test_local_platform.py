@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+
 from ferry_cli.local.http_api import ROUTE_HEADER
 from ferry_cli.local.template import LOCAL_STACK, REPO_ROOT, Resolver, SynthesizedStack
 

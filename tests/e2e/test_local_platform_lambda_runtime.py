@@ -22,10 +22,11 @@ from urllib.parse import unquote_plus
 import boto3
 import moto
 import pytest
-from ferry_cli.local import lambda_runtime
-from ferry_cli.local.lambda_runtime import MOTO_VERSION, FunctionRuntime
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
+
+from ferry_cli.local import lambda_runtime
+from ferry_cli.local.lambda_runtime import MOTO_VERSION, FunctionRuntime
 
 HANDLER = """
 import json, os, time

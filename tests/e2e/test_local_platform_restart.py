@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from ferry_cli.local.platform import LocalPlatform, PlatformError
 
 MODEL = "credit-risk"

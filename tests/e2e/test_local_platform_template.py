@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from ferry_cli.local.http_api import Route, lambda_response, match_route, routes_from_template
 from ferry_cli.local.template import Resolver, TemplateError
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from ferry_cli.local import eventbridge
 from ferry_cli.local.eventbridge import (
     Dispatcher,
@@ -21,7 +23,6 @@ from ferry_cli.local.eventbridge import (
     rate_seconds,
     target_input,
 )
-from moto import mock_aws
 
 REGION = "us-east-1"
 PASS_MACHINE = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
@@ -157,8 +158,13 @@ def test_a_failed_delivery_goes_to_the_targets_dead_letter_queue(aws: dict) -> N
 
 def test_schedule_rules_fire_when_due_and_only_then(aws: dict) -> None:
     url, arn = queue(aws, "q")
+    topic = aws["sns"].create_topic(Name="t")["TopicArn"]
     aws["events"].put_rule(Name="every5", ScheduleExpression="rate(5 minutes)")
-    aws["events"].put_targets(Rule="every5", Targets=[{"Id": "q", "Arn": arn}])
+    aws["events"].put_targets(
+        Rule="every5", Targets=[{"Id": "q", "Arn": arn}, {"Id": "t", "Arn": topic}]
+    )
+    put(aws, {"n": 1})  # bus events never reach a schedule rule
+    assert messages(aws, url) == [] and aws["dispatcher"].deliveries == []
     now = [1_000_000.0]
     scheduler = Scheduler(aws["dispatcher"], clock=lambda: now[0])
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from ferry_cli.local import lambda_runtime
 from ferry_cli.local.alarms import LocalMonitoring, wait_for_alarm_state
 from ferry_cli.local.emf import MetricSink
@@ -29,7 +31,6 @@ from ferry_cli.local.workflows import (
     default_execution_names,
     wait_for_executions,
 )
-from moto import mock_aws
 
 FUNCTION_DIR = Path(__file__).parent / "fixtures" / "workflow_fn"
 STACK = "FerryWorkflowTest"

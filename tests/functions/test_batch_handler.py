@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow.csv as pacsv
 import pytest
+
 from ferry_cli.batch_files import applications, encode
 from ferry_cli.events import LambdaContext, sqs_event
 from ferry_cli.functions import load_handler

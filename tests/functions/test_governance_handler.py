@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ferry_cli.events import LambdaContext, http_api_event
 from ferry_cli.functions import load_handler
 from ferry_core.builder import (

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from ferry_cli.local_aws import serialized_dynamodb
 from ferry_core.audit import GENESIS, AnchorStore, AuditEntry, AuditLog, canonical
 from ferry_core.errors import AnchorFailed

@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from ferry_core.batch.columns import ColumnarValidator, decode_text_row
 from ferry_core.builder import CREDIT_RISK_SCHEMA
 from ferry_core.card import Feature, InputSchema
 from ferry_core.validation import InstanceValidator
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SCHEMA = InputSchema(
     features=[

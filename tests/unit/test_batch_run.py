@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+
 from ferry_cli.batch_files import applications, encode
 from ferry_core.batch.keys import ObjectRef
 from ferry_core.batch.run import BatchRunner, BatchSettings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ferry_core.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
 from ferry_core.card import Artifact, Card, Feature, InputSchema, Output
 from ferry_core.errors import ModelUnavailable

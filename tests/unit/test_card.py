@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from ferry_core.card import Feature, InputSchema
 from pydantic import ValidationError
+
+from ferry_core.card import Feature, InputSchema
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from ferry_cli.local_aws import serialized_dynamodb
 from ferry_core.audit import AuditLog
 from ferry_core.card import Lineage

@@ -7,6 +7,7 @@ import json
 import joblib
 import numpy as np
 import pytest
+
 from ferry_core.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
 from ferry_core.intake import (
     IntakeError,

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from ferry_core.card import Artifact, Card, Feature, InputSchema
 from ferry_core.errors import ModelUnavailable
 from ferry_core.inference import OnnxModel
 from ferry_core.onnx_guard import ensure_self_contained
-from onnx import TensorProto, helper, numpy_helper
 
 
 def _add_model(initializer: TensorProto) -> onnx.ModelProto:

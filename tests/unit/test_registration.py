@@ -7,6 +7,7 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
+
 from ferry_core.card import Card, Lineage
 from ferry_core.registration import RegistrationRefused, register_built
 from ferry_core.registry import RegistryReader, RegistryWriter

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from ferry_core.card import Artifact, Card, Feature, InputSchema
 from ferry_core.errors import ModelNotFound, RegistryConflict, VersionNotFound
 from ferry_core.registry import RegistryReader, RegistryWriter

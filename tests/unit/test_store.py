@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ferry_core.card import Artifact
 from ferry_core.errors import ModelUnavailable
 from ferry_core.store import ModelStore, parse_s3_uri, sha256_hex

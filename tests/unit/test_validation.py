@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from ferry_core.card import InputSchema
 from ferry_core.validation import InstanceValidator
 

@@ -9,9 +9,9 @@ Drift reports go beside them, under a prefix the scoring role cannot write:
 Why an in-memory buffer rather than Kinesis Data Firehose: a Firehose `PutRecord` is a network
 call (milliseconds) on every sampled request, or a client-side batcher anyway; Firehose adds a
 stream, a role and a per-GB price to the stack, and the local platform would need to emulate it.
-The buffer costs a random draw per request and a list append per sampled one (well under a
-microsecond: `ferry bench capture`); it writes one S3 object per `max_records` rows or
-`max_age_seconds`, from a background thread, so no request waits for S3.
+The buffer costs a random draw per request and a list append per sampled one (~0.3 µs a
+request at 10 %; tests/unit/test_capture.py prints it); it writes one S3 object per
+`max_records` rows or `max_age_seconds`, from a background thread, so no request waits for S3.
 
 What can be lost, and why it is acceptable: Lambda has no shutdown hook without an extension,
 so rows still in the buffer when a container is reclaimed are lost — at most `max_records`

@@ -38,6 +38,8 @@ DEFAULT_PSI_WARN = 0.1
 DEFAULT_PSI_ALARM = 0.2
 DEFAULT_MIN_SAMPLES = 500
 EPSILON = 1e-4
+# Served (ONNX) and baseline (source pipeline) scores agree to the parity tolerance only.
+SCORE_TOLERANCE = 1e-5
 SCORE = "__score__"  # the baseline key of the score (ferry_core/builder.py)
 UNSEEN = "(unseen)"
 NULL = "(null)"
@@ -107,11 +109,33 @@ def numeric_values(values: Iterable[Any]) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+def snap(values: np.ndarray, anchors: Sequence[float], tol: float) -> np.ndarray:
+    """Each value within `tol` of an anchor becomes that anchor (the nearest one).
+
+    Served scores come from the ONNX graph (float32), the score baseline from the source
+    pipeline (float64): they agree to the parity tolerance, not exactly. A tree model's scores
+    are a few tied values, and its quantile edges and KS reference sit exactly on them, so an
+    error of 1e-7 would move a whole tie across an edge and fake a drift of its full share.
+    """
+    a = np.unique(np.asarray(anchors, dtype=np.float64))
+    if a.size == 0 or values.size == 0:
+        return values
+    idx = np.searchsorted(a, values)
+    lo, hi = a[np.clip(idx - 1, 0, a.size - 1)], a[np.clip(idx, 0, a.size - 1)]
+    nearest = np.where(np.abs(values - lo) <= np.abs(values - hi), lo, hi)
+    return np.where(np.abs(values - nearest) <= tol, nearest, values)
+
+
 def numeric_buckets(
-    values: np.ndarray, baseline: NumericBaseline
+    values: np.ndarray, baseline: NumericBaseline, tol: float = 0.0
 ) -> tuple[list[str], list[float], list[float]]:
-    """(labels, expected, actual) over the baseline's quantile bins plus a null bucket."""
+    """(labels, expected, actual) over the baseline's quantile bins plus a null bucket.
+
+    With `tol` (the score), values that close to an edge count as on it (`snap`).
+    """
     edges = np.asarray(baseline.bin_edges, dtype=np.float64)
+    if tol:
+        values = snap(values, baseline.bin_edges, tol)
     present = values[~np.isnan(values)]
     n = values.size
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=edges.size + 1)
@@ -144,7 +168,7 @@ def categorical_buckets(
 def _bin_labels(edges: Sequence[float]) -> list[str]:
     if not edges:
         return ["all"]
-    e = [f"{x:.4g}" for x in edges]
+    e = [f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}" for x in edges]
     return [
         f"< {e[0]}",
         *(f"[{lo}, {hi})" for lo, hi in itertools.pairwise(e)),
@@ -269,10 +293,13 @@ def _feature_drift(
     ks: float | None = None
     if isinstance(baseline, NumericBaseline):
         values = numeric_values(column)
-        labels, expected, actual = numeric_buckets(values, baseline)
+        tol = SCORE_TOLERANCE if name == SCORE else 0.0
+        labels, expected, actual = numeric_buckets(values, baseline, tol)
         present = values[~np.isnan(values)]
         non_null = int(present.size)
         if non_null and baseline.ks_reference:
+            if tol:
+                present = snap(present, baseline.ks_reference, tol)
             ks = ks_statistic(present, baseline.ks_reference)
         kind: Literal["numeric", "categorical"] = "numeric"
     else:

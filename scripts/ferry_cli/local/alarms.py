@@ -9,7 +9,10 @@ targets: the drift alarm starts retraining) and runs the alarm's actions (SNS, L
 
 Differences from AWS, on purpose: windows end now instead of at the last whole period, so a
 breach shows on the next tick; `time_scale` shrinks every period (0.1 turns 5 minutes into
-30 s) so a demo need not wait; metric math supports + - * /, numbers, FILL(m, v) and ABS.
+30 s) so a demo need not wait; metric math supports + - * /, numbers, FILL, ABS, and
+SEARCH('{Namespace,dims} MetricName="X"', stat, period) reduced by SUM/AVG/MAX/MIN. Besides
+the functions' EMF metrics, the AWS/Lambda, AWS/SQS and AWS/States metrics the services
+publish are derived locally (emf.lambda_report_points, service_metrics.ServiceSampler).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import logging
 import math
 import operator
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +34,7 @@ import numpy as np
 
 from ferry_cli.local.emf import MetricSink, dims
 from ferry_cli.local.eventbridge import Clients, Dispatcher, Periodic, arn_parts
+from ferry_cli.local.service_metrics import ServiceSampler
 
 log = logging.getLogger("ferry.local.alarms")
 
@@ -81,37 +86,90 @@ _BINARY: dict[type, Callable[[float, float], float]] = {
 }
 
 
-def evaluate_expression(expression: str, series: Mapping[str, float | None]) -> float | None:
-    """One period's value of a metric-math expression over the other queries' values there."""
+Search = Callable[[str, str, float], list[float]]
+_REDUCE: dict[str, Callable[[list[float]], float]] = {
+    "SUM": math.fsum,
+    "AVG": lambda v: math.fsum(v) / len(v),
+    "MAX": max,
+    "MIN": min,
+}
 
-    def walk(node: ast.AST) -> float | None:
+
+def evaluate_expression(
+    expression: str, series: Mapping[str, float | None], search: Search | None = None
+) -> float | None:
+    """One period's value of a metric-math expression over the other queries' values there.
+
+    `search(query, stat, period)` answers SEARCH(...) with one value per matching series;
+    SUM/AVG/MAX/MIN reduce it (or a single value) to one.
+    """
+
+    def walk(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
             return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return float(node.value)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str):
+            return node.value if isinstance(node.value, str) else float(node.value)
         if isinstance(node, ast.Name):
             if node.id not in series:
                 raise ValueError(f"metric math refers to unknown id {node.id!r}")
             return series[node.id]
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            v = walk(node.operand)
+            v = scalar(node.operand)
             return None if v is None else -v
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            a, b = walk(node.left), walk(node.right)
+            a, b = scalar(node.left), scalar(node.right)
             if a is None or b is None or (isinstance(node.op, ast.Div) and b == 0):
                 return None
             return _BINARY[type(node.op)](a, b)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             name, args = node.func.id.upper(), node.args
             if name == "FILL" and len(args) == 2:
-                v = walk(args[0])
-                return walk(args[1]) if v is None else v
+                v = scalar(args[0])
+                return scalar(args[1]) if v is None else v
             if name == "ABS" and len(args) == 1:
-                v = walk(args[0])
+                v = scalar(args[0])
                 return None if v is None else abs(v)
+            if name == "SEARCH" and search is not None and len(args) == 3:
+                query, stat, period = (walk(a) for a in args)
+                return search(str(query), str(stat), float(period))
+            if name in _REDUCE and len(args) == 1:
+                v = walk(args[0])
+                values = [x for x in (v if isinstance(v, list) else [v]) if x is not None]
+                return _REDUCE[name](values) if values else None
         raise ValueError(f"metric math not supported locally: {ast.unparse(node)!r}")
 
-    return walk(ast.parse(expression, mode="eval"))
+    def scalar(node: ast.AST) -> float | None:
+        v = walk(node)
+        if isinstance(v, list | str):
+            raise ValueError(f"metric math needs one value here: {ast.unparse(node)!r}")
+        return v
+
+    return scalar(ast.parse(expression, mode="eval"))
+
+
+_SEARCH = re.compile(r"^\s*\{([^}]*)\}\s*(.*)$")
+_TERM = re.compile(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)'|(\S+))""")
+
+
+def search_series(store_series: list[tuple[str, str, Any]], query: str) -> list[tuple]:
+    """The series a CloudWatch SEARCH `{Namespace,dim,…} MetricName="X" dim="v"` matches:
+    exactly that namespace and dimension-name set, and every name="value" term."""
+    m = _SEARCH.match(query)
+    if not m:
+        raise ValueError(f"SEARCH supports '{{Namespace,dims}} Name=\"value\"' locally: {query!r}")
+    namespace, *names = [x.strip().strip('"') for x in m.group(1).split(",")]
+    terms = {t[0]: t[1] or t[2] or t[3] for t in _TERM.findall(m.group(2))}
+    rest = _TERM.sub("", m.group(2)).strip()
+    if rest:
+        raise ValueError(f"SEARCH term not supported locally: {rest!r}")
+    found = []
+    for ns, name, key in store_series:
+        d = dict(key)
+        if ns != namespace or set(d) != set(names):
+            continue
+        if all((name if k == "MetricName" else d.get(k)) == v for k, v in terms.items()):
+            found.append((ns, name, key))
+    return found
 
 
 # ---------------------------------------------------------------- one alarm
@@ -174,9 +232,18 @@ class Evaluation:
                 values[q["Id"]] = self._metric(ms["Metric"], ms["Stat"], ms.get("Unit"), start, end)
             if q.get("ReturnData", True) and (ms or q.get("Expression")):
                 returned = q["Id"]
+
+        def search(query: str, stat: str, _period: float) -> list[float]:
+            found = search_series(self.sink.store.series(), query)
+            results = [
+                statistic(self.sink.store.values(ns, name, key, start, end), stat)
+                for ns, name, key in found
+            ]
+            return [r for r in results if r is not None]
+
         for q in a["Metrics"]:  # expressions after every metric they may use
             if q.get("Expression"):
-                values[q["Id"]] = evaluate_expression(q["Expression"], values)
+                values[q["Id"]] = evaluate_expression(q["Expression"], values, search)
         if returned is None:
             raise ValueError("an alarm's Metrics need one query with ReturnData")
         return values[returned]
@@ -190,7 +257,10 @@ class Evaluation:
         if op not in COMPARE:
             raise ValueError(f"comparison {op} not supported locally")
         threshold = float(a["Threshold"])
-        values = [self.value(now - (i + 1) * self.period, now - i * self.period) for i in range(n)]
+        edge = now + 0.001  # the newest window includes what was sampled at `now`
+        values = [
+            self.value(edge - (i + 1) * self.period, edge - i * self.period) for i in range(n)
+        ]
         missing = a.get("TreatMissingData") or "missing"
         breaching = sum(1 for v in values if v is not None and COMPARE[op](v, threshold))
         if missing == "breaching":
@@ -231,6 +301,7 @@ class AlarmEvaluator(Periodic):
         interval: float = 5.0,
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
+        sampler: ServiceSampler | None = None,
     ) -> None:
         if interval <= 0 or time_scale <= 0:
             raise ValueError("interval and time_scale must be positive")
@@ -240,6 +311,7 @@ class AlarmEvaluator(Periodic):
         self.interval = interval
         self.time_scale = time_scale
         self._clock = clock
+        self.sampler = sampler
         self._lock = threading.Lock()
         self.changes: list[StateChange] = []
 
@@ -250,6 +322,11 @@ class AlarmEvaluator(Periodic):
         """Publish pending metrics, evaluate every alarm once; returns the state changes."""
         with self._lock:
             cloudwatch = self.clients.get("cloudwatch")
+            if self.sampler is not None:
+                try:
+                    self.sampler.sample(self._clock())
+                except Exception:  # one unreadable queue must not stop alarm evaluation
+                    log.exception("sampling AWS service metrics failed")
             try:
                 self.sink.flush(cloudwatch)
             except Exception:  # CloudWatch's copy is for reading; the alarms use the store
@@ -460,7 +537,14 @@ class LocalMonitoring:
         self.clients = Clients(clients)
         self.dispatcher = eventbridge.install(Dispatcher(self.clients))
         self.scheduler = eventbridge.Scheduler(self.dispatcher, interval)
-        self.evaluator = AlarmEvaluator(self.clients, sink, self.dispatcher, interval, time_scale)
+        self.evaluator = AlarmEvaluator(
+            self.clients,
+            sink,
+            self.dispatcher,
+            interval,
+            time_scale,
+            sampler=ServiceSampler(self.clients, sink),
+        )
 
     def start(self) -> LocalMonitoring:
         self.scheduler.start()

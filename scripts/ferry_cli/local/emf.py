@@ -1,6 +1,7 @@
 """CloudWatch Embedded Metric Format: the metrics a function prints become CloudWatch metrics.
 
-In AWS, CloudWatch Logs extracts metrics from EMF log lines; locally the Lambda runtime hands
+In AWS, CloudWatch Logs extracts metrics from EMF log lines (and the Lambda service publishes
+AWS/Lambda Invocations, Errors and Duration); locally the Lambda runtime hands
 each invocation's stdout to `MetricSink` (its `on_logs` callback), which parses the EMF lines,
 keeps every raw value (moto's CloudWatch computes no percentiles, so the alarm evaluator reads
 them from here) and forwards them to moto's CloudWatch with `put_metric_data`, so
@@ -14,6 +15,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import re
 import threading
 import time
 from collections import defaultdict
@@ -128,6 +130,27 @@ def parse_logs(text: str) -> tuple[list[Datapoint], list[str]]:
     return points, problems
 
 
+_REPORT = re.compile(r"^REPORT RequestId: \S+\tDuration: ([\d.]+) ms(.*)$")
+
+
+def lambda_report_points(function_name: str, text: str, at: float) -> list[Datapoint]:
+    """AWS/Lambda's own metrics (Invocations, Errors, Duration by FunctionName) from the
+    runtime's `REPORT` lines, as the Lambda service publishes them for every invocation."""
+    key = dims({"FunctionName": function_name})
+    points: list[Datapoint] = []
+    for line in text.splitlines():
+        m = _REPORT.match(line.strip())
+        if not m:
+            continue
+        errored = "Status: error" in m.group(2) or "Status: timeout" in m.group(2)
+        points += [
+            Datapoint("AWS/Lambda", "Invocations", key, 1.0, at, "Count"),
+            Datapoint("AWS/Lambda", "Errors", key, 1.0 if errored else 0.0, at, "Count"),
+            Datapoint("AWS/Lambda", "Duration", key, float(m.group(1)), at, "Milliseconds"),
+        ]
+    return points
+
+
 class MetricStore:
     """Raw values per series, time-ordered and thread-safe, pruned after `retention_seconds`."""
 
@@ -194,11 +217,16 @@ class MetricSink:
 
     def __call__(self, function_name: str, logs: str) -> None:
         points, problems = parse_logs(logs)
+        self.add(points + lambda_report_points(function_name, logs, time.time()))
+        with self._lock:
+            self.problems += [(function_name, p) for p in problems]
+            del self.problems[:-100]
+
+    def add(self, points: list[Datapoint]) -> None:
+        """Datapoints from elsewhere (service metrics): into the store and on to CloudWatch."""
         self.store.add(points)
         with self._lock:
             self._pending += points
-            self.problems += [(function_name, p) for p in problems]
-            del self.problems[:-100]
 
     def flush(self, cloudwatch: Any) -> int:
         """Put the pending datapoints into CloudWatch; returns how many were sent."""

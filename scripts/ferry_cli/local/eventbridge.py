@@ -286,7 +286,9 @@ def _send_to_targets(
 ) -> None:
     """Replacement of moto's `Rule.send_to_targets`: ours for the services above, moto's for
     the rest (log groups, archives, buses, API destinations)."""
-    if rule.state != "ENABLED" or not rule.event_pattern.matches_event(original_event):
+    if rule.state != "ENABLED" or not rule.event_pattern.get_pattern():
+        return  # a schedule-only rule gets no bus events (moto's empty pattern matches all)
+    if not rule.event_pattern.matches_event(original_event):
         return
     event = json.loads(json.dumps(original_event, default=str))
     if isinstance(event.get("time"), int | float):

@@ -243,7 +243,8 @@ class FunctionRuntime:
             print(f"END RequestId: {request_id}")
             print(
                 f"REPORT RequestId: {request_id}\tDuration: {seconds * 1000:.2f} ms\t"
-                f"Memory Size: {fn.memory_mb} MB"
+                f"Memory Size: {fn.memory_mb} MB" + ("\tStatus: error" if errored else "")
+                # Lambda says so too (Status: error); emf.py counts it as an AWS/Lambda Error.
             )
         logs = buffer.getvalue()
         self._publish(fn.name, logs)
