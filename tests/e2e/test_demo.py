@@ -17,6 +17,7 @@ def test_demo_runs_every_step_and_exits_zero() -> None:
         "Score applications over the HTTP API",
         "Refuse bad requests",
         "Score a batch upload",
+        "Send drifted traffic",
         "Verify every chain from the command line",
     ):
         assert step in result.output
