@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -31,22 +30,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from infra.images import image_code
 from infra.nag import acknowledge
-from infra.scoring import MODEL_CACHE_DIR, REPO_ROOT
+from infra.scoring import MODEL_CACHE_DIR
 from infra.storage import MODELS_PREFIX
 
-DOCKERFILE = "functions/batch/Dockerfile"
-IMAGE_CONTEXT_EXCLUDE = (
-    "*",
-    "!functions/batch",
-    "!layers/core",
-    "!requirements/batch.txt",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/*.egg-info",
-    "**/build",
-)
 INCOMING_PREFIX = "batch/incoming/"
 MAX_RECEIVES = 3
 VISIBILITY_FACTOR = 6
@@ -136,12 +124,6 @@ class BatchScoring(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Ferry batch fan-out steps: read uploads, write results, audit runs",
         )
-        code_args = {
-            "file": DOCKERFILE,
-            "exclude": list(IMAGE_CONTEXT_EXCLUDE),
-            "ignore_mode": IgnoreMode.DOCKER,
-            "platform": ecr_assets.Platform.LINUX_AMD64,
-        }
         self.log_group = logs.LogGroup(
             self, "LogGroup", retention=log_retention, removal_policy=removal_policy
         )
@@ -170,9 +152,7 @@ class BatchScoring(Construct):
             return lambda_.DockerImageFunction(
                 self,
                 name,
-                code=lambda_.DockerImageCode.from_image_asset(
-                    str(REPO_ROOT), cmd=[cmd] if cmd else None, **code_args
-                ),
+                code=image_code("batch", lock="batch", cmd=cmd),
                 description=description,
                 architecture=lambda_.Architecture.X86_64,
                 role=role,

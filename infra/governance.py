@@ -7,9 +7,8 @@ read-only (infra/scoring.py); tests/infra assert both on the synthesized templat
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -17,22 +16,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.images import image_code
 from infra.nag import acknowledge
-from infra.scoring import REPO_ROOT
 from infra.storage import MODELS_PREFIX
 
-DOCKERFILE = "functions/governance/Dockerfile"
-IMAGE_CONTEXT_EXCLUDE = (
-    "*",
-    "!functions/governance",
-    "!layers/core",
-    "!requirements/runtime.txt",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/*.egg-info",
-    "**/build",
-)
 ANCHOR_PREFIX = "anchors/"
 EVENT_SOURCE = "ferry.registry"
 MODEL_CACHE_DIR = "/tmp/ferry-models"
@@ -98,13 +85,7 @@ class Governance(Construct):
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
-            code=lambda_.DockerImageCode.from_image_asset(
-                str(REPO_ROOT),
-                file=DOCKERFILE,
-                exclude=list(IMAGE_CONTEXT_EXCLUDE),
-                ignore_mode=IgnoreMode.DOCKER,
-                platform=ecr_assets.Platform.LINUX_AMD64,
-            ),
+            code=image_code("governance"),
             description="Ferry governance: promote, roll back, archive, approve, reject",
             architecture=lambda_.Architecture.X86_64,
             role=self.role,

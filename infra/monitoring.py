@@ -20,11 +20,10 @@ import re
 from collections.abc import Sequence
 
 import jsii
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -38,21 +37,10 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.images import image_code
 from infra.nag import acknowledge
-from infra.scoring import REPO_ROOT, ScoringFunction
+from infra.scoring import ScoringFunction
 
-DOCKERFILE = "functions/drift/Dockerfile"
-IMAGE_CONTEXT_EXCLUDE = (
-    "*",
-    "!functions/drift",
-    "!layers/core",
-    "!requirements/runtime.txt",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/*.egg-info",
-    "**/build",
-)
 CAPTURE_ROWS_PREFIX = "capture/rows/"  # ferry_core/capture.py ROWS_PREFIX
 CAPTURE_REPORTS_PREFIX = "capture/reports/"  # ferry_core/capture.py REPORTS_PREFIX
 NAMESPACE = "Ferry"
@@ -318,13 +306,7 @@ class Monitoring(Construct):
         fn = lambda_.DockerImageFunction(
             self,
             "DriftFunction",
-            code=lambda_.DockerImageCode.from_image_asset(
-                str(REPO_ROOT),
-                file=DOCKERFILE,
-                exclude=list(IMAGE_CONTEXT_EXCLUDE),
-                ignore_mode=IgnoreMode.DOCKER,
-                platform=ecr_assets.Platform.LINUX_AMD64,
-            ),
+            code=image_code("drift"),
             description="Ferry drift statistics (scheduled)",
             architecture=lambda_.Architecture.X86_64,
             role=self.role,

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -14,26 +11,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.images import image_code
 from infra.nag import acknowledge
 from infra.storage import MODELS_PREFIX
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = "functions/scoring/Dockerfile"
-
-# The image is built from the repository root because it copies layers/core and the runtime
-# lock. Everything else (a 1 GB .venv, node_modules, cdk.out, tests, ...) is kept out of the
-# build context, so staging stays fast and unrelated edits do not change the image hash.
-IMAGE_CONTEXT_EXCLUDE = (
-    "*",
-    "!functions/scoring",
-    "!layers/core",
-    "!requirements/runtime.txt",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/*.egg-info",
-    "**/build",
-)
 
 MODEL_CACHE_DIR = "/tmp/ferry-models"  # /tmp is the only writable path in Lambda.
 
@@ -77,13 +57,7 @@ class ScoringFunction(Construct):
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
-            code=lambda_.DockerImageCode.from_image_asset(
-                str(REPO_ROOT),
-                file=DOCKERFILE,
-                exclude=list(IMAGE_CONTEXT_EXCLUDE),
-                ignore_mode=IgnoreMode.DOCKER,
-                platform=ecr_assets.Platform.LINUX_AMD64,
-            ),
+            code=image_code("scoring"),
             description="Ferry real-time scoring",
             architecture=lambda_.Architecture.X86_64,
             role=self.role,
