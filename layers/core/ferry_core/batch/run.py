@@ -17,6 +17,7 @@ into `batch/staging/{run_id}/`, then merged into the same three outputs with row
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import queue
@@ -57,6 +58,22 @@ CONTENT_TYPE = {
     "parquet": "application/vnd.apache.parquet",
 }
 ACTOR = "ferry-batch"
+
+
+@contextlib.contextmanager
+def all_or_nothing(*outputs: MultipartWriter) -> Iterator[None]:
+    """Commit every output when the block finishes; abort them all if it (or a commit) raises.
+
+    A multipart upload becomes visible only on commit, so a failed run leaves no half result.
+    """
+    try:
+        yield
+        for out in outputs:
+            out.commit()
+    except BaseException:
+        for out in outputs:
+            out.abort()
+        raise
 
 
 @dataclass(frozen=True)
@@ -185,22 +202,15 @@ class BatchRunner:
         scored = MultipartWriter(self._s3, obj.bucket, bk.scored, CONTENT_TYPE[bk.format])
         rejected = MultipartWriter(self._s3, obj.bucket, bk.rejected, CONTENT_TYPE["jsonl"])
         try:
-            card = self._resolve(pinned, bk, manifest)
-            model = self._service.model(card)
-            cols = ColumnarValidator(card.input_schema, self._service.validator(card))
-            counts, sha256 = self._score(pinned, bk, card, model, cols, scored, rejected)
-            if counts.rows_in == 0:
-                raise BatchFileError("the file has no data rows")
-            scored.commit()
-            rejected.commit()
+            with all_or_nothing(scored, rejected):
+                card = self._resolve(pinned, bk, manifest)
+                model = self._service.model(card)
+                cols = ColumnarValidator(card.input_schema, self._service.validator(card))
+                counts, sha256 = self._score(pinned, bk, card, model, cols, scored, rejected)
+                if counts.rows_in == 0:
+                    raise BatchFileError("the file has no data rows")
         except FerryError as exc:
-            scored.abort()
-            rejected.abort()
             return self._fail(manifest, bk, exc.message, t0)
-        except BaseException:
-            scored.abort()
-            rejected.abort()
-            raise
         manifest["input"]["sha256"] = sha256
         return self._succeed(manifest, counts, t0)
 
@@ -282,14 +292,8 @@ class BatchRunner:
         names = part_keys(run_id(obj), part["index"], bk)
         scored = MultipartWriter(self._s3, obj.bucket, names["scored"], CONTENT_TYPE[bk.format])
         rejected = MultipartWriter(self._s3, obj.bucket, names["rejected"], CONTENT_TYPE["jsonl"])
-        try:
+        with all_or_nothing(scored, rejected):
             counts, _ = self._score(obj, bk, card, model, cols, scored, rejected, part)
-            scored.commit()
-            rejected.commit()
-        except BaseException:
-            scored.abort()
-            rejected.abort()
-            raise
         summary = {"index": part["index"], **counts.as_dict()}
         self._put_json(obj.bucket, names["summary"], summary)
         return summary
@@ -307,26 +311,19 @@ class BatchRunner:
         rejected = MultipartWriter(self._s3, obj.bucket, bk.rejected, CONTENT_TYPE["jsonl"])
         out = formats.ScoredWriter(bk.format, scored)
         try:
-            for i in range(plan["parts"]):
-                names = part_keys(rid, i, bk)
-                summary = Counts.from_dict(self._get_json(obj.bucket, names["summary"]))
-                self._copy_renumbered(obj.bucket, names, bk, out, rejected, counts.rows_in)
-                counts.add(summary)
-            if counts.rows_in == 0:
-                raise BatchFileError("the file has no data rows")
-            out.close()
-            if bk.format == "csv" and counts.rows_scored == 0:
-                scored.write(b"")
-            scored.commit()
-            rejected.commit()
+            with all_or_nothing(scored, rejected):
+                for i in range(plan["parts"]):
+                    names = part_keys(rid, i, bk)
+                    summary = Counts.from_dict(self._get_json(obj.bucket, names["summary"]))
+                    self._copy_renumbered(obj.bucket, names, bk, out, rejected, counts.rows_in)
+                    counts.add(summary)
+                if counts.rows_in == 0:
+                    raise BatchFileError("the file has no data rows")
+                out.close()
+                if bk.format == "csv" and counts.rows_scored == 0:
+                    scored.write(b"")
         except FerryError as exc:
-            scored.abort()
-            rejected.abort()
             return self._fail(manifest, bk, exc.message, t0)
-        except BaseException:
-            scored.abort()
-            rejected.abort()
-            raise
         sha = open_stream(self._s3, obj)
         sha.raw.drain()
         manifest["input"]["sha256"] = sha.raw.sha256.hexdigest()
