@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
@@ -96,6 +98,28 @@ def bench_load(
         typer.echo(f"ferry bench load: {exc}", err=True)
         raise typer.Exit(1) from exc
     if not ok:
+        raise typer.Exit(1)
+
+
+@bench_app.command("reliability")
+def bench_reliability(
+    long: bool = typer.Option(True, "--long/--fast", help="full counts, or the test-suite sizes"),
+    only: str = typer.Option("", help="property numbers to run, e.g. 1,5 (default: all)"),
+    json_path: str = typer.Option(
+        ".ferry/reliability.json", "--json", help="where to write the table as JSON"
+    ),
+) -> None:
+    """Every reliability/security property of issue 8 with its figures: a table and JSON."""
+    from ferry_cli.reliability.core import Mode, print_report, run_properties, write_json
+
+    numbers = [int(n) for n in only.split(",") if n.strip()] or None
+    results = run_properties(numbers, Mode(long=long))
+    print_report(results)
+    write_json(results, Path(json_path))
+    typer.echo(f"wrote {json_path}")
+    if not all(r.passed for r in results):
+        broken = ", ".join(str(r.number) for r in results if not r.passed)
+        typer.echo(f"ferry bench reliability: property {broken} broken (see above)", err=True)
         raise typer.Exit(1)
 
 
