@@ -126,6 +126,45 @@ class EnvironmentConfig(BaseModel):
     )
     error_rate_5xx_alarm: float = Field(default=0.01, gt=0, le=1)
 
+    # Retrain & promote (issue 6; infra/retraining.py, ferry_core/workflow.py and gate.py)
+    training_backend: Literal["lambda", "sagemaker"] = Field(
+        default="lambda",
+        description="Where training runs: the training function (15 min, 10 GB), or a "
+        "SageMaker training job from the same image for data or fits beyond that.",
+    )
+    training_memory_mb: int = Field(default=3008, ge=1024, le=10_240)
+    training_timeout_minutes: int = Field(
+        default=15, ge=1, le=24 * 60, description="Lambda caps this at 15; SageMaker does not."
+    )
+    sagemaker_instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.\w+$")
+    validation_memory_mb: int = Field(default=3008, ge=1024, le=10_240)
+    approval_timeout_hours: int = Field(
+        default=72, ge=1, le=24 * 30, description="An approval not given by then rejects."
+    )
+    canary_percent: float = Field(
+        default=10.0, ge=0, le=50, description="Share of traffic the candidate takes; 0 = switch."
+    )
+    canary_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    canary_min_requests: int = Field(
+        default=100, ge=1, description="Fewer canary requests: not enough evidence, roll back."
+    )
+    canary_max_error_rate_delta: float = Field(default=0.01, ge=0, le=1)
+    canary_max_latency_ratio: float = Field(default=1.5, ge=1, le=10)
+    retrain_schedule: str | None = Field(
+        default="rate(7 days)",
+        pattern=r"^(rate|cron)\(.+\)$",
+        description="EventBridge schedule of routine retraining; None = drift and manual only.",
+    )
+    gate_parity_tolerance: float = Field(default=1e-5, gt=0, le=0.1)
+    gate_metric_tolerance: float = Field(
+        default=0.01, ge=0, le=0.5, description="AUC a candidate may lose against the champion."
+    )
+    gate_segment_floor: float = Field(
+        default=0.6, ge=0, le=1, description="Lowest AUC any named segment may have."
+    )
+    gate_segment_min_rows: int = Field(default=30, ge=1)
+    gate_latency_p99_ms: float = Field(default=50.0, gt=0)
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         """Reject combinations that would synthesize but fail (or silently mislead) at deploy."""
@@ -139,6 +178,8 @@ class EnvironmentConfig(BaseModel):
         reserved = self.scoring_reserved_concurrency
         if reserved is not None and self.scoring_provisioned_concurrency > reserved:
             raise ValueError("scoring_provisioned_concurrency exceeds scoring_reserved_concurrency")
+        if self.training_backend == "lambda" and self.training_timeout_minutes > 15:
+            raise ValueError("training_timeout_minutes > 15 needs training_backend='sagemaker'")
         if self.drift_psi_warn > self.drift_psi_alarm:
             raise ValueError("drift_psi_warn must not exceed drift_psi_alarm")
         bad = [m for m in self.monitored_models if not _MODEL_NAME.match(m)]
@@ -166,6 +207,8 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         approval_required=False,
         audit_anchor_retention_days=1,
         capture_sample_rate=1.0,
+        # Dev sees little traffic: a canary is judged on fewer requests than in prod.
+        canary_min_requests=20,
     ),
     "prod": EnvironmentConfig(
         name="prod",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack, Tags
@@ -14,6 +15,7 @@ from infra.config import EnvironmentConfig
 from infra.governance import Governance
 from infra.monitoring import Monitoring
 from infra.registry import RegistryTables
+from infra.retraining import Retraining
 from infra.scoring import ScoringFunction
 from infra.storage import Storage
 
@@ -143,8 +145,6 @@ class FerryStack(Stack):
             removal_policy=removal_policy,
         )
 
-        # Issue 6 adds the retraining state machine: monitoring.add_retrain_target(...) and
-        # monitoring.add_pipeline("Retrain", machine).
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -172,6 +172,60 @@ class FerryStack(Stack):
             removal_policy=removal_policy,
         )
 
+        retraining = Retraining(
+            self,
+            "Retrain",
+            env_name=config.name,
+            model_bucket=storage.model_bucket,
+            model_key=storage.model_key,
+            data_bucket=storage.data_bucket,
+            data_key=storage.data_key,
+            registry_table=tables.registry_table,
+            governance_function=governance.function,
+            governance_role=governance.role,
+            topic=monitoring.topic,
+            training_backend=config.training_backend,
+            training_memory_mb=config.training_memory_mb,
+            training_timeout_minutes=config.training_timeout_minutes,
+            sagemaker_instance_type=config.sagemaker_instance_type,
+            validation_memory_mb=config.validation_memory_mb,
+            gate_settings={
+                "GATE_PARITY_TOLERANCE": repr(config.gate_parity_tolerance),
+                "GATE_METRIC_TOLERANCE": repr(config.gate_metric_tolerance),
+                "GATE_SEGMENT_FLOOR": repr(config.gate_segment_floor),
+                "GATE_SEGMENT_MIN_ROWS": str(config.gate_segment_min_rows),
+                "GATE_LATENCY_P99_MS": repr(config.gate_latency_p99_ms),
+            },
+            workflow_settings={
+                "APPROVAL_TIMEOUT_SECONDS": str(config.approval_timeout_hours * 3600),
+                "CANARY_PERCENT": repr(config.canary_percent),
+                "CANARY_SECONDS": str(config.canary_minutes * 60),
+                "CANARY_POLICY": json.dumps(
+                    {
+                        "min_requests": config.canary_min_requests,
+                        "max_error_rate_delta": config.canary_max_error_rate_delta,
+                        "max_latency_ratio": config.canary_max_latency_ratio,
+                    },
+                    sort_keys=True,
+                ),
+            },
+            # Training + validation + the approval window + the canary + slack for the rest.
+            run_timeout=Duration.minutes(
+                config.training_timeout_minutes
+                + 10
+                + config.approval_timeout_hours * 60
+                + config.canary_minutes
+                + 30
+            ),
+            retrain_schedule=config.retrain_schedule,
+            monitored_models=config.monitored_models,
+            dead_letter_queue=monitoring.dead_letter_queue,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        monitoring.add_retrain_target(retraining.drift_target())
+        monitoring.add_pipeline("Retrain", retraining.state_machine)
+
         Tags.of(self).add("Project", "Ferry")
         Tags.of(self).add("Environment", config.name)
 
@@ -196,6 +250,11 @@ class FerryStack(Stack):
             "AlarmTopicArn": monitoring.topic.topic_arn,
             "DriftFunctionName": monitoring.function.function_name,
             "DashboardName": monitoring.dashboard.dashboard_name,
+        }
+        outputs |= {
+            "RetrainStateMachineArn": retraining.state_machine.state_machine_arn,
+            "TrainingFunctionName": retraining.training.function_name,
+            "ValidationFunctionName": retraining.validation.function_name,
         }
         for output_id, value in outputs.items():
             CfnOutput(self, output_id, value=value)

@@ -1,9 +1,13 @@
 """Governance function (the promotion path): validate the request, call the core, shape the answer.
 
-Step Functions (issue 6) invokes it with a `GovernanceRequest` as the task input; it is the
-only function whose role may write stage pointers. Domain refusals come back as a result with
-`ok: false` and the error code (the state machine branches on them); anything else raises, so
-the task fails and its retry/catch policy applies.
+It is the only function whose role may write stage pointers. Two kinds of input:
+- a `GovernanceRequest` (promote, rollback, archive, approve, reject) from an operator or a
+  script: domain refusals come back as `{"ok": false, "error": code}`;
+- a `WorkflowRequest` (lock, register_candidate, request_approval, canary, promote_candidate,
+  reject_run)
+  from the retrain-and-promote state machine (ferry_core/workflow.py): a domain refusal raises,
+  so the task fails with the error's class name (`PromotionRefused`, …) and the state machine's
+  Catch records the reason in the audit trail.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from ferry_core import errors
+from ferry_core.canary import CanaryPolicy
 from ferry_core.governance import (
     Governance,
     GovernanceRequest,
@@ -25,6 +30,7 @@ from ferry_core.governance import (
     connect,
     run_request,
 )
+from ferry_core.workflow import Workflow, WorkflowRequest, WorkflowSettings
 
 logger = Logger()
 metrics = Metrics()
@@ -49,10 +55,46 @@ def governance() -> Governance:
     )
 
 
+@cache
+def workflow() -> Workflow:
+    s = GovernanceSettings.from_env()
+    return Workflow(
+        governance(),
+        dynamodb=boto3.client("dynamodb"),
+        s3=boto3.client("s3"),
+        cloudwatch=boto3.client("cloudwatch"),
+        registry_table=s.registry_table,
+        model_bucket=s.model_bucket,
+        canary_policy=CanaryPolicy.model_validate(s.canary_policy),
+        settings=WorkflowSettings(
+            env=s.env,
+            approval_required=s.approval_required,
+            approval_timeout_seconds=s.approval_timeout_seconds,
+            canary_percent=s.canary_percent,
+            canary_seconds=s.canary_seconds,
+        ),
+    )
+
+
+WORKFLOW_ACTIONS = frozenset(WorkflowRequest.model_fields["action"].annotation.__args__)
+
+
+def _workflow_step(event: dict[str, Any]) -> dict[str, Any]:
+    """A state machine step: invalid input or a refusal raises (the task fails, Catch records)."""
+    request = WorkflowRequest.model_validate(event)
+    metrics.add_dimension("action", request.action)
+    result = workflow().run(request)
+    metrics.add_metric(name="WorkflowSteps", unit=MetricUnit.Count, value=1)
+    logger.info("workflow step", action=request.action, model=request.model, run=request.run_id)
+    return result
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("action") in WORKFLOW_ACTIONS:
+        return _workflow_step(event)
     try:
         request = GovernanceRequest.model_validate(event)
     except ValidationError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import os
 import time
 import warnings
@@ -23,13 +24,13 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ferry_core import __version__, api, errors
 from ferry_core.capture import CaptureBuffer
 from ferry_core.registry import RegistryReader
-from ferry_core.scoring import ScoringService
+from ferry_core.scoring import Route, ScoringService
 from ferry_core.settings import ScoringSettings
 from ferry_core.store import ModelStore
 
@@ -45,6 +46,8 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 Event = dict[str, Any]
 Result = tuple[int, Any]
+# The variant (canary or champion) of the request being served, when a canary is running.
+_route: contextvars.ContextVar[Route | None] = contextvars.ContextVar("route", default=None)
 
 
 @cache
@@ -90,7 +93,9 @@ def predict(event: Event) -> Result:
     model = _model(event)
     instances = api.parse_predict_body(_body(event))
     version, stage = api.parse_selector(event.get("queryStringParameters"))
-    result = service().predict(model, instances, version=version, stage=stage)
+    route = Route()
+    _route.set(route)
+    result = service().predict(model, instances, version=version, stage=stage, route=route)
     request_id = event["requestContext"]["requestId"]
     capture().offer(result.model, result.version, request_id, instances, result.predictions)
     metrics.add_metric(
@@ -156,7 +161,7 @@ def _refused(exc: errors.FerryError, event: Event) -> Result:
     return status, api.error_body(exc)
 
 
-def _route(event: Event) -> Result:
+def _route_event(event: Event) -> Result:
     try:
         route = ROUTES.get(event.get("routeKey", ""))
         if route is None:  # a `$default` catch-all route, or an event built by hand
@@ -181,12 +186,40 @@ def _route(event: Event) -> Result:
         }
 
 
+def _canary_metrics(route: Route, model: str, status: int, started: float) -> None:
+    """While a canary runs, each default-routed request is counted per variant (canary or
+    champion): requests, 5xx and latency, which the workflow's canary check compares."""
+    m = EphemeralMetrics(namespace=metrics.namespace)
+    m.add_dimension("model", model)
+    m.add_dimension("variant", route.variant or "-")
+    m.add_metric(name="CanaryRequests", unit=MetricUnit.Count, value=1)
+    m.add_metric(name="CanaryErrors5xx", unit=MetricUnit.Count, value=int(status >= 500))
+    if not route.cold:  # a request that loaded the model measures the load, not the version
+        m.add_metric(
+            name="CanaryLatency",
+            unit=MetricUnit.Milliseconds,
+            value=(time.perf_counter() - started) * 1e3,
+        )
+    if route.version is not None:
+        m.add_metadata(key="version", value=route.version)
+    m.flush_metrics()
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: Event, context: LambdaContext) -> dict[str, Any]:
     # The API Gateway request id ties log lines to the client's response.
     logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
-    status, body = _route(event)
+    started = time.perf_counter()
+    token = _route.set(None)
+    try:
+        status, body = _route_event(event)
+        route = _route.get()
+    finally:
+        _route.reset(token)
+    if route is not None and route.variant is not None:
+        model = (event.get("pathParameters") or {}).get("model", "-")
+        _canary_metrics(route, model, status, started)
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},

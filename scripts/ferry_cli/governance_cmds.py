@@ -106,6 +106,23 @@ class Platform:
     def reader(self) -> Any:
         return self.governance.reader
 
+    def decide(self, model: str, version: int, approved: bool, actor: str, reason: str) -> Any:
+        """Approve or reject, then resume the retraining run waiting on it (ferry_core.workflow)."""
+        from ferry_core.workflow import ApprovalGate, decide
+
+        gate = ApprovalGate(self.env.client("dynamodb"), self.env.output("RegistryTableName"))
+        outcome, _ = decide(
+            self.governance,
+            gate,
+            self.env.client("stepfunctions"),
+            model,
+            version,
+            approved=approved,
+            actor=actor,
+            reason=reason,
+        )
+        return outcome
+
     @property
     def audit(self) -> Any:
         return self.governance.audit
@@ -498,7 +515,10 @@ def _decision(command: str) -> Callable[..., None]:
         as_json: bool = JSON_OPTION,
     ) -> None:
         with reporting(command), platform(env) as p:
-            o = getattr(p.governance, command)(model, version, actor=p.actor(actor), reason=reason)
+            if command == "archive":
+                o = p.governance.archive(model, version, actor=p.actor(actor), reason=reason)
+            else:  # approve/reject also resume a retraining run waiting on this decision
+                o = p.decide(model, version, command == "approve", p.actor(actor), reason)
             emit(o.as_dict(), as_json, lambda c: _outcome(c, o))
 
     run.__doc__ = {

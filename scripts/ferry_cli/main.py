@@ -26,6 +26,10 @@ from ferry_cli.drift_cmds import register_drift_commands  # noqa: E402
 
 register_drift_commands(app)  # drift
 
+from ferry_cli.retrain_cmds import register_retrain_commands  # noqa: E402
+
+register_retrain_commands(app)  # retrain
+
 
 @app.command()
 def demo(

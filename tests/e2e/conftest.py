@@ -24,7 +24,10 @@ import boto3
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 240  # a first synth on a busy 2-core machine takes ~40 s of it
+STARTUP_TIMEOUT_S = 240
+TRAINERS = (
+    REPO_ROOT / "tests" / "e2e" / "fixtures" / "trainers"
+)  # a first synth on a busy 2-core machine takes ~40 s of it
 
 
 @dataclass
@@ -101,7 +104,15 @@ def start_platform(state_dir: Path, *extra: str) -> RunningPlatform:
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
+        env={
+            **os.environ,
+            "COLUMNS": "200",
+            # The retraining tests' trainers (tests/e2e/fixtures/trainers), importable by the
+            # training function as a user's own trainer module would be in its image.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(TRAINERS), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        },
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not local_json.exists():
@@ -125,6 +136,23 @@ def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
     assert status == 0, f"ferry local up exited {status} on SIGTERM:\n{log[-3000:]}"
     assert (platform.state_dir / "state" / "manifest.json").exists(), "no snapshot on stop"
     assert not (platform.state_dir / "local.json").exists(), "local.json left behind"
+
+
+@pytest.fixture(scope="session")
+def run_ferry() -> Any:
+    """`run_ferry(platform, *args)`: the `ferry` command with `--env local` against `platform`."""
+
+    def run(platform: RunningPlatform, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "FERRY_LOCAL_CONFIG": str(platform.state_dir / "local.json")}
+        return subprocess.run(
+            [*ferry_command(), *args, "--env", "local"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,9 @@ OUTPUT_IDS = {
     "AlarmTopicArn",
     "DriftFunctionName",
     "DashboardName",
+    "RetrainStateMachineArn",
+    "TrainingFunctionName",
+    "ValidationFunctionName",
 }
 
 

@@ -77,15 +77,20 @@ def test_only_the_governance_role_can_write_the_registry(template: Template) -> 
     """
     Given every role in the stack
     When I collect the DynamoDB write actions each is allowed on the registry table
-    Then the scoring role has none, the governance role has its conditional Put/Update, and no
-        other role has any (only the promotion path moves stage pointers)
+    Then the scoring role has none, the governance role has its conditional Put/Update (and
+        Delete, for the retrain workflow's lock, approval and canary items), and no other role
+        has any (only the promotion path moves stage pointers)
     """
     registry = _table_arn(template, "Registry")
     roles = _statements_by_role(template)
     scoring = _logical_id(template, "AWS::IAM::Role", "ScoringRole")
     governance = _logical_id(template, "AWS::IAM::Role", "GovernanceRole")
     assert _writes_on(roles[scoring], registry) == set()
-    assert _writes_on(roles[governance], registry) == {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert _writes_on(roles[governance], registry) == {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
     writers = {role for role, st in roles.items() if _writes_on(st, registry)}
     assert writers == {governance}
 

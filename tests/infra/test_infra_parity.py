@@ -76,6 +76,31 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     ),
     "error_rate_4xx_alarm": (r"^Resources/Monitoring\w+Errors4xxRate\w+/Properties/Threshold$",),
     "error_rate_5xx_alarm": (r"^Resources/Monitoring\w+Errors5xxRate\w+/Properties/Threshold$",),
+    # Retrain & promote (issue 6, infra/retraining.py): function settings and the run timeout.
+    "training_memory_mb": (r"^Resources/RetrainTraining\w+/Properties/MemorySize$",),
+    "training_timeout_minutes": (
+        r"^Resources/RetrainTraining\w+/Properties/Timeout$",
+        r"^Resources/RetrainStateMachine\w+/Properties/DefinitionString",
+    ),
+    "validation_memory_mb": (r"^Resources/RetrainValidation\w+/Properties/MemorySize$",),
+    "approval_timeout_hours": (
+        r"/Environment/Variables/APPROVAL_TIMEOUT_SECONDS$",
+        r"^Resources/RetrainStateMachine\w+/Properties/DefinitionString",
+    ),
+    "canary_percent": (r"/Environment/Variables/CANARY_PERCENT$",),
+    "canary_minutes": (
+        r"/Environment/Variables/CANARY_SECONDS$",
+        r"^Resources/RetrainStateMachine\w+/Properties/DefinitionString",
+    ),
+    "canary_min_requests": (r"/Environment/Variables/CANARY_POLICY$",),
+    "canary_max_error_rate_delta": (r"/Environment/Variables/CANARY_POLICY$",),
+    "canary_max_latency_ratio": (r"/Environment/Variables/CANARY_POLICY$",),
+    "retrain_schedule": (r"^Resources/RetrainSchedule\w+/Properties/ScheduleExpression$",),
+    "gate_parity_tolerance": (r"/Environment/Variables/GATE_PARITY_TOLERANCE$",),
+    "gate_metric_tolerance": (r"/Environment/Variables/GATE_METRIC_TOLERANCE$",),
+    "gate_segment_floor": (r"/Environment/Variables/GATE_SEGMENT_FLOOR$",),
+    "gate_segment_min_rows": (r"/Environment/Variables/GATE_SEGMENT_MIN_ROWS$",),
+    "gate_latency_p99_ms": (r"/Environment/Variables/GATE_LATENCY_P99_MS$",),
     "p99_latency_budget_ms": (
         r"^Resources/Monitoring\w+LatencyP99\w+/Properties/Threshold$",
         r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",

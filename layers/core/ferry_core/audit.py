@@ -25,7 +25,17 @@ from ferry_core.errors import AnchorFailed, AuditWriteFailed, TransactionRefused
 from ferry_core.registry import now_iso
 
 GENESIS = "0" * 64
-EVENTS = ("register", "promote", "rollback", "archive", "approve", "reject", "batch_run")
+EVENTS = (
+    "register",
+    "promote",
+    "rollback",
+    "archive",
+    "approve",
+    "reject",
+    "batch_run",
+    "canary_start",
+    "canary_stop",
+)
 ANCHOR_PREFIX = "anchors/"
 _JSON_FIELDS = ("before", "after", "details")
 _FIELDS = (

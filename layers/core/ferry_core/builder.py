@@ -294,6 +294,8 @@ def build(
     metrics: dict[str, Any] = {"overall": classification_metrics(y, onnx_scores, threshold)}
     if segments:
         metrics["segments"] = segment_metrics(valid, y, onnx_scores, threshold, segments)
+        # How the segments were cut, so validation can cut a later candidate's rows the same way.
+        metrics["segment_definitions"] = segments
     baseline: dict[str, NumericBaseline | CategoricalBaseline] = {}
     for f in schema.features:
         values = [
@@ -302,7 +304,9 @@ def build(
         baseline[f.name] = feature_baseline(f, values)
     train_scores = pipeline.predict_proba(to_model_frame(train, schema))[:, 1]
     baseline["__score__"] = numeric_baseline(train_scores)
-    reference = to_model_frame(valid, schema).assign(__reference_score__=sk_scores)
+    reference = to_model_frame(valid, schema).assign(
+        __reference_score__=sk_scores, __label__=y.astype(np.int64)
+    )
     return BuiltModel(onnx_bytes, schema, baseline, metrics, parity, reference, threshold)
 
 

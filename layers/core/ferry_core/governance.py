@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Json
 
 from ferry_core.audit import AnchorStore, AuditEntry, AuditLog
 from ferry_core.card import Card
@@ -195,7 +195,7 @@ class Governance:
             card.name,
             stage,
             card.version,
-            pointer.revision if pointer else None,
+            pointer.revision if pointer else self.reader.pointer_revision(card.name, stage),
             actor,
             reason,
             event=event,
@@ -322,22 +322,109 @@ class Governance:
         new = {"archive": "archived", "approve": "approved", "reject": "rejected"}[event]
         extra = {"approved_by": actor} if event == "approve" else None
         items: list[Any] = [self.writer.status_item(model, version, new, actor, extra)]
+        unstaged = False
         if event != "approve":  # a live version must be replaced first
             for stage in STAGES:
                 pointer = self.reader.fresh_pointer(model, stage)
                 if pointer and pointer.version == version:
+                    if event == "reject" and stage == "staging":
+                        # A rejected candidate leaves staging in the same transaction.
+                        items += self.writer.unstage_items(
+                            model, stage, version, pointer.revision, actor, reason
+                        )
+                        unstaged = True
+                        continue
                     raise PromotionRefused(
                         f"{model} v{version} is live in {stage}; promote or roll back another "
                         f"version before you {event} it"
                     )
                 items.append(self.writer.not_live_item(model, stage, version))
+            canary = self.reader.fresh_canary(model)
+            if canary and canary.version == version:
+                raise PromotionRefused(
+                    f"{model} v{version} is in a canary; end the canary before you {event} it"
+                )
         outcome = Outcome(event, model, version, {"status": old}, {"status": new}, None)
+        if unstaged:
+            outcome.after = {"status": new, "staging": None}
+            outcome.before = {"status": old, "staging": version}
         try:
             return self._commit(outcome, actor, reason, dict(details or {}), items)
         except TransactionRefused as exc:
             raise RegistryConflict(
                 f"{model} v{version} changed while this {event} ran; nothing was changed"
             ) from exc
+
+    def start_canary(
+        self, model: str, version: int, percent: float, *, actor: str, run_id: str, reason: str = ""
+    ) -> Outcome:
+        """Send `percent` of default traffic to `version` (it must pass every production gate,
+        approval included); production stays where it is until `promote`."""
+        if not 0 < percent <= 50:
+            raise PromotionRefused(f"a canary takes 0-50 % of traffic, not {percent}")
+        card = self.reader.card(model, version)
+        self.check_promotable(card, "production")
+        live = self.reader.fresh_pointer(model, "production")
+        if live is None:
+            raise PromotionRefused(f"{model} has no production version to run a canary against")
+        if live.version == version:
+            raise PromotionRefused(f"{model} v{version} is already production")
+        outcome = Outcome(
+            "canary_start",
+            model,
+            version,
+            {"production": live.version, "canary": None},
+            {"production": live.version, "canary": version, "percent": percent},
+            None,
+        )
+        items = [self.writer.canary_put_item(model, version, percent, actor, run_id)]
+        try:
+            return self._commit(outcome, actor, reason, {"run_id": run_id}, items)
+        except TransactionRefused as exc:
+            raise RegistryConflict(f"{model} already has a canary in progress") from exc
+
+    def stop_canary(
+        self,
+        model: str,
+        version: int,
+        *,
+        outcome: Literal["promoted", "rolled_back"],
+        actor: str,
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """End `version`'s canary, saying why (the verdict's figures go in `details`)."""
+        canary = self.reader.fresh_canary(model)
+        if canary is None or canary.version != version:
+            raise PromotionRefused(f"{model} v{version} has no canary in progress")
+        result = Outcome(
+            "canary_stop",
+            model,
+            version,
+            {"canary": version, "percent": canary.percent},
+            {"canary": None, "outcome": outcome},
+            None,
+        )
+        items = [self.writer.canary_delete_item(model, version)]
+        info = {"outcome": outcome, "run_id": canary.run_id, **dict(details or {})}
+        try:
+            return self._commit(result, actor, reason, info, items)
+        except TransactionRefused as exc:
+            raise RegistryConflict(f"{model}'s canary changed while it was being stopped") from exc
+
+    def record_run_rejection(
+        self,
+        model: str,
+        version: int | None,
+        *,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Audit a retraining run that ended before (or without) a version to reject: the
+        entry is the record of why nothing was promoted. No registry item changes."""
+        outcome = Outcome("reject", model, version, None, {"run": "rejected"}, None)
+        return self._commit(outcome, actor, reason, dict(details or {}), [])
 
     def archive(self, model: str, version: int, *, actor: str, reason: str = "") -> Outcome:
         """Retire a version: it stays in the registry and the store, but can no longer go live."""
@@ -418,6 +505,14 @@ class GovernanceSettings(BaseModel):
     event_bus: str = Field(default="default", alias="EVENT_BUS_NAME")
     approval_required: bool = Field(default=False, alias="APPROVAL_REQUIRED")
     model_cache_dir: str = Field(default="/tmp/ferry-models", alias="MODEL_CACHE_DIR")
+    # The retrain-and-promote workflow (issue 6; ferry_core/workflow.py).
+    approval_timeout_seconds: int = Field(
+        default=3 * 86_400, ge=1, alias="APPROVAL_TIMEOUT_SECONDS"
+    )
+    canary_percent: float = Field(default=0.0, ge=0, le=50, alias="CANARY_PERCENT")
+    canary_seconds: int = Field(default=600, ge=1, alias="CANARY_SECONDS")
+    # The canary verdict's thresholds (ferry_core.canary.CanaryPolicy fields), as JSON.
+    canary_policy: Json[dict[str, Any]] = Field(default_factory=dict, alias="CANARY_POLICY")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GovernanceSettings:

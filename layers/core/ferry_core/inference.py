@@ -136,6 +136,10 @@ class ModelPool:
         self._models: OrderedDict[tuple[str, int], OnnxModel] = OrderedDict()
         self._lock = threading.Lock()
 
+    def loaded(self, card: Card) -> bool:
+        """Whether `card`'s model is already in memory (its next request pays no load)."""
+        return (card.name, card.version) in self._models
+
     def get(self, card: Card) -> OnnxModel:
         key = (card.name, card.version)
         model = self._models.get(key)

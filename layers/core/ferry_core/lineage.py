@@ -25,6 +25,17 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return out.stdout.strip()
 
 
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that decide what a fitted model computes."""
+    libs = {}
+    for lib in TRACKED_LIBRARIES:
+        try:
+            libs[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return libs
+
+
 def capture(
     repo: Path,
     entry_point: str,
@@ -37,12 +48,7 @@ def capture(
     """Lineage of a model trained from the code at `repo` (git commit and whether it was dirty)."""
     commit = _git(["rev-parse", "HEAD"], repo)
     status = _git(["status", "--porcelain", "--untracked-files=no"], repo)
-    libs = {}
-    for lib in TRACKED_LIBRARIES:
-        try:
-            libs[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+    libs = library_versions()
     lock_hash = None
     if lock_file is not None and lock_file.is_file():
         lock_hash = hashlib.sha256(lock_file.read_bytes()).hexdigest()

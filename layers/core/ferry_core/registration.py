@@ -29,7 +29,8 @@ def model_prefix(name: str, version: int) -> str:
     return f"models/{name}/v{version}"
 
 
-def _put(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> str | None:
+def put_object(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> str | None:
+    """Create an object that must not exist yet, checksummed in transit; its version id."""
     resp = s3.put_object(
         Bucket=bucket,
         Key=key,
@@ -105,13 +106,13 @@ def _upload(
     """Write model.onnx (and reference.parquet) and build the card that pins them."""
     prefix = model_prefix(name, version)
     model_key, ref_key = f"{prefix}/model.onnx", f"{prefix}/reference.parquet"
-    model_vid = _put(s3, bucket, model_key, built.onnx_bytes, "application/octet-stream")
+    model_vid = put_object(s3, bucket, model_key, built.onnx_bytes, "application/octet-stream")
     ref_uri = ref_sha = None
     if built.reference is not None:
         buf = io.BytesIO()
         built.reference.to_parquet(buf, index=False)
         ref_bytes = buf.getvalue()
-        _put(s3, bucket, ref_key, ref_bytes, "application/vnd.apache.parquet")
+        put_object(s3, bucket, ref_key, ref_bytes, "application/vnd.apache.parquet")
         ref_uri, ref_sha = f"s3://{bucket}/{ref_key}", sha256_hex(ref_bytes)
     metrics = {**built.metrics, "parity": built.parity} if built.parity else dict(built.metrics)
     validation = registration_checks(built)
@@ -136,7 +137,7 @@ def _upload(
         baseline=built.baseline,
         validation=validation,
     )
-    _put(s3, bucket, f"{prefix}/card.json", card_json(card), "application/json")
+    put_object(s3, bucket, f"{prefix}/card.json", card_json(card), "application/json")
     return card
 
 

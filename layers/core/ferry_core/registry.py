@@ -3,7 +3,11 @@
 Table layout (partition key `model`, sort key `sk`):
 - `META`                   — `latest_version`, the version counter (numbers are never reused)
 - `V#000007`               — version 7: its card as JSON (exact floats, no Decimal round trip)
-- `STAGE#production`       — the stage pointer: `version`, `revision` (optimistic lock), `since`
+- `STAGE#production`       — the stage pointer: `version`, `revision` (optimistic lock), `since`;
+                             a rejected staging version is unstaged: the item keeps its
+                             revision and loses its `version` (nothing is staged)
+- `CANARY`                 — a canary in progress (issue 6): `version`, `percent` of default
+                             traffic the scoring function sends it instead of production
 - `HIST#production#000003` — revision 3 of that pointer: which version, from when, by whom,
                              why, and for a rollback which revision it restored
 - the version item also carries its mutable registry `status` (registered, rejected,
@@ -31,6 +35,7 @@ from ferry_core.card import Card
 from ferry_core.errors import ModelNotFound, ModelUnavailable, RegistryConflict, VersionNotFound
 
 INDEX_PARTITION = "__index__"
+CANARY_KEY = "CANARY"
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 STAGES = ("production", "staging")
 
@@ -52,6 +57,27 @@ class StagePointer:
     version: int
     revision: int
     since: str
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A canary in progress: `percent` of default (production) traffic goes to `version`."""
+
+    model: str
+    version: int
+    percent: float
+    since: str
+    run_id: str
+
+
+def _canary(model: str, item: dict[str, Any]) -> Canary:
+    return Canary(
+        model=model,
+        version=int(item["version"]["N"]),
+        percent=float(item["percent"]["N"]),
+        since=item["since"]["S"],
+        run_id=item.get("run_id", {}).get("S", ""),
+    )
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,7 @@ class RegistryReader:
         self._clock = clock
         self._cards: dict[tuple[str, int], Card] = {}
         self._pointers: dict[tuple[str, str], tuple[float, StagePointer | None]] = {}
+        self._canaries: dict[tuple[str, str], tuple[float, Canary | None]] = {}
         self._lock = threading.Lock()
 
     def resolve(self, model: str, version: int | None = None, stage: str | None = None) -> Card:
@@ -128,6 +155,28 @@ class RegistryReader:
             self._pointers[key] = (now, pointer)
         return pointer
 
+    def canary(self, model: str) -> Canary | None:
+        """The canary in progress for `model`, cached like a stage pointer."""
+        key = (model, "__canary__")
+        hit = self._canaries.get(key)
+        now = self._clock()
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        item = self._get(model, CANARY_KEY)
+        canary = _canary(model, item) if item else None
+        with self._lock:
+            self._canaries[key] = (now, canary)
+        return canary
+
+    def fresh_canary(self, model: str) -> Canary | None:
+        item = self._get(model, CANARY_KEY)
+        return _canary(model, item) if item else None
+
+    def pointer_revision(self, model: str, stage: str) -> int | None:
+        """The revision of a stage's pointer item, staged or unstaged (None: never set)."""
+        item = self._get(model, f"STAGE#{stage}")
+        return int(item["revision"]["N"]) if item else None
+
     def model_exists(self, model: str) -> bool:
         return self._get(INDEX_PARTITION, model) is not None
 
@@ -139,7 +188,8 @@ class RegistryReader:
             stages: dict[str, int | None] = dict.fromkeys(STAGES)
             latest = 0
             for it in self._query(name, "STAGE#"):
-                stages[it["sk"]["S"].split("#", 1)[1]] = int(it["version"]["N"])
+                if "version" in it:
+                    stages[it["sk"]["S"].split("#", 1)[1]] = int(it["version"]["N"])
             meta = self._get(name, "META")
             if meta:
                 latest = int(meta["latest_version"]["N"])
@@ -221,7 +271,9 @@ class RegistryReader:
         return items
 
 
-def _pointer(model: str, stage: str, item: dict[str, Any]) -> StagePointer:
+def _pointer(model: str, stage: str, item: dict[str, Any]) -> StagePointer | None:
+    if "version" not in item:  # unstaged: the item only keeps the revision counter
+        return None
     return StagePointer(
         model=model,
         stage=stage,
@@ -417,6 +469,79 @@ class RegistryWriter:
                 "ConditionExpression": "attribute_exists(sk) AND NOT (#st IN (:ar, :rj))",
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
+            }
+        }
+
+    def unstage_items(
+        self, model: str, stage: str, version: int, revision: int, actor: str, reason: str
+    ) -> list[dict[str, Any]]:
+        """Take `version` off `stage` (the pointer item keeps its revision counter)."""
+        new, since = revision + 1, now_iso()
+        return [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"model": {"S": model}, "sk": {"S": f"STAGE#{stage}"}},
+                    "UpdateExpression": (
+                        "REMOVE version SET revision = :new, since = :at, #by = :by"
+                    ),
+                    "ConditionExpression": "revision = :rev AND version = :v",
+                    "ExpressionAttributeNames": {"#by": "by"},
+                    "ExpressionAttributeValues": {
+                        ":new": {"N": str(new)},
+                        ":rev": {"N": str(revision)},
+                        ":v": {"N": str(version)},
+                        ":at": {"S": since},
+                        ":by": {"S": actor},
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "model": {"S": model},
+                        "sk": {"S": f"HIST#{stage}#{new:06d}"},
+                        "version": {"N": str(version)},
+                        "revision": {"N": str(new)},
+                        "since": {"S": since},
+                        "by": {"S": actor},
+                        "reason": {"S": reason},
+                        "event": {"S": "unstage"},
+                    },
+                    "ConditionExpression": "attribute_not_exists(sk)",
+                }
+            },
+        ]
+
+    def canary_put_item(
+        self, model: str, version: int, percent: float, actor: str, run_id: str
+    ) -> dict[str, Any]:
+        """Start a canary: only when none is in progress."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "model": {"S": model},
+                    "sk": {"S": CANARY_KEY},
+                    "version": {"N": str(version)},
+                    "percent": {"N": repr(float(percent))},
+                    "since": {"S": now_iso()},
+                    "by": {"S": actor},
+                    "run_id": {"S": run_id},
+                },
+                "ConditionExpression": "attribute_not_exists(sk)",
+            }
+        }
+
+    def canary_delete_item(self, model: str, version: int) -> dict[str, Any]:
+        """End the canary of `version` (and only that one)."""
+        return {
+            "Delete": {
+                "TableName": self._table,
+                "Key": {"model": {"S": model}, "sk": {"S": CANARY_KEY}},
+                "ConditionExpression": "version = :v",
+                "ExpressionAttributeValues": {":v": {"N": str(version)}},
             }
         }
 

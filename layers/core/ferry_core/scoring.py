@@ -2,11 +2,18 @@
 
 Transport-free: the HTTP handler and the local platform call `ScoringService.predict` with
 plain values and get plain values back; every failure is a domain error.
+
+Canary (issue 6): while the registry holds a canary for a model, a request that names neither
+a version nor a stage goes to the canary version with the canary's probability, else to
+production. The whole request is scored by one version and the response names it; the caller
+learns which variant served it (also when the request then fails) through `Route`, so the
+canary's error rate and latency can be compared with production's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +32,31 @@ class ScoreResult:
     predictions: list[dict[str, Any]]
 
 
+@dataclass
+class Route:
+    """Which variant served a request: "canary", "champion" (production while a canary runs),
+    or None when no canary was involved (pinned version, named stage, no canary)."""
+
+    variant: str | None = None
+    version: int | None = None
+    # The request loaded its model (a one-time cost the warm variant paid long ago): its
+    # latency says nothing about how the version serves, so the comparison leaves it out.
+    cold: bool = False
+
+
 class ScoringService:
     """Scores instances against the production, staging or a pinned version of a model."""
 
     def __init__(
-        self, registry: RegistryReader, store: ModelStore, threads: int = 1, capacity: int = 8
+        self,
+        registry: RegistryReader,
+        store: ModelStore,
+        threads: int = 1,
+        capacity: int = 8,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self.registry = registry
+        self._draw = draw
         self._store = store
         self._threads = threads
         self._pool = ModelPool(self._load, capacity)
@@ -56,9 +81,12 @@ class ScoringService:
         instances: Sequence[Any],
         version: int | None = None,
         stage: str | None = None,
+        route: Route | None = None,
     ) -> ScoreResult:
         """Score every instance or none: one bad instance fails the request with all problems."""
-        card = self.registry.resolve(model, version=version, stage=stage)
+        card = self._resolve(model, version, stage, route)
+        if route is not None:
+            route.cold = not self._pool.loaded(card)
         onnx_model = self.model(card)  # integrity failure → ModelUnavailable before validation
         verdict = self.validator(card).check(instances)
         if not verdict.ok:
@@ -74,3 +102,21 @@ class ScoringService:
             for s, lab, w in zip(scores.tolist(), labels.tolist(), verdict.warnings, strict=True)
         ]
         return ScoreResult(card.name, card.version, predictions)
+
+    def _resolve(
+        self, model: str, version: int | None, stage: str | None, route: Route | None
+    ) -> Card:
+        if version is None and stage is None:
+            canary = self.registry.canary(model)
+            if canary is not None:
+                variant = "canary" if self._draw() * 100 < canary.percent else "champion"
+                if route is not None:
+                    route.variant = variant
+                if variant == "canary":
+                    if route is not None:
+                        route.version = canary.version
+                    return self.registry.card(model, canary.version)
+        card = self.registry.resolve(model, version=version, stage=stage)
+        if route is not None:
+            route.version = card.version
+        return card

@@ -155,15 +155,21 @@ class FunctionRuntime:
         base_environment: dict[str, str] | None = None,
         region: str = "us-east-1",
         account_id: str = "123456789012",
+        tmp_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         """`base_environment` is given to every function first (the platform passes the local
-        AWS endpoint and credentials there); a function's own variables win over it."""
+        AWS endpoint and credentials there); a function's own variables win over it.
+
+        `tmp_dir`: Lambda gives each function its own /tmp; with this set, a variable naming a
+        path under /tmp (a model cache, say) is moved to `tmp_dir/<function>/…`, so functions
+        and platforms do not share files that in AWS they could never share."""
         self.repo_root = Path(repo_root).resolve()
         self.on_logs = on_logs
         self.log_dir = Path(log_dir) if log_dir else self.repo_root / ".ferry" / "logs"
         self.base_environment = dict(base_environment or {})
         self.region = region
         self.account_id = account_id
+        self.tmp_dir = Path(tmp_dir) if tmp_dir else None
         self._functions: dict[str, _Function] = {}
         self._file_lock = threading.Lock()
 
@@ -190,10 +196,15 @@ class FunctionRuntime:
             function_name,
             path,
             handler,
-            {k: str(v) for k, v in environment.items()},
+            {k: self._own_tmp(function_name, str(v)) for k, v in environment.items()},
             memory_mb,
             timeout_seconds,
         )
+
+    def _own_tmp(self, function_name: str, value: str) -> str:
+        if self.tmp_dir is None or not (value == "/tmp" or value.startswith("/tmp/")):
+            return value
+        return str(self.tmp_dir / function_name / value[len("/tmp") :].lstrip("/"))
 
     def functions(self) -> dict[str, Path]:
         """Registered function names and the folders their handlers run from."""

@@ -194,6 +194,7 @@ class LocalPlatform:
             },
             region=self.region,
             account_id=self.account_id,
+            tmp_dir=self.state_dir / "tmp",
         )
         lambda_runtime.install(self.runtime)
         self.clients = Clients(self.aws_endpoint_url, self.region)

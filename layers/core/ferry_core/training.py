@@ -1,0 +1,319 @@
+"""Retraining: labelled data in, a fitted sklearn Pipeline and its measurements out.
+
+The contract a trainer fulfils (documented in functions/training/README.md):
+
+    class MyTrainer:
+        schema: InputSchema            # the input contract of the model it produces
+        target: str                    # the label column (0/1)
+        segments: dict[str, dict]      # named segments for per-segment metrics (may be {})
+        threshold: float               # score at or above which the label is 1
+        def fit(self, X: pd.DataFrame, y: np.ndarray, params: dict) -> Pipeline: ...
+
+`X` holds the schema's columns in the serving encoding (`builder.to_model_frame`: numbers
+as float64 with NaN, categories as str) so the fitted pipeline sees exactly what the ONNX graph
+will. The harness owns everything else, identically for every trainer: reading the data from
+S3 (CSV or Parquet, pinned to the S3 version it read), the deterministic train/validation
+split, conversion to ONNX, parity on the validation rows, metrics and baselines, lineage, and
+the candidate bundle (`candidate.py`). A trainer is named by an entry point `module:attribute`
+(a class or a factory); the default is the demo's credit-risk trainer.
+
+This module runs where pipelines are fitted (the training image, SageMaker, a laptop), never in
+a serving function: it imports pandas and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from ferry_core import builder
+from ferry_core.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, write_bundle
+from ferry_core.card import InputSchema, Lineage
+from ferry_core.errors import FerryError
+from ferry_core.lineage import library_versions
+from ferry_core.registry import now_iso
+from ferry_core.store import parse_s3_uri, sha256_hex
+
+TRAINING_PREFIX = "training/"
+MIN_ROWS = 200
+MAX_TRAINING_BYTES = 2 * 1024**3
+
+
+class TrainingFailed(FerryError):
+    """Training could not produce a candidate (no data, bad data, a trainer that failed)."""
+
+    code = "training_failed"
+
+
+class Trainer(Protocol):
+    schema: InputSchema
+    target: str
+    segments: dict[str, dict[str, Any]]
+    threshold: float
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any]) -> Any: ...
+
+
+@dataclass
+class CreditRiskTrainer:
+    """The demo model: imputation + one-hot encoding → gradient boosting."""
+
+    schema: InputSchema = field(default_factory=lambda: builder.CREDIT_RISK_SCHEMA)
+    target: str = builder.TARGET
+    segments: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"age_band": builder.AGE_BANDS}
+    )
+    threshold: float = 0.5
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any]) -> Any:
+        pipe = builder.credit_risk_pipeline(
+            self.schema,
+            n_estimators=int(params.get("n_estimators", 100)),
+            seed=int(params.get("seed", 7)),
+        )
+        pipe.fit(X, y)
+        return pipe
+
+
+def load_trainer(entry_point: str) -> Trainer:
+    """Import `module:attribute` and instantiate it when it is a class or factory."""
+    module_name, _, attr = entry_point.partition(":")
+    if not module_name or not attr:
+        raise TrainingFailed(f"entry point {entry_point!r} is not 'module:attribute'")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise TrainingFailed(f"cannot load trainer {entry_point!r}: {exc}") from exc
+    trainer = obj() if callable(obj) and not hasattr(obj, "fit") else obj
+    if isinstance(trainer, type):
+        trainer = trainer()
+    for name in ("schema", "target", "fit"):
+        if not hasattr(trainer, name):
+            raise TrainingFailed(f"trainer {entry_point!r} has no {name!r}")
+    return trainer
+
+
+@dataclass
+class TrainingData:
+    frame: pd.DataFrame
+    uri: str | None
+    version_id: str | None
+    sha256: str | None
+
+
+def latest_training_object(s3: Any, bucket: str, model: str) -> str:
+    """The newest CSV/Parquet object under `training/{model}/`: where labelled data lands."""
+    prefix = f"{TRAINING_PREFIX}{model}/"
+    newest: tuple[Any, str] | None = None
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith((".csv", ".parquet")) and (
+                newest is None or obj["LastModified"] > newest[0]
+            ):
+                newest = (obj["LastModified"], obj["Key"])
+    if newest is None:
+        raise TrainingFailed(f"no training data: nothing under s3://{bucket}/{prefix}")
+    return f"s3://{bucket}/{newest[1]}"
+
+
+def read_training_data(s3: Any, uri: str) -> TrainingData:
+    """Read a CSV or Parquet object, pinned to the version read (lineage records both)."""
+    bucket, key = parse_s3_uri(uri)
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except s3.exceptions.NoSuchKey as exc:
+        raise TrainingFailed(f"training data {uri} does not exist") from exc
+    if obj.get("ContentLength", 0) > MAX_TRAINING_BYTES:
+        raise TrainingFailed(f"{uri} is over {MAX_TRAINING_BYTES} bytes: train on SageMaker")
+    data = obj["Body"].read()
+    try:
+        if key.endswith(".parquet"):
+            frame = pd.read_parquet(io.BytesIO(data))
+        elif key.endswith(".csv"):
+            frame = pd.read_csv(io.BytesIO(data), keep_default_na=True)
+        else:
+            raise TrainingFailed(f"training data {uri} is neither .csv nor .parquet")
+    except TrainingFailed:
+        raise
+    except Exception as exc:  # pyarrow/pandas parse errors: the data is bad, say which
+        raise TrainingFailed(f"cannot read training data {uri}: {exc}") from exc
+    return TrainingData(frame, uri, obj.get("VersionId"), sha256_hex(data))
+
+
+def _split(
+    frame: pd.DataFrame, trainer: Trainer, seed: int, valid_share: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    missing = [f.name for f in trainer.schema.features if f.name not in frame.columns]
+    if trainer.target not in frame.columns:
+        missing.append(trainer.target)
+    if missing:
+        raise TrainingFailed(f"training data lacks column(s) {', '.join(missing)}")
+    labels = frame[trainer.target]
+    if labels.isna().any() or not set(labels.unique()) <= {0, 1}:
+        raise TrainingFailed(f"label column {trainer.target!r} must be 0/1 with no nulls")
+    if len(frame) < MIN_ROWS:
+        raise TrainingFailed(f"{len(frame)} labelled rows; at least {MIN_ROWS} are needed")
+    order = np.random.default_rng(seed).permutation(len(frame))
+    cut = int(len(frame) * (1 - valid_share))
+    train = frame.iloc[order[:cut]].reset_index(drop=True)
+    valid = frame.iloc[order[cut:]].reset_index(drop=True)
+    return train, valid
+
+
+def train_candidate(
+    trainer: Trainer,
+    data: TrainingData,
+    params: dict[str, Any] | None = None,
+    seed: int = 7,
+    valid_share: float = 0.25,
+) -> builder.BuiltModel:
+    """Fit on the training split, measure on the validation split; returns the built model."""
+    params = dict(params or {})
+    train, valid = _split(data.frame, trainer, seed, valid_share)
+    features = builder.to_model_frame(train, trainer.schema)
+    labels = train[trainer.target].astype(int).to_numpy()
+    try:
+        pipeline = trainer.fit(features, labels, params)
+    except FerryError:
+        raise
+    except Exception as exc:  # the trainer's own failure: reported with its cause
+        raise TrainingFailed(f"trainer failed: {type(exc).__name__}: {exc}") from exc
+    valid = valid.assign(**{trainer.target: valid[trainer.target].astype(int)})
+    try:
+        return builder.build(
+            pipeline,
+            trainer.schema,
+            train,
+            valid,
+            target=trainer.target,
+            threshold=getattr(trainer, "threshold", 0.5),
+            segments=getattr(trainer, "segments", None) or None,
+        )
+    except Exception as exc:  # skl2onnx refusing a component is the usual cause
+        raise TrainingFailed(
+            f"the fitted pipeline could not be converted to ONNX or measured: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def run_training(
+    *,
+    s3: Any,
+    model_bucket: str,
+    data_bucket: str,
+    model: str,
+    run_id: str,
+    training_data: str | None = None,
+    entry_point: str = DEFAULT_ENTRY_POINT,
+    params: dict[str, Any] | None = None,
+    lineage: Lineage | None = None,
+) -> tuple[Bundle, builder.BuiltModel]:
+    """Read the data, fit, measure and write the candidate bundle (the training function)."""
+    uri = training_data or latest_training_object(s3, data_bucket, model)
+    data = read_training_data(s3, uri)
+    trainer = load_trainer(entry_point)
+    built = train_candidate(trainer, data, params)
+    lineage = (lineage or Lineage()).model_copy(
+        update={
+            "training_data_uri": data.uri,
+            "training_data_version": data.version_id,
+            "training_data_sha256": data.sha256,
+            "entry_point": entry_point,
+            "trained_at": now_iso(),
+        }
+    )
+    training = {
+        "rows": len(data.frame),
+        "params": params or {},
+        "parity": built.parity,
+        "metrics": built.metrics.get("overall", {}),
+    }
+    bundle = write_bundle(
+        s3, model_bucket, built, model, run_id, lineage, description=None, training=training
+    )
+    return bundle, built
+
+
+class TrainingRequest(BaseModel):
+    """The training step's input (from the state machine, or SageMaker hyperparameters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    run_id: str = Field(pattern=RUN_ID.pattern)
+    training_data: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
+    entry_point: str = DEFAULT_ENTRY_POINT
+    params: dict[str, Any] = Field(default_factory=dict)
+    actor: str = "ferry-retrain"
+    trigger: str = "manual"
+
+    @classmethod
+    def from_hyperparameters(cls, raw: Mapping[str, str]) -> TrainingRequest:
+        """SageMaker passes every hyperparameter as a string; `params` travels as JSON."""
+        values: dict[str, Any] = {k: v for k, v in raw.items() if v not in ("", "null")}
+        if "params" in values:
+            values["params"] = json.loads(values["params"])
+        return cls.model_validate(values)
+
+
+class TrainingSettings(BaseModel):
+    """What the stack passes the training function / job (infra/retraining.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_bucket: str = Field(alias="MODEL_BUCKET")
+    data_bucket: str = Field(alias="DATA_BUCKET")
+    lock_file: str | None = Field(default=None, alias="FERRY_LOCK_FILE")
+    source_commit: str | None = Field(default=None, alias="FERRY_SOURCE_COMMIT")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainingSettings:
+        env = os.environ if environ is None else environ
+        aliases = {f.alias for f in cls.model_fields.values() if f.alias}
+        return cls.model_validate({k: v for k, v in env.items() if k in aliases})
+
+
+def run_request(s3: Any, settings: TrainingSettings, request: TrainingRequest) -> dict[str, Any]:
+    """One training step: lineage from the image (lock hash, source commit), then train."""
+    lock_hash = None
+    if settings.lock_file and Path(settings.lock_file).is_file():
+        lock_hash = sha256_hex(Path(settings.lock_file).read_bytes())
+    lineage = Lineage(
+        git_commit=settings.source_commit,
+        dependency_lock_sha256=lock_hash,
+        python_version=platform.python_version(),
+        libraries=library_versions(),
+        trained_by=f"{request.actor} ({request.trigger})",
+    )
+    bundle, built = run_training(
+        s3=s3,
+        model_bucket=settings.model_bucket,
+        data_bucket=settings.data_bucket,
+        model=request.model,
+        run_id=request.run_id,
+        training_data=request.training_data,
+        entry_point=request.entry_point,
+        params=request.params,
+        lineage=lineage,
+    )
+    return {
+        "model": request.model,
+        "run_id": request.run_id,
+        "candidate_uri": bundle.uri,
+        "training_data": bundle.spec.lineage.training_data_uri,
+        "training_data_version": bundle.spec.lineage.training_data_version,
+        "rows": int(bundle.spec.training.get("rows", 0)),
+        "parity_max_abs_diff": built.parity.get("max_abs_diff"),
+        "metrics": built.metrics.get("overall", {}),
+    }

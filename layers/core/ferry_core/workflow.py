@@ -1,0 +1,512 @@
+"""The retrain-and-promote workflow's governed steps (issue 6), run by the governance function.
+
+The state machine (infra/retraining.py) is the order; these are its steps that touch the
+registry, so they stay in the one role allowed to write it:
+
+- `lock` / `unlock`: one retraining run per model at a time. A conditional item with an expiry
+  (the state machine's own timeout), so a run that died cannot block the next one forever.
+- `register_candidate`: the validated bundle becomes the next version (artifacts copied into
+  `models/{model}/v{n}/`, card carrying the validation report) and is staged. Idempotent per run:
+  a retried task finds the version its first attempt registered instead of allocating another.
+- `request_approval`: stores the Step Functions task token beside the version; `ferry approve`
+  / `ferry reject` record the decision (audited) and resume the execution (`resolve_approval`).
+- `start_canary` / `evaluate_canary` / `promote_candidate` / `rollback_canary`: the canary and the switch.
+- `reject_run`: the Catch path. Records why the run ended in the audit trail: rejecting the
+  candidate's version when there is one, else an entry for the model (version null).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ferry_core.canary import CanaryPolicy, evaluate
+from ferry_core.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, read_bundle
+from ferry_core.card import Artifact, Card
+from ferry_core.errors import FerryError, PromotionRefused, RegistryConflict
+from ferry_core.governance import Governance, Outcome
+from ferry_core.registration import model_prefix, put_object
+from ferry_core.registry import card_json, now_iso
+
+LOCK_KEY = "LOCK#retrain"
+APPROVAL_PREFIX = "APPROVAL#"
+
+
+class RetrainRunning(FerryError):
+    """Another retraining run holds the model's lock."""
+
+    code = "retrain_running"
+
+
+class WorkflowRequest(BaseModel):
+    """One workflow step, as the retrain-and-promote state machine sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal[
+        "lock",
+        "unlock",
+        "register_candidate",
+        "request_approval",
+        "start_canary",
+        "evaluate_canary",
+        "promote_candidate",
+        "rollback_canary",
+        "reject_run",
+    ]
+    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    run_id: str = Field(pattern=RUN_ID.pattern)
+    version: int | None = Field(default=None, ge=1)
+    actor: str = Field(default="ferry-retrain", min_length=1, max_length=256)
+    reason: str = Field(default="", max_length=4096)
+    details: dict[str, Any] = Field(default_factory=dict)
+    task_token: str | None = Field(default=None, max_length=8192)
+    percent: float | None = Field(default=None, gt=0, le=50)
+    lock_seconds: int = Field(default=86_400, ge=60, le=31 * 86_400)
+    error: dict[str, Any] | None = None
+
+
+class RunInput(BaseModel):
+    """A run's input (`ferry retrain`, the drift rule, the schedule), with its defaults.
+
+    The overrides can make a run stricter or quicker to judge, never skip a gate the
+    environment requires: `require_approval` only adds an approval, `approval_timeout_seconds`
+    only shortens the environment's, a canary is only as long as asked.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    trigger: Literal["manual", "drift", "schedule"] = "manual"
+    actor: str = Field(default="ferry-retrain", min_length=1, max_length=256)
+    reason: str = Field(default="", max_length=1024)
+    training_data: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
+    entry_point: str = DEFAULT_ENTRY_POINT
+    params: dict[str, Any] = Field(default_factory=dict)
+    breaking_change: bool = False
+    require_approval: bool = False
+    approval_timeout_seconds: int | None = Field(default=None, ge=1)
+    canary_percent: float | None = Field(default=None, ge=0, le=50)
+    canary_seconds: int | None = Field(default=None, ge=1, le=86_400)
+
+
+class WorkflowSettings(BaseModel):
+    """The environment's workflow settings (infra/config.py, via the governance function)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    env: str = "local"
+    approval_required: bool = False
+    approval_timeout_seconds: int = Field(default=3 * 86_400, ge=1)
+    canary_percent: float = Field(default=0.0, ge=0, le=50)
+    canary_seconds: int = Field(default=600, ge=1)
+
+    def effective(self, run: RunInput, has_champion: bool) -> dict[str, Any]:
+        """This run's settings: the environment's, tightened by the run's overrides."""
+        timeout = self.approval_timeout_seconds
+        if run.approval_timeout_seconds is not None:
+            timeout = min(timeout, run.approval_timeout_seconds)
+        percent = self.canary_percent if run.canary_percent is None else run.canary_percent
+        env = f" --env {self.env}"
+        return {
+            "approval_required": self.approval_required or run.require_approval,
+            "approval_timeout_seconds": timeout,
+            # A canary needs a production version to compare with; a first version switches.
+            "canary": percent > 0 and has_champion,
+            "canary_percent": percent,
+            "canary_seconds": run.canary_seconds or self.canary_seconds,
+            "approve_command": f"ferry approve {run.model} VERSION{env}",
+            "reject_command": f"ferry reject {run.model} VERSION --reason '...'{env}",
+        }
+
+
+class RetrainLock:
+    """One retraining run per model: `LOCK#retrain` in the registry table, with an expiry."""
+
+    def __init__(self, dynamodb: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+        self._ddb, self._table, self._clock = dynamodb, table, clock
+
+    def acquire(self, model: str, run_id: str, seconds: int) -> None:
+        now = int(self._clock())
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={
+                    "model": {"S": model},
+                    "sk": {"S": LOCK_KEY},
+                    "run_id": {"S": run_id},
+                    "acquired_at": {"S": now_iso()},
+                    "expires_at": {"N": str(now + seconds)},
+                },
+                # Free, expired, or already ours (a retried task).
+                ConditionExpression="attribute_not_exists(sk) OR expires_at < :now OR run_id = :r",
+                ExpressionAttributeValues={":now": {"N": str(now)}, ":r": {"S": run_id}},
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException as exc:
+            holder = self.holder(model)
+            raise RetrainRunning(
+                f"{model} is already being retrained by run {holder or '?'}; one run at a time"
+            ) from exc
+
+    def holder(self, model: str) -> str | None:
+        item = self._ddb.get_item(
+            TableName=self._table,
+            Key={"model": {"S": model}, "sk": {"S": LOCK_KEY}},
+            ConsistentRead=True,
+        ).get("Item")
+        return item["run_id"]["S"] if item else None
+
+    def release(self, model: str, run_id: str) -> bool:
+        """Release the lock if this run holds it (a no-op otherwise, never someone else's)."""
+        try:
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key={"model": {"S": model}, "sk": {"S": LOCK_KEY}},
+                ConditionExpression="run_id = :r",
+                ExpressionAttributeValues={":r": {"S": run_id}},
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+class ApprovalGate:
+    """Pending approvals: the task token of a waiting execution, stored beside the version."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._ddb, self._table = dynamodb, table
+
+    def _key(self, model: str, version: int) -> dict[str, Any]:
+        return {"model": {"S": model}, "sk": {"S": f"{APPROVAL_PREFIX}{version:06d}"}}
+
+    def request(self, model: str, version: int, token: str, run_id: str) -> None:
+        self._ddb.put_item(
+            TableName=self._table,
+            Item={
+                **self._key(model, version),
+                "task_token": {"S": token},
+                "run_id": {"S": run_id},
+                "requested_at": {"S": now_iso()},
+            },
+        )
+
+    def pending(self, model: str, version: int) -> dict[str, str] | None:
+        item = self._ddb.get_item(
+            TableName=self._table, Key=self._key(model, version), ConsistentRead=True
+        ).get("Item")
+        return {k: v["S"] for k, v in item.items() if "S" in v} if item else None
+
+    def clear(self, model: str, version: int) -> None:
+        self._ddb.delete_item(TableName=self._table, Key=self._key(model, version))
+
+    def resolve(
+        self, sfn: Any, model: str, version: int, approved: bool, actor: str, reason: str
+    ) -> str | None:
+        """Resume the waiting execution (if any); returns its run id. The decision itself is
+        recorded by `Governance.approve`/`reject` before this is called."""
+        pending = self.pending(model, version)
+        if pending is None:
+            return None
+        token = pending["task_token"]
+        try:
+            if approved:
+                sfn.send_task_success(
+                    taskToken=token,
+                    output=json.dumps({"approved": True, "approved_by": actor, "reason": reason}),
+                )
+            else:
+                sfn.send_task_failure(
+                    taskToken=token,
+                    error="ApprovalRejected",
+                    cause=f"rejected by {actor}: {reason or 'no reason given'}"[:32_000],
+                )
+        except (sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken):
+            pass  # the execution already timed out or ended: nothing is waiting any more
+        self._ddb.delete_item(TableName=self._table, Key=self._key(model, version))
+        return pending.get("run_id")
+
+
+class Workflow:
+    """The workflow steps over one environment's registry, buckets and CloudWatch."""
+
+    def __init__(
+        self,
+        gov: Governance,
+        *,
+        dynamodb: Any,
+        s3: Any,
+        cloudwatch: Any | None,
+        registry_table: str,
+        model_bucket: str,
+        canary_policy: CanaryPolicy | None = None,
+        settings: WorkflowSettings | None = None,
+    ) -> None:
+        self.gov = gov
+        self.settings = settings or WorkflowSettings()
+        self.s3 = s3
+        self.cloudwatch = cloudwatch
+        self.bucket = model_bucket
+        self.lock = RetrainLock(dynamodb, registry_table)
+        self.approvals = ApprovalGate(dynamodb, registry_table)
+        self.canary_policy = canary_policy or CanaryPolicy()
+
+    def run(self, req: WorkflowRequest) -> dict[str, Any]:
+        """Dispatch one step by action; returns the step's JSON output."""
+        actions: dict[str, Callable[[WorkflowRequest], dict[str, Any]]] = {
+            "lock": self._lock,
+            "unlock": self._unlock,
+            "register_candidate": self._register,
+            "request_approval": self._request_approval,
+            "start_canary": self._start_canary,
+            "evaluate_canary": self._evaluate_canary,
+            "promote_candidate": self._promote,
+            "rollback_canary": self._rollback_canary,
+            "reject_run": self._reject_run,
+        }
+        return actions[req.action](req)
+
+    # -- steps --------------------------------------------------------------------------
+    def _lock(self, req: WorkflowRequest) -> dict[str, Any]:
+        """Take the model's lock and return the run's state: its normalised input, its
+        effective settings, and an empty `registered` (the Catch path reads it)."""
+        run = RunInput.model_validate({"model": req.model, **req.details})
+        try:
+            self.lock.acquire(req.model, req.run_id, req.lock_seconds)
+        except RetrainRunning as exc:
+            return {"locked": False, "message": exc.message, "model": req.model}
+        has_champion = self.gov.reader.fresh_pointer(req.model, "production") is not None
+        return {
+            "locked": True,
+            "run": {**run.model_dump(), "run_id": req.run_id},
+            "settings": self.settings.effective(run, has_champion),
+            "registered": {"version": None},
+        }
+
+    def _unlock(self, req: WorkflowRequest) -> dict[str, Any]:
+        return {"released": self.lock.release(req.model, req.run_id)}
+
+    def _need_version(self, req: WorkflowRequest) -> int:
+        if req.version is None:
+            raise PromotionRefused(f"{req.action} needs a version")
+        return req.version
+
+    def _registered_for_run(self, model: str, run_id: str) -> Card | None:
+        if not self.gov.reader.model_exists(model):
+            return None
+        for card in self.gov.reader.versions(model):
+            if (card.validation or {}).get("candidate", {}).get("run_id") == run_id:
+                return card
+        return None
+
+    def _register(self, req: WorkflowRequest) -> dict[str, Any]:
+        bundle = read_bundle(self.s3, self.bucket, req.model, req.run_id)
+        report = self._report(bundle)
+        if report.get("passed") is not True:
+            raise PromotionRefused(
+                f"candidate {req.model}/{req.run_id} did not pass validation; not registered"
+            )
+        card = self._registered_for_run(req.model, req.run_id)
+        outcome: Outcome | None = None
+        if card is None:
+            card, outcome = self._register_bundle(bundle, report, req)
+        staged = self.gov.promote(
+            card.name, card.version, "staging", actor=req.actor, reason=req.reason
+        )
+        return {
+            "version": card.version,
+            "artifact_sha256": card.artifact.sha256,
+            "registered": outcome.as_dict() if outcome else "already registered by this run",
+            "staged": staged.as_dict(),
+        }
+
+    def _report(self, bundle: Bundle) -> dict[str, Any]:
+        try:
+            obj = self.s3.get_object(Bucket=bundle.bucket, Key=f"{bundle.prefix}/validation.json")
+        except self.s3.exceptions.NoSuchKey as exc:
+            raise PromotionRefused(f"{bundle.uri} has no validation report") from exc
+        return json.loads(obj["Body"].read())
+
+    def _register_bundle(
+        self, bundle: Bundle, report: dict[str, Any], req: WorkflowRequest
+    ) -> tuple[Card, Outcome]:
+        spec = bundle.spec
+        version = self.gov.writer.allocate_version(spec.name)
+        prefix = model_prefix(spec.name, version)
+        model_key, ref_key = f"{prefix}/model.onnx", f"{prefix}/reference.parquet"
+        onnx_type = "application/octet-stream"
+        vid = put_object(self.s3, self.bucket, model_key, bundle.onnx_bytes, onnx_type)
+        put_object(
+            self.s3,
+            self.bucket,
+            ref_key,
+            bundle.reference_bytes,
+            "application/vnd.apache.parquet",
+        )
+        card = Card(
+            name=spec.name,
+            version=version,
+            description=spec.description,
+            input_schema=spec.input_schema,
+            output=spec.output,
+            artifact=Artifact(
+                uri=f"s3://{self.bucket}/{model_key}",
+                s3_version_id=vid,
+                sha256=spec.model_sha256,
+                size=spec.model_size,
+                reference_uri=f"s3://{self.bucket}/{ref_key}",
+                reference_sha256=spec.reference_sha256,
+            ),
+            lineage=spec.lineage.model_copy(
+                update={"registered_at": now_iso(), "registered_by": req.actor}
+            ),
+            metrics=spec.metrics,
+            baseline=spec.baseline,
+            validation={**report, "candidate": {"run_id": spec.run_id, "uri": bundle.uri}},
+        )
+        put_object(self.s3, self.bucket, f"{prefix}/card.json", card_json(card), "application/json")
+        reason = req.reason or f"retraining run {req.run_id}"
+        return card, self.gov.register(card, req.actor, reason)
+
+    def _request_approval(self, req: WorkflowRequest) -> dict[str, Any]:
+        version = self._need_version(req)
+        if not req.task_token:
+            raise PromotionRefused("request_approval needs the execution's task token")
+        self.approvals.request(req.model, version, req.task_token, req.run_id)
+        return {"pending": True, "version": version}
+
+    def _start_canary(self, req: WorkflowRequest) -> dict[str, Any]:
+        version = self._need_version(req)
+        if req.percent is None:
+            raise PromotionRefused("start_canary needs a percent")
+        out = self.gov.start_canary(
+            req.model, version, req.percent, actor=req.actor, run_id=req.run_id, reason=req.reason
+        )
+        return out.as_dict()
+
+    def _evaluate_canary(self, req: WorkflowRequest) -> dict[str, Any]:
+        version = self._need_version(req)
+        canary = self.gov.reader.fresh_canary(req.model)
+        if canary is None or canary.version != version:
+            raise PromotionRefused(f"{req.model} v{version} has no canary in progress")
+        if self.cloudwatch is None:
+            raise PromotionRefused("no CloudWatch client: the canary cannot be judged")
+        since = datetime.fromisoformat(canary.since.replace("Z", "+00:00")).astimezone(UTC)
+        verdict = evaluate(self.cloudwatch, req.model, since, self.canary_policy)
+        return {**verdict.as_dict(), "summary": verdict.summary()}
+
+    def _promote(self, req: WorkflowRequest) -> dict[str, Any]:
+        version = self._need_version(req)
+        promoted = self.gov.promote(
+            req.model, version, "production", actor=req.actor, reason=req.reason
+        )
+        out: dict[str, Any] = {"promoted": promoted.as_dict()}
+        canary = self.gov.reader.fresh_canary(req.model)
+        if canary is not None and canary.version == version:
+            out["canary"] = self.gov.stop_canary(
+                req.model,
+                version,
+                outcome="promoted",
+                actor=req.actor,
+                reason=req.reason,
+                details=req.details,
+            ).as_dict()
+        return out
+
+    def _rollback_canary(self, req: WorkflowRequest) -> dict[str, Any]:
+        version = self._need_version(req)
+        reason = req.reason or "canary unhealthy"
+        stopped = self.gov.stop_canary(
+            req.model,
+            version,
+            outcome="rolled_back",
+            actor=req.actor,
+            reason=reason,
+            details=req.details,
+        )
+        rejected = self.gov.reject(
+            req.model,
+            version,
+            actor=req.actor,
+            reason=f"canary rolled back: {reason}",
+            details={"run_id": req.run_id},
+        )
+        return {"canary": stopped.as_dict(), "rejected": rejected.as_dict()}
+
+    def _reject_run(self, req: WorkflowRequest) -> dict[str, Any]:
+        """Record why a run ended without a promotion (the state machine's Reject step)."""
+        reason = req.reason or _error_reason(req.error) or "retraining run rejected"
+        details = {"run_id": req.run_id, **req.details}
+        if req.version is not None:
+            self.approvals.clear(req.model, req.version)
+        if req.error:
+            details["error"] = {k: str(v)[:2000] for k, v in req.error.items()}
+        canary = self.gov.reader.fresh_canary(req.model)
+        if req.version is not None and canary is not None and canary.version == req.version:
+            self.gov.stop_canary(
+                req.model, req.version, outcome="rolled_back", actor=req.actor, reason=reason
+            )
+        if req.version is not None:
+            record = self.gov.reader.version_record(req.model, req.version)
+            if record.get("status") != "rejected":
+                try:
+                    out = self.gov.reject(
+                        req.model, req.version, actor=req.actor, reason=reason, details=details
+                    )
+                    return {"rejected": out.as_dict(), "reason": reason}
+                except (PromotionRefused, RegistryConflict) as exc:
+                    details["reject_refused"] = exc.message
+            else:  # an operator's `ferry reject`: their reason is the run's
+                entries = [
+                    e
+                    for e in self.gov.audit.entries(req.model)
+                    if e.event == "reject" and e.version == req.version
+                ]
+                if entries and entries[-1].reason:
+                    reason = f"rejected by {entries[-1].actor}: {entries[-1].reason}"
+                return {"rejected": "already rejected", "reason": reason}
+        out = self.gov.record_run_rejection(
+            req.model, req.version, actor=req.actor, reason=reason, details=details
+        )
+        return {"rejected": out.as_dict(), "reason": reason}
+
+
+def _error_reason(error: Mapping[str, Any] | None) -> str | None:
+    """A readable reason from a Step Functions Catch's `{"Error", "Cause"}`."""
+    if not error:
+        return None
+    name, cause = str(error.get("Error", "")), str(error.get("Cause", ""))
+    try:  # a Lambda error's Cause is JSON: {"errorMessage", "errorType", ...}
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict) and parsed.get("errorMessage"):
+            cause = f"{parsed.get('errorType', '')}: {parsed['errorMessage']}".strip(": ")
+    except ValueError:
+        pass
+    return f"{name}: {cause}"[:1024] if cause else name or None
+
+
+def decide(
+    gov: Governance,
+    gate: ApprovalGate,
+    sfn: Any | None,
+    model: str,
+    version: int,
+    *,
+    approved: bool,
+    actor: str,
+    reason: str = "",
+) -> tuple[Outcome, str | None]:
+    """An operator's approval or rejection: audited first, then the waiting run (if any) is
+    resumed, so a decision is never acted on without its record. Returns the resumed run id."""
+    if approved:
+        outcome = gov.approve(model, version, actor=actor, reason=reason)
+    else:
+        outcome = gov.reject(model, version, actor=actor, reason=reason)
+    run = gate.resolve(sfn, model, version, approved, actor, reason) if sfn is not None else None
+    if run:
+        outcome.warnings.append(f"resumed retraining run {run}")
+    return outcome, run

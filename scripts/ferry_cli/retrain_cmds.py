@@ -1,0 +1,159 @@
+"""`ferry retrain MODEL`: start the retrain-and-promote workflow, optionally wait for it.
+
+The run is an execution of the stack's state machine (output `RetrainStateMachineArn`), so a
+run started here is the same as one started by the drift alarm or the schedule: the same
+lock, gates, approval and canary. `--wait` follows it state by state and ends with its outcome
+and validation summary; the exit status is non-zero unless the run promoted its candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ferry_cli.environments import Environment, resolve
+from ferry_cli.governance_cmds import ENV_OPTION, JSON_OPTION, emit, fail, reporting
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def start_run(env: Environment, model: str, run_input: dict[str, Any]) -> str:
+    """Start one run; returns its execution ARN (the run id is the execution name)."""
+    sfn = env.client("stepfunctions")
+    resp = sfn.start_execution(
+        stateMachineArn=env.output("RetrainStateMachineArn"),
+        input=json.dumps({"model": model, **run_input}),
+    )
+    return resp["executionArn"]
+
+
+def run_states(env: Environment, execution_arn: str) -> list[str]:
+    """The states the run has entered so far, in order."""
+    sfn = env.client("stepfunctions")
+    names: list[str] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        for event in page["events"]:
+            details = event.get("stateEnteredEventDetails")
+            if details:
+                names.append(details["name"])
+        if not page.get("nextToken"):
+            return names
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def wait_run(
+    env: Environment,
+    execution_arn: str,
+    timeout_s: float,
+    on_state: Any = None,
+    poll_s: float = 0.5,
+) -> dict[str, Any]:
+    """Poll until the run ends (or `timeout_s`); returns `describe_execution` + its outcome."""
+    sfn = env.client("stepfunctions")
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        desc = sfn.describe_execution(executionArn=execution_arn)
+        states = run_states(env, execution_arn)
+        for name in states[seen:]:
+            if on_state:
+                on_state(name)
+        seen = len(states)
+        if desc["status"] in TERMINAL or time.monotonic() > deadline:
+            break
+        time.sleep(poll_s)
+    outcome: dict[str, Any] = {}
+    if desc.get("output"):
+        outcome = json.loads(desc["output"])
+    elif desc.get("cause"):
+        outcome = {"status": "failed", "reason": desc["cause"]}
+    return {
+        "run_id": desc["name"],
+        "execution_arn": execution_arn,
+        "status": desc["status"],
+        "outcome": outcome,
+        "states": states,
+    }
+
+
+def retrain(
+    model: str = typer.Argument(..., help="the model to retrain"),
+    data: str | None = typer.Option(
+        None, help="labelled data (s3:// CSV/Parquet); default: newest under training/MODEL/"
+    ),
+    params: str = typer.Option(
+        "{}", help="trainer parameters as JSON, e.g. '{\"n_estimators\": 200}'"
+    ),
+    entry_point: str | None = typer.Option(None, help="trainer module:attribute"),
+    breaking_change: bool = typer.Option(False, help="accept an incompatible input schema"),
+    require_approval: bool = typer.Option(
+        False, help="ask for an approval even where not required"
+    ),
+    approval_timeout: int | None = typer.Option(
+        None, help="seconds (only shortens the environment's)"
+    ),
+    canary_percent: float | None = typer.Option(
+        None, help="share of traffic for the canary; 0 = switch"
+    ),
+    canary_seconds: int | None = typer.Option(None, help="how long the canary runs"),
+    reason: str = typer.Option("", help="why: recorded with the run"),
+    wait: bool = typer.Option(False, "--wait", help="follow the run until it ends"),
+    timeout: float = typer.Option(3600, help="--wait gives up after this many seconds"),
+    env: str = ENV_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Retrain MODEL: train, validate, register, approve (where required), canary, promote."""
+    try:
+        parsed = json.loads(params)
+    except ValueError as exc:
+        fail("retrain", f"--params is not JSON: {exc}")
+    run_input: dict[str, Any] = {"trigger": "manual", "params": parsed, "reason": reason}
+    optional = {
+        "training_data": data,
+        "entry_point": entry_point,
+        "approval_timeout_seconds": approval_timeout,
+        "canary_percent": canary_percent,
+        "canary_seconds": canary_seconds,
+    }
+    run_input |= {k: v for k, v in optional.items() if v is not None}
+    if breaking_change:
+        run_input["breaking_change"] = True
+    if require_approval:
+        run_input["require_approval"] = True
+    console = Console(stderr=as_json)
+    with reporting("retrain"):
+        environment = resolve(env)
+        arn = start_run(environment, model, run_input)
+        run_id = arn.rsplit(":", 1)[-1]
+        if not wait:
+            started = f"started retraining run [bold]{run_id}[/] of {model} (follow it with --wait)"
+            emit({"run_id": run_id, "execution_arn": arn}, as_json, lambda c: c.print(started))
+            return
+        console.print(f"retraining run [bold]{run_id}[/] of {model}:")
+        result = wait_run(environment, arn, timeout, lambda s: console.print(f"  → {s}"))
+        emit(result, as_json, lambda c: c.print(_outcome_table(result)))
+        status = result["outcome"].get("status", result["status"])
+        if status != "promoted":
+            why = result["outcome"].get("reason") or ""
+            fail("retrain", f"run {run_id} ended {status}: {why}".strip())
+
+
+def _outcome_table(result: dict[str, Any]) -> Table:
+    t = Table(title=f"run {result['run_id']}", show_header=False)
+    o = result["outcome"]
+    for key in ("status", "model", "version", "trigger", "reason"):
+        if o.get(key) is not None:
+            t.add_row(key, str(o[key]))
+    t.add_row("execution", result["status"])
+    return t
+
+
+def register_retrain_commands(app: typer.Typer) -> None:
+    app.command("retrain")(retrain)
