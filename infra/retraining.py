@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Size, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Size, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
@@ -87,7 +87,8 @@ class Retraining(Construct):
             "training",
             "train",
             training_memory_mb,
-            Duration.minutes(training_timeout_minutes),
+            # Lambda's ceiling; longer fits are what the SageMaker backend is for.
+            Duration.minutes(min(training_timeout_minutes, 15)),
             {
                 "MODEL_BUCKET": model_bucket.bucket_name,
                 "DATA_BUCKET": data_bucket.bucket_name,
@@ -880,6 +881,33 @@ class Retraining(Construct):
                 "Serverless-EventBusDLQ",
                 "Every target gets the monitoring dead-letter queue by a property override "
                 "(Targets.N.DeadLetterConfig), which cdk-nag does not see.",
+            )
+        # How cdk-nag prints "region:account" in an ARN: concrete values, or the pseudo params.
+        region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        where = f"{region}:{account}"
+        if self.sagemaker_role is not None:
+            sm_policy = self.sagemaker_role.node.find_child("DefaultPolicy").node.default_child
+            for rule, reason in (candidates, training):
+                acknowledge(sm_policy, rule, reason)
+            acknowledge(
+                sm_policy,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ecr:GetAuthorizationToken (pulling the training image) has no resource-level "
+                "permission; the pull itself is granted on the image's repository only.",
+            )
+            acknowledge(
+                sm_policy,
+                f"AwsSolutions-IAM5[Resource::arn:aws:logs:{where}:"
+                "log-group:/aws/sagemaker/TrainingJobs:*]",
+                "SageMaker writes every training job's logs to this one log group, one stream "
+                "per job: the grant is that group's streams.",
+            )
+            acknowledge(
+                machine_policy.default_child,
+                f"AwsSolutions-IAM5[Resource::arn:aws:sagemaker:{where}:training-job/ferry-*]",
+                "Training jobs are named ferry-{run id}: the state machine may create, describe "
+                "and stop those and no others.",
             )
         grants = {
             self.training.role: (candidates, training, xray),
