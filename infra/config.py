@@ -207,7 +207,10 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         approval_required=False,
         audit_anchor_retention_days=1,
         capture_sample_rate=1.0,
-        # Dev sees little traffic: a canary is judged on fewer requests than in prod.
+        # Dev switches a validated candidate straight away; prod runs a 10 % canary first.
+        canary_percent=0.0,
+        # Dev sees little traffic: a canary (`ferry retrain --canary-percent`) is judged on
+        # fewer requests than in prod.
         canary_min_requests=20,
     ),
     "prod": EnvironmentConfig(

@@ -241,7 +241,14 @@ def core_steps(ctx: DemoContext, rows: int, estimators: int) -> list[tuple[str, 
         ("Score applications over the HTTP API", score),
         ("Refuse bad requests", refuse),
         ("Score a batch upload with malformed rows", lambda: batch_step(ctx)),
+    ]
+    from ferry_cli.retrain_demo import canary_step, drift_retrain_step, labelled_step
+
+    steps += [
+        ("Labelled applications arrive for retraining", lambda: labelled_step(ctx)),
         ("Send drifted traffic; the drift report and its alarm", lambda: drift_step(ctx)),
+        ("Drift starts retraining: validated and promoted", lambda: drift_retrain_step(ctx)),
+        ("Retrain behind an approval gate and a canary", lambda: canary_step(ctx)),
     ]
     return steps
 
@@ -296,7 +303,7 @@ def drift_step(ctx: DemoContext, rows: int = 1500) -> str:
     ctx.console.print(f"[red]ALARM[/] {names[0]}: {alarm.get('StateReason', '')[:160]}")
     return (
         f"{rows:,} shifted applications captured; drift report says drift; alarm "
-        f"{names[0]} went to ALARM (its EventBridge rule is where retraining attaches)"
+        f"{names[0]} went to ALARM (its EventBridge rule starts the retraining workflow)"
     )
 
 

@@ -18,7 +18,11 @@ def test_demo_runs_every_step_and_exits_zero() -> None:
         "Refuse bad requests",
         "Score a batch upload",
         "Send drifted traffic",
+        "Drift starts retraining: validated and promoted",
+        "Retrain behind an approval gate and a canary",
         "Verify every chain from the command line",
     ):
         assert step in result.output
     assert "FAILED" not in result.output and "every step held" in result.output
+    # The retraining story shows its validation report and the states it went through.
+    assert "validation report" in result.output and "WaitForApproval" in result.output

@@ -31,7 +31,8 @@ class CanaryPolicy(BaseModel):
     min_requests: int = Field(default=20, ge=1)
     max_error_rate_delta: float = Field(default=0.01, ge=0, le=1)
     max_latency_ratio: float = Field(default=1.5, ge=1)
-    latency_slack_ms: float = Field(default=5.0, ge=0)
+    # Absolute slack on top of the ratio: a few ms of p99 jitter on a small sample is no signal.
+    latency_slack_ms: float = Field(default=10.0, ge=0)
 
 
 @dataclass

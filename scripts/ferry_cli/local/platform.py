@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ferry_cli.local import lambda_runtime
+from ferry_cli.local import lambda_runtime, percentiles
 from ferry_cli.local.http_api import LocalHttpApi, routes_from_template
 from ferry_cli.local.lambda_runtime import MOTO_VERSION, FunctionRuntime
 from ferry_cli.local.resources import BuildReport, Clients, create_resources
@@ -197,6 +197,7 @@ class LocalPlatform:
             tmp_dir=self.state_dir / "tmp",
         )
         lambda_runtime.install(self.runtime)
+        percentiles.install()  # GetMetricData pNN, as CloudWatch answers it
         self.clients = Clients(self.aws_endpoint_url, self.region)
         self.resolver = Resolver(
             self.stack.template,
@@ -282,6 +283,7 @@ class LocalPlatform:
             self._moto.stop()
             self._moto = None
         lambda_runtime.uninstall()
+        percentiles.uninstall()
         if self._saved_sfn_config is not None:
             default_user_config["stepfunctions"]["execute_state_machine"] = self._saved_sfn_config
             self._saved_sfn_config = None
