@@ -75,6 +75,8 @@ class BatchScoring(Construct):
         registry_cache_seconds: int,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        capture_sample_rate: float = 0.0,
+        capture_max_rows: int = 10_000,
     ) -> None:
         super().__init__(scope, construct_id)
         timeout = Duration.seconds(timeout_seconds)
@@ -110,20 +112,24 @@ class BatchScoring(Construct):
         )
         self._notify(data_bucket)
 
-        # Two roles with the same grants: the queue consumer may also start the state machine,
-        # whose steps must not depend on that grant (it would be a dependency cycle).
+        # One role per function (no role is shared: a step's credentials act as that step
+        # only). The queue consumer's role may also start the state machine, whose steps must
+        # not depend on that grant (it would be a dependency cycle).
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Ferry batch scoring: read uploads, write results, audit batch runs",
         )
-        self.step_role = iam.Role(
-            self,
-            "StepRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Ferry batch fan-out steps: read uploads, write results, audit runs",
-        )
+        self.step_roles = {
+            step: iam.Role(
+                self,
+                f"{step}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"Ferry batch fan-out, {step.lower()} step: batch reads and writes",
+            )
+            for step in STEPS
+        }
         self.log_group = logs.LogGroup(
             self, "LogGroup", retention=log_retention, removal_policy=removal_policy
         )
@@ -141,6 +147,9 @@ class BatchScoring(Construct):
             "BATCH_CHUNK_ROWS": str(chunk_rows),
             "BATCH_FANOUT_THRESHOLD_BYTES": str(fanout_threshold_bytes),
             "BATCH_PART_BYTES": str(part_bytes),
+            # A sample of every committed run's scored rows feeds the drift function (issue 7).
+            "CAPTURE_SAMPLE_RATE": repr(capture_sample_rate),
+            "CAPTURE_MAX_BATCH_ROWS": str(capture_max_rows),
             "POWERTOOLS_SERVICE_NAME": "ferry-batch",
             "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -165,7 +174,10 @@ class BatchScoring(Construct):
 
         self.steps = {
             step: function(
-                f"{step}Function", cmd, f"Ferry batch fan-out: {step.lower()}", self.step_role
+                f"{step}Function",
+                cmd,
+                f"Ferry batch fan-out: {step.lower()}",
+                self.step_roles[step],
             )
             for step, cmd in STEPS.items()
         }
@@ -307,6 +319,7 @@ class BatchScoring(Construct):
              [data_bucket.arn_for_objects(p) for p in
               ("batch/scored/*", "batch/rejected/*", "batch/manifests/*", "batch/staging/*")]),
             ("ListStaging", ["s3:ListBucket"], [data_bucket.bucket_arn]),
+            ("WriteCapture", ["s3:PutObject"], [data_bucket.arn_for_objects("capture/rows/*")]),
             ("DataKey", ["kms:Decrypt", "kms:GenerateDataKey"], [data_key.key_arn]),
             ("ReadModelArtifacts", ["s3:GetObject", "s3:GetObjectVersion"],
              [model_bucket.arn_for_objects(f"{MODELS_PREFIX}*")]),
@@ -318,7 +331,7 @@ class BatchScoring(Construct):
                              "dynamodb:DeleteItem"],
              [self.idempotency_table.table_arn]),
         ]  # fmt: skip
-        for role in (self.role, self.step_role):
+        for role in (self.role, *self.step_roles.values()):
             for sid, actions, resources in statements:
                 role.add_to_policy(
                     iam.PolicyStatement(sid=sid, actions=actions, resources=resources)
@@ -326,7 +339,7 @@ class BatchScoring(Construct):
 
     def _grant_anchors(self, anchor_bucket: s3.IBucket, anchor_key: kms.IKey) -> None:
         """A batch run is a governance event: its audit entry is anchored like the others."""
-        for role in (self.role, self.step_role):
+        for role in (self.role, *self.step_roles.values()):
             role.add_to_policy(
                 iam.PolicyStatement(
                     sid="WriteAnchors",
@@ -378,7 +391,7 @@ class BatchScoring(Construct):
         stack = Stack.of(self)
         policies = [
             role.node.find_child("DefaultPolicy").node.default_child
-            for role in (self.role, self.step_role)
+            for role in (self.role, *self.step_roles.values())
         ]
         data_id = stack.resolve(stack.get_logical_id(data_bucket.node.default_child))
         model_id = stack.resolve(stack.get_logical_id(model_bucket.node.default_child))
@@ -452,12 +465,12 @@ class BatchScoring(Construct):
 
     def _acknowledge_policy(self, policy: Any, data_id: str, model_id: str) -> None:
         for prefix in ("batch/", "batch/scored/", "batch/rejected/", "batch/manifests/",
-                       "batch/staging/"):  # fmt: skip
+                       "batch/staging/", "capture/rows/"):  # fmt: skip
             acknowledge(
                 policy,
                 f"AwsSolutions-IAM5[Resource::<{data_id}.Arn>/{prefix}*]",
-                "Batch reads any upload and writes results for any model path under its own "
-                "batch/ prefixes of the data bucket; object keys are not known in advance.",
+                "Batch reads any upload and writes results (and its capture sample) for any "
+                "model path under its own prefixes of the data bucket; keys are per upload.",
             )
         acknowledge(
             policy,

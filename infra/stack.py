@@ -143,6 +143,7 @@ class FerryStack(Stack):
             registry_cache_seconds=config.registry_cache_seconds,
             log_retention=log_retention,
             removal_policy=removal_policy,
+            capture_sample_rate=config.capture_sample_rate,
         )
 
         monitoring = Monitoring(

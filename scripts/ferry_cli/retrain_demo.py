@@ -158,10 +158,14 @@ def canary_step(ctx: DemoContext) -> str:
         version = None
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while version is None and time.monotonic() < deadline:
-            item = ctx.aws["dynamodb"].get_item(
-                TableName=ctx.res.registry_table,
-                Key={"model": {"S": MODEL}, "sk": {"S": "STAGE#staging"}},
-            ).get("Item")
+            item = (
+                ctx.aws["dynamodb"]
+                .get_item(
+                    TableName=ctx.res.registry_table,
+                    Key={"model": {"S": MODEL}, "sk": {"S": "STAGE#staging"}},
+                )
+                .get("Item")
+            )
             staged = int(item["version"]["N"]) if item and "version" in item else None
             if staged is not None and gate.pending(MODEL, staged):
                 version = staged

@@ -182,7 +182,9 @@ def parse_selector(query: dict[str, str] | None) -> tuple[int | None, str | None
     stage = query.get("stage")
     if "version" in query:
         raw = query["version"]
-        if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+        # ASCII digits only, length before int(): str.isdigit() accepts "²" (int() then
+        # raises) and int() refuses strings over 4,300 digits; both were 500s (issue 8, P1).
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1:
             raise errors.BadRequest(f"version must be a positive integer, got {raw[:20]!r}")
         version = int(raw)
     if stage is not None and stage not in ("production", "staging"):

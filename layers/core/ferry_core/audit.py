@@ -162,17 +162,31 @@ class AnchorStore:
         return f"{ANCHOR_PREFIX}{model}/{seq:012d}.json"
 
     def write(self, entry: AuditEntry) -> None:
+        """Anchor `entry`; an anchor already there is fine only if it is this very entry's.
+
+        botocore retries a PutObject whose answer was lost; the retry then meets the object
+        the first attempt created (412): that is a success, not a failed anchor.
+        """
         body = canonical(
             {"model": entry.model, "seq": entry.seq, "hash": entry.hash, "at": now_iso()}
         )
-        self._s3.put_object(
-            Bucket=self.bucket,
-            Key=self.key(entry.model, entry.seq),
-            Body=body,
-            ContentType="application/json",
-            IfNoneMatch="*",
-            ChecksumAlgorithm="SHA256",
-        )
+        key = self.key(entry.model, entry.seq)
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                IfNoneMatch="*",
+                ChecksumAlgorithm="SHA256",
+            )
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code not in ("PreconditionFailed", "412"):
+                raise
+            there = json.loads(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+            if (there.get("seq"), there.get("hash")) != (entry.seq, entry.hash):
+                raise
 
     def anchors(self, model: str) -> list[Anchor]:
         """Every anchor of `model`, oldest first, read from the OLDEST version of each key.

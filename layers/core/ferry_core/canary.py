@@ -103,7 +103,9 @@ def variant_figures(
             _query(f"p99_{v}", "CanaryLatency", model, v, "p99", period) for v in VARIANTS
         ]
         values |= _values(cloudwatch, percentiles, start, end)
-    except ClientError:
+    except (ClientError, TypeError):
+        # moto as a server answers 500 (ClientError); in-process moto's serializer raises
+        # TypeError on its None percentiles. AWS answers; `ferry local up` patches moto to.
         pass
     out: dict[str, dict[str, float | None]] = {}
     for v in VARIANTS:

@@ -302,9 +302,8 @@ class Governance:
         card = self.reader.card(model, target.version)
         self.check_promotable(card, stage, need_approval=False)
         head = self.reader.history(model, stage)[-1]
-        return self._move(
-            "rollback", card, stage, actor, reason, head.version, restores=target.revision
-        )
+        live = None if head.event == "unstage" else head.version  # a rejected candidate left
+        return self._move("rollback", card, stage, actor, reason, live, restores=target.revision)
 
     def _status_event(
         self,

@@ -9,8 +9,9 @@ registry, so they stay in the one role allowed to write it:
   `models/{model}/v{n}/`, card carrying the validation report) and is staged. Idempotent per run:
   a retried task finds the version its first attempt registered instead of allocating another.
 - `request_approval`: stores the Step Functions task token beside the version; `ferry approve`
-  / `ferry reject` record the decision (audited) and resume the execution (`resolve_approval`).
-- `start_canary` / `evaluate_canary` / `promote_candidate` / `rollback_canary`: the canary and the switch.
+  / `ferry reject` record the decision (audited) and resume the execution (`decide`).
+- `start_canary` / `evaluate_canary` / `promote_candidate` / `rollback_canary`: the canary and
+  the switch.
 - `reject_run`: the Catch path. Records why the run ended in the audit trail: rejecting the
   candidate's version when there is one, else an entry for the model (version null).
 """

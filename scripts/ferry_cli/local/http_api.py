@@ -29,7 +29,10 @@ from ferry_core import api, errors
 
 # Lambda refuses synchronous request payloads over 6 MB; API Gateway answers 413 before that.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
-DISCARD_LIMIT = 16 * 1024 * 1024
+# An oversized body is drained (in 1 MiB reads, never held) up to this size so the client can
+# read its 413: a client that sends the whole body before reading (urllib, requests) got a
+# broken pipe instead when the connection closed on unread data (16 MiB before; issue 8, P1).
+DISCARD_LIMIT = 1024 * 1024 * 1024
 
 # Local only (API Gateway has no such header): which template route served the request.
 ROUTE_HEADER = "x-ferry-route-key"

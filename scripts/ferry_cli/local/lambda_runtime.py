@@ -21,6 +21,13 @@ writes to the invocation's buffer; every other thread sees the process as before
 threads that a handler starts itself see the process environment and write to the process
 stdout, and code that bound `os.environ` or `sys.stdout` to a name before `install()` keeps the
 process-wide object.
+
+Within one function, invocations take turns (one at a time, as in one Lambda container): a
+handler's module globals hold per-invocation state (Powertools' Metrics keeps its metric set in
+class attributes), which overlapping calls corrupted — about one request in 5,000 under load
+came back 500 (`dictionary changed size during iteration`). Different functions still overlap,
+so nested invocations cannot deadlock; what they share is Powertools' class-level metric set,
+which only metrics flushed at the same instant by two functions could still mix.
 """
 
 from __future__ import annotations
@@ -141,6 +148,10 @@ class _Function:
     timeout_seconds: float
     module: ModuleType | None = None
     import_lock: threading.Lock = field(default_factory=threading.Lock)
+    # One invocation at a time per function, as one Lambda container runs one: handlers keep
+    # per-invocation state in module globals (Powertools' Metrics holds its metric set in
+    # class attributes), which concurrent threads would mix and corrupt.
+    run_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class FunctionRuntime:
@@ -217,6 +228,10 @@ class FunctionRuntime:
             message = f"no local runtime registered for function {function_name!r}"
             body = {"errorMessage": message, "errorType": "Runtime.NotRegistered"}
             return json.dumps(body).encode(), True, message
+        with fn.run_lock:
+            return self._invoke(fn, event)
+
+    def _invoke(self, fn: _Function, event: Any) -> tuple[bytes, bool, str]:
         request_id = str(uuid.uuid4())
         buffer = io.StringIO()
         started = time.perf_counter()

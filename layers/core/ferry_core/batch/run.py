@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry_core.batch import formats
 from ferry_core.batch.columns import ChunkVerdict, ColumnarValidator
@@ -45,6 +46,7 @@ from ferry_core.batch.keys import (
     run_id,
 )
 from ferry_core.batch.s3io import MultipartWriter, RangeFile, open_stream
+from ferry_core.capture import CaptureBuffer
 from ferry_core.card import Card
 from ferry_core.errors import FerryError
 from ferry_core.inference import OnnxModel
@@ -84,6 +86,10 @@ class BatchSettings:
     fanout_threshold_bytes: int = 256 * 1024 * 1024
     part_bytes: int = 64 * 1024 * 1024
     csv_block_bytes: int = formats.CSV_BLOCK_BYTES
+    # Capture (issue 7): this share of scored rows goes to capture/rows/ for the drift function,
+    # at most `capture_max_rows` a file (drift needs a sample, not a copy of every upload).
+    capture_sample_rate: float = 0.0
+    capture_max_rows: int = 10_000
 
 
 @dataclass
@@ -160,6 +166,11 @@ def record_batch_run(
     return True
 
 
+def _outage(exc: FerryError) -> bool:
+    """A domain error raised because an AWS call failed, not because of the file or model."""
+    return isinstance(exc.__cause__, BotoCoreError | ClientError)
+
+
 def _client_code(exc: Exception) -> str | None:
     response = getattr(exc, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
@@ -186,7 +197,12 @@ class BatchRunner:
 
     # ---- the whole file in this invocation ------------------------------------------------
     def run(self, obj: ObjectRef) -> dict[str, Any]:
-        """Score one uploaded object; returns its manifest (a domain failure is a manifest too)."""
+        """Score one uploaded object; returns its manifest (a domain failure is a manifest too).
+
+        A registry or model store that cannot be read (an AWS call failed after botocore's
+        retries) says nothing about the file: that raises, so the queue retries the message
+        and dead-letters it if the outage lasts, instead of failing the file for good.
+        """
         started, t0 = self._clock(), time.perf_counter()
         try:
             bk = parse_key(obj.key)
@@ -206,13 +222,34 @@ class BatchRunner:
                 card = self._resolve(pinned, bk, manifest)
                 model = self._service.model(card)
                 cols = ColumnarValidator(card.input_schema, self._service.validator(card))
-                counts, sha256 = self._score(pinned, bk, card, model, cols, scored, rejected)
+                sample = self._sampler(pinned)
+                counts, sha256 = self._score(
+                    pinned, bk, card, model, cols, scored, rejected, sample=sample
+                )
                 if counts.rows_in == 0:
                     raise BatchFileError("the file has no data rows")
         except FerryError as exc:
+            if _outage(exc):
+                raise
             return self._fail(manifest, bk, exc.message, t0)
         manifest["input"]["sha256"] = sha256
+        if sample is not None:  # only a committed run's rows reach the capture
+            sample.commit(card, run_id(pinned))
         return self._succeed(manifest, counts, t0)
+
+    def _sampler(self, obj: ObjectRef) -> BatchSample | None:
+        rate = self.settings.capture_sample_rate
+        if rate <= 0 or self.settings.capture_max_rows <= 0:
+            return None
+        buffer = CaptureBuffer(
+            self._s3,
+            obj.bucket,
+            sample_rate=rate,
+            source="batch",
+            max_records=self.settings.capture_max_rows,
+            background=False,
+        )
+        return BatchSample(buffer, self.settings.capture_max_rows)
 
     # ---- fan-out: split, parts, merge (the Step Functions Distributed Map path) -----------
     def needs_fanout(self, obj: ObjectRef) -> bool:
@@ -292,8 +329,11 @@ class BatchRunner:
         names = part_keys(run_id(obj), part["index"], bk)
         scored = MultipartWriter(self._s3, obj.bucket, names["scored"], CONTENT_TYPE[bk.format])
         rejected = MultipartWriter(self._s3, obj.bucket, names["rejected"], CONTENT_TYPE["jsonl"])
+        sample = self._sampler(obj)
         with all_or_nothing(scored, rejected):
-            counts, _ = self._score(obj, bk, card, model, cols, scored, rejected, part)
+            counts, _ = self._score(obj, bk, card, model, cols, scored, rejected, part, sample)
+        if sample is not None:
+            sample.commit(card, f"{run_id(obj)}#part{part['index']}")
         summary = {"index": part["index"], **counts.as_dict()}
         self._put_json(obj.bucket, names["summary"], summary)
         return summary
@@ -483,6 +523,7 @@ class BatchRunner:
         scored: MultipartWriter,
         rejected: MultipartWriter,
         part: dict[str, Any] | None = None,
+        sample: BatchSample | None = None,
     ) -> tuple[Counts, str | None]:
         """Stream the file (or one part of it) through validation and scoring into the sinks."""
         counts = Counts()
@@ -495,7 +536,7 @@ class BatchRunner:
             empty_schema = formats.output_schema(pf.schema_arrow)
             groups = list(range(*part["row_groups"])) if part else None
             chunks = formats.read_parquet(pf, card.input_schema, self.settings.chunk_rows, groups)
-            self._consume(chunks, card, model, cols, out, rejects, counts)
+            self._consume(chunks, card, model, cols, out, rejects, counts, sample)
             if part is None:
                 hashing = open_stream(self._s3, obj)
                 hashing.raw.drain()
@@ -512,13 +553,13 @@ class BatchRunner:
                     block_bytes=self.settings.csv_block_bytes,
                 )
                 names = header or None
-                self._consume(chunks, card, model, cols, out, rejects, counts)
+                self._consume(chunks, card, model, cols, out, rejects, counts, sample)
                 if names is None and part is None:
                     names = [f.name for f in card.input_schema.features]
             else:
                 lines = _RangeLines(stream, part) if part else stream
                 chunks = formats.read_jsonl(lines, self.settings.chunk_rows)
-                self._consume(chunks, card, model, cols, out, rejects, counts)
+                self._consume(chunks, card, model, cols, out, rejects, counts, sample)
             if part is None:
                 stream.raw.drain()
                 sha256 = stream.raw.sha256.hexdigest()
@@ -537,6 +578,7 @@ class BatchRunner:
         out: formats.ScoredWriter,
         rejects: formats.RejectWriter,
         counts: Counts,
+        sample: BatchSample | None = None,
     ) -> None:
         """A three-stage pipeline over bounded queues (a few chunks in flight at most).
 
@@ -549,6 +591,8 @@ class BatchRunner:
             pending: list[Future[None]] = []
             for chunk, check in checked:
                 scores, labels = check.score(model)
+                if sample is not None:
+                    sample.take(chunk, check.accepted(), scores, labels)
                 while len(pending) >= 2:
                     pending.pop(0).result()
                 pending.append(
@@ -669,6 +713,41 @@ _OUTPUT_TYPES = {
     "model_version": pa.int64(),
     "row": pa.int64(),
 }
+
+
+class BatchSample:
+    """The capture sample of one run: rows kept per chunk, handed to the capture buffer only
+    when the run commits (a failed run leaves no rows behind in the capture either)."""
+
+    def __init__(self, buffer: CaptureBuffer, max_rows: int) -> None:
+        self._buffer, self._max = buffer, max_rows
+        self._parts: list[tuple[list[Any], np.ndarray, np.ndarray]] = []
+        self.rows = 0
+
+    def take(
+        self, chunk: formats.Chunk, accepted: np.ndarray, scores: np.ndarray, labels: np.ndarray
+    ) -> None:
+        """Sample the accepted rows of a chunk (`scores` are those rows', in order)."""
+        room = self._max - self.rows
+        if room <= 0:
+            return
+        rows = np.flatnonzero(accepted)
+        pos = self._buffer.sample_positions(len(rows))[:room]
+        if not len(pos):
+            return
+        idx = rows[pos]
+        if chunk.table is not None:
+            picked = chunk.table.take(pa.array(idx, type=pa.int64())).to_pylist()
+        else:
+            picked = [(chunk.records or [])[i] for i in idx]
+        self._parts.append((picked, scores[pos], labels[pos]))
+        self.rows += len(pos)
+
+    def commit(self, card: Card, ref: str) -> None:
+        for picked, scores, labels in self._parts:
+            self._buffer.add_rows(card.name, card.version, ref, picked, scores, labels)
+        self._buffer.flush(wait=True)  # failures are logged and counted, never raised
+        self._parts = []
 
 
 @dataclass

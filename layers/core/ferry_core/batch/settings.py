@@ -31,6 +31,8 @@ class BatchEnvironment(BaseModel):
     part_bytes: int = Field(default=64 * 1024 * 1024, alias="BATCH_PART_BYTES", ge=1)
     state_machine_arn: str | None = Field(default=None, alias="BATCH_STATE_MACHINE_ARN")
     idempotency_seconds: int = Field(default=7 * 24 * 3600, alias="IDEMPOTENCY_SECONDS", ge=60)
+    capture_sample_rate: float = Field(default=0.0, alias="CAPTURE_SAMPLE_RATE", ge=0, le=1)
+    capture_max_rows: int = Field(default=10_000, alias="CAPTURE_MAX_BATCH_ROWS", ge=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BatchEnvironment:
@@ -44,6 +46,8 @@ class BatchEnvironment(BaseModel):
             part_bytes=self.part_bytes,
             # CSV blocks of about a chunk: ~64 bytes a row, within [16 KiB, 4 MiB].
             csv_block_bytes=max(16_384, min(4 * 1024 * 1024, self.chunk_rows * 64)),
+            capture_sample_rate=self.capture_sample_rate,
+            capture_max_rows=self.capture_max_rows,
         )
 
 
