@@ -416,14 +416,14 @@ def test_reject_run_rejects_and_unstages_the_staged_version(
     """
     version = registered_candidate(wf, aws, boto, built, "run-1")
     step(wf, "request_approval", "run-1", version=version, task_token="token-1")
-    assert gov.reader.pointer_revision(MODEL, "staging") == 1
+    staged, revision = gov.reader.fresh_stage(MODEL, "staging")
+    assert (staged.version, revision) == (version, 1)
 
     out = step(wf, "reject_run", "run-1", version=version, error=LAMBDA_ERROR)
 
     assert out["rejected"]["event"] == "reject" and out["rejected"]["version"] == version
     assert gov.reader.version_record(MODEL, version)["status"] == "rejected"
-    assert gov.reader.fresh_pointer(MODEL, "staging") is None
-    assert gov.reader.pointer_revision(MODEL, "staging") == 2
+    assert gov.reader.fresh_stage(MODEL, "staging") == (None, 2)
     assert wf.approvals.pending(MODEL, version) is None
     entry = gov.audit.entries(MODEL)[-1]
     assert (entry.event, entry.version) == ("reject", version)

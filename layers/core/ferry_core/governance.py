@@ -172,7 +172,7 @@ class Governance:
     ) -> Outcome:
         if stage not in STAGES:
             raise PromotionRefused(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
-        pointer = self.reader.fresh_pointer(card.name, stage)
+        pointer, item_revision = self.reader.fresh_stage(card.name, stage)
         current = pointer.version if pointer else None
         if expected_version is not _UNSET and expected_version != current:
             raise RegistryConflict(
@@ -195,7 +195,7 @@ class Governance:
             card.name,
             stage,
             card.version,
-            pointer.revision if pointer else self.reader.pointer_revision(card.name, stage),
+            item_revision,
             actor,
             reason,
             event=event,

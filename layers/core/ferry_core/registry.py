@@ -172,10 +172,13 @@ class RegistryReader:
         item = self._get(model, CANARY_KEY)
         return _canary(model, item) if item else None
 
-    def pointer_revision(self, model: str, stage: str) -> int | None:
-        """The revision of a stage's pointer item, staged or unstaged (None: never set)."""
+    def fresh_stage(self, model: str, stage: str) -> tuple[StagePointer | None, int | None]:
+        """The pointer and its item's revision from ONE read (an unstaged item has a revision
+        and no pointer): a stage move must be conditioned on exactly what it saw."""
         item = self._get(model, f"STAGE#{stage}")
-        return int(item["revision"]["N"]) if item else None
+        if item is None:
+            return None, None
+        return _pointer(model, stage, item), int(item["revision"]["N"])
 
     def model_exists(self, model: str) -> bool:
         return self._get(INDEX_PARTITION, model) is not None
