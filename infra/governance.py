@@ -11,12 +11,11 @@ from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.images import image_code
+from infra.functions import Ids, container_function
 from infra.nag import acknowledge
 from infra.storage import MODELS_PREFIX
 
@@ -73,26 +72,15 @@ class Governance(Construct):
             server_access_logs_prefix="audit-anchors/",
             removal_policy=removal_policy,
         )
-        self.log_group = logs.LogGroup(
-            self, "LogGroup", retention=log_retention, removal_policy=removal_policy
-        )
-        self.role = iam.Role(
+        self.function, self.role, self.log_group = container_function(
             self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Ferry governance function: the only writer of stage pointers",
-        )
-        self.function = lambda_.DockerImageFunction(
-            self,
-            "Function",
-            code=image_code("governance"),
+            Ids("Function", "Role", "LogGroup"),
+            folder="governance",
+            lock="runtime",
             description="Ferry governance: promote, roll back, archive, approve, reject",
-            architecture=lambda_.Architecture.X86_64,
-            role=self.role,
-            memory_size=1024,
+            role_description="Ferry governance function: the only writer of stage pointers",
+            memory_mb=1024,
             timeout=Duration.seconds(60),
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=self.log_group,
             environment={
                 "FERRY_ENV": env_name,
                 "MODEL_BUCKET": model_bucket.bucket_name,
@@ -106,6 +94,11 @@ class Governance(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+            synchronous_reason="Invoked synchronously by Step Functions and operators: a "
+            "failure returns to the caller (whose retry/catch applies), there is no "
+            "asynchronous event to dead-letter.",
         )
         self._grant(model_bucket, model_key, registry_table, audit_table)
         self._acknowledge_findings(model_bucket)
@@ -118,11 +111,6 @@ class Governance(Construct):
         audit_table: dynamodb.ITable,
     ) -> None:
         statements = [
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            ),
             # Conditional Put/Update of pointers, history and version status; Query/Get to read.
             iam.PolicyStatement(
                 sid="WriteRegistry",
@@ -203,10 +191,4 @@ class Governance(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "Only xray:PutTraceSegments/PutTelemetryRecords (added by CDK for active tracing) "
             "use Resource *: X-Ray does not support resource-level permissions for them.",
-        )
-        acknowledge(
-            self.function.node.default_child,
-            "Serverless-LambdaDLQ",
-            "Invoked synchronously by Step Functions and operators: a failure returns to the "
-            "caller (whose retry/catch applies), there is no asynchronous event to dead-letter.",
         )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Size, Stack, Token
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
@@ -38,7 +38,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.images import REPO_ROOT, context_exclude, image_code
+from infra.functions import Ids, container_function
+from infra.images import REPO_ROOT, context_exclude
 from infra.nag import acknowledge
 from infra.storage import MODELS_PREFIX
 
@@ -149,49 +150,26 @@ class Retraining(Construct):
         description: str,
         ephemeral_mb: int = 2048,
     ) -> lambda_.DockerImageFunction:
-        log_group = logs.LogGroup(
+        fn, _, _ = container_function(
             self,
-            f"{construct_id}Logs",
-            retention=self._log_retention,
-            removal_policy=self._removal,
-        )
-        role = iam.Role(
-            self,
-            f"{construct_id}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            Ids(construct_id, f"{construct_id}Role", f"{construct_id}Logs"),
+            folder=folder,
+            lock=lock,
             description=description,
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
-        )
-        fn = lambda_.DockerImageFunction(
-            self,
-            construct_id,
-            code=image_code(folder, lock),
-            description=description,
-            architecture=lambda_.Architecture.X86_64,
-            role=role,
-            memory_size=memory_mb,
-            ephemeral_storage_size=Size.mebibytes(ephemeral_mb),
+            role_description=description,
+            memory_mb=memory_mb,
             timeout=timeout,
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=log_group,
             environment={
                 "FERRY_ENV": self._env_name,
                 "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 **environment,
             },
-        )
-        acknowledge(
-            fn.node.default_child,
-            "Serverless-LambdaDLQ",
-            "Invoked synchronously by the retrain state machine: a failure returns to the "
-            "task, whose Retry/Catch applies and whose Reject step audits it.",
+            log_retention=self._log_retention,
+            removal_policy=self._removal,
+            synchronous_reason="Invoked synchronously by the retrain state machine: a failure "
+            "returns to the task, whose Retry/Catch applies and whose Reject step audits it.",
+            ephemeral_mb=ephemeral_mb,
         )
         return fn
 
