@@ -586,7 +586,7 @@ def test_an_approval_resumes_the_waiting_execution(
     )
 
     assert run == "run-1"
-    assert "resumed retraining run run-1" in outcome.warnings
+    assert "decision passed to retraining run run-1" in outcome.warnings
     assert gov.audit.entries(MODEL)[-1].event == "approve"
     described = finished(sfn, arn)
     assert described["status"] == "SUCCEEDED"

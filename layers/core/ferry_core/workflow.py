@@ -19,6 +19,7 @@ registry, so they stay in the one role allowed to write it:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from ferry_core.registration import model_prefix, put_object
 from ferry_core.registry import card_json, now_iso
 
 LOCK_KEY = "LOCK#retrain"
+log = logging.getLogger("ferry.workflow")
 APPROVAL_PREFIX = "APPROVAL#"
 
 
@@ -226,8 +228,10 @@ class ApprovalGate:
                     error="ApprovalRejected",
                     cause=f"rejected by {actor}: {reason or 'no reason given'}"[:32_000],
                 )
-        except (sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken):
-            pass  # the execution already timed out or ended: nothing is waiting any more
+        except (sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken) as exc:
+            # The run already timed out or ended: nothing waits; the decision stands anyway.
+            log.warning("run %s no longer waits for %s v%s: %s", pending.get("run_id"), model,
+                        version, exc)  # fmt: skip
         self._ddb.delete_item(TableName=self._table, Key=self._key(model, version))
         return pending.get("run_id")
 
@@ -509,5 +513,5 @@ def decide(
         outcome = gov.reject(model, version, actor=actor, reason=reason)
     run = gate.resolve(sfn, model, version, approved, actor, reason) if sfn is not None else None
     if run:
-        outcome.warnings.append(f"resumed retraining run {run}")
+        outcome.warnings.append(f"decision passed to retraining run {run}")
     return outcome, run
