@@ -381,7 +381,8 @@ def test_reject_run_turns_a_lambda_error_into_a_readable_reason_for_the_model(
     """
     out = step(wf, "reject_run", "run-3", error=LAMBDA_ERROR)
     reason = out["reason"]
-    assert reason.startswith("TrainingFailed")
+    assert reason.startswith("TrainingFailed: training data")
+    assert reason.count("TrainingFailed") == 1
     assert "training data lacks column(s) age" in reason
     assert "stackTrace" not in reason and "{" not in reason
     (entry,) = gov.audit.entries(MODEL)

@@ -491,7 +491,10 @@ def _error_reason(error: Mapping[str, Any] | None) -> str | None:
             cause = f"{parsed.get('errorType', '')}: {parsed['errorMessage']}".strip(": ")
     except ValueError:
         pass
-    return f"{name}: {cause}"[:1024] if cause else name or None
+    if not cause:
+        return name or None
+    # A Lambda error's Cause already starts with its type, which is usually the Error's name.
+    return (cause if cause.startswith(name) else f"{name}: {cause}")[:1024]
 
 
 def decide(
