@@ -30,9 +30,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.images import image_code
+from infra.config import EnvironmentConfig
+from infra.environment import batch_variables
+from infra.functions import FunctionSpec, container_function, function_log_group, lambda_role
 from infra.nag import acknowledge
-from infra.scoring import MODEL_CACHE_DIR
+from infra.state_machines import dead_letter_queue, traced_state_machine
 from infra.storage import MODELS_PREFIX
 
 INCOMING_PREFIX = "batch/incoming/"
@@ -45,6 +47,10 @@ STEPS = {
     "Merge": "handler.merge_handler",
     "Fail": "handler.fail_handler",
 }
+_NO_DLQ_REASON = (
+    "Invoked by SQS (whose redrive policy dead-letters failed messages) or "
+    "synchronously by Step Functions (which catches failures): nothing is async."
+)
 
 
 class BatchScoring(Construct):
@@ -55,7 +61,7 @@ class BatchScoring(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        env_name: str,
+        config: EnvironmentConfig,
         data_bucket: s3.Bucket,
         data_key: kms.IKey,
         model_bucket: s3.IBucket,
@@ -64,22 +70,87 @@ class BatchScoring(Construct):
         audit_table: dynamodb.ITable,
         anchor_bucket: s3.IBucket,
         anchor_key: kms.IKey,
-        memory_mb: int,
-        timeout_seconds: int,
-        chunk_rows: int,
-        onnx_threads: int,
-        fanout_threshold_bytes: int,
-        part_bytes: int,
-        max_concurrency: int,
-        map_concurrency: int,
-        registry_cache_seconds: int,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
-        capture_sample_rate: float = 0.0,
-        capture_max_rows: int = 10_000,
     ) -> None:
         super().__init__(scope, construct_id)
-        timeout = Duration.seconds(timeout_seconds)
+        self._config = config
+        self._queues(removal_policy)
+        self._notify(data_bucket)
+
+        # One role per function (no role is shared: a step's credentials act as that step
+        # only). The queue consumer's role may also start the state machine, whose steps must
+        # not depend on that grant (it would be a dependency cycle).
+        self.role = lambda_role(
+            self,
+            "Role",
+            description="Ferry batch scoring: read uploads, write results, audit batch runs",
+        )
+        self.step_roles = {
+            step: lambda_role(
+                self,
+                f"{step}Role",
+                description=f"Ferry batch fan-out, {step.lower()} step: batch reads and writes",
+            )
+            for step in STEPS
+        }
+        self.log_group = function_log_group(
+            self, "LogGroup", retention=log_retention, removal=removal_policy
+        )
+
+        def variables(state_machine_arn: str | None = None) -> dict[str, str]:
+            return batch_variables(
+                config,
+                model_bucket=model_bucket.bucket_name,
+                data_bucket=data_bucket.bucket_name,
+                registry_table=registry_table.table_name,
+                audit_table=audit_table.table_name,
+                anchor_bucket=anchor_bucket.bucket_name,
+                idempotency_table=self.idempotency_table.table_name,
+                state_machine_arn=state_machine_arn,
+            )
+
+        self.steps = {
+            step: self._function(
+                f"{step}Function",
+                cmd,
+                f"Ferry batch fan-out: {step.lower()}",
+                self.step_roles[step],
+                variables(),
+            )
+            for step, cmd in STEPS.items()
+        }
+        self.state_machine = self._state_machine(
+            data_bucket, config.batch_map_concurrency, log_retention, removal_policy
+        )
+        self.function = self._function(
+            "Function",
+            None,
+            "Ferry batch scoring (S3 → SQS)",
+            self.role,
+            variables(self.state_machine.state_machine_arn),
+        )
+        # An explicit mapping (not add_event_source, whose construct id embeds the stack name):
+        # one message per invocation, so a file gets the whole time limit; failed messages only
+        # go back to the queue.
+        self.mapping = lambda_.EventSourceMapping(
+            self,
+            "QueueMapping",
+            target=self.function,
+            event_source_arn=self.queue.queue_arn,
+            batch_size=1,
+            report_batch_item_failures=True,
+            max_concurrency=config.batch_max_concurrency,
+        )
+        self.queue.grant_consume_messages(self.function)
+        self.state_machine.grant_start_execution(self.function)
+        self._grant(data_bucket, data_key, model_bucket, model_key, registry_table, audit_table)
+        self._grant_anchors(anchor_bucket, anchor_key)
+        self._alarms()
+        self._acknowledge_findings(data_bucket, model_bucket, anchor_bucket)
+
+    def _queues(self, removal_policy: RemovalPolicy) -> None:
+        """The idempotency table, and the upload queue with its dead-letter queue."""
         self.idempotency_table = dynamodb.Table(
             self,
             "IdempotencyTable",
@@ -92,120 +163,40 @@ class BatchScoring(Construct):
             ),
             removal_policy=removal_policy,
         )
-        self.dlq = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=removal_policy,
-        )
+        self.dlq = dead_letter_queue(self, removal_policy=removal_policy)
         self.queue = sqs.Queue(
             self,
             "Queue",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            visibility_timeout=Duration.seconds(timeout_seconds * VISIBILITY_FACTOR),
+            visibility_timeout=Duration.seconds(
+                self._config.batch_timeout_seconds * VISIBILITY_FACTOR
+            ),
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVES, queue=self.dlq),
             removal_policy=removal_policy,
         )
-        self._notify(data_bucket)
 
-        # One role per function (no role is shared: a step's credentials act as that step
-        # only). The queue consumer's role may also start the state machine, whose steps must
-        # not depend on that grant (it would be a dependency cycle).
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Ferry batch scoring: read uploads, write results, audit batch runs",
+    def _function(
+        self,
+        construct_id: str,
+        cmd: str | None,
+        description: str,
+        role: iam.IRole,
+        environment: dict[str, str],
+    ) -> lambda_.DockerImageFunction:
+        """One batch image, one handler per function, all logging to the one log group."""
+        spec = FunctionSpec(
+            folder="batch",
+            lock="batch",
+            cmd=cmd,
+            description=description,
+            memory_mb=self._config.batch_memory_mb,
+            timeout=Duration.seconds(self._config.batch_timeout_seconds),
+            environment=environment,
+            no_dlq_reason=_NO_DLQ_REASON,
         )
-        self.step_roles = {
-            step: iam.Role(
-                self,
-                f"{step}Role",
-                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"Ferry batch fan-out, {step.lower()} step: batch reads and writes",
-            )
-            for step in STEPS
-        }
-        self.log_group = logs.LogGroup(
-            self, "LogGroup", retention=log_retention, removal_policy=removal_policy
-        )
-        self.environment = {
-            "FERRY_ENV": env_name,
-            "MODEL_BUCKET": model_bucket.bucket_name,
-            "DATA_BUCKET": data_bucket.bucket_name,
-            "REGISTRY_TABLE": registry_table.table_name,
-            "AUDIT_TABLE": audit_table.table_name,
-            "AUDIT_ANCHOR_BUCKET": anchor_bucket.bucket_name,
-            "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
-            "REGISTRY_CACHE_SECONDS": str(registry_cache_seconds),
-            "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
-            "ONNX_THREADS": str(onnx_threads),
-            "BATCH_CHUNK_ROWS": str(chunk_rows),
-            "BATCH_FANOUT_THRESHOLD_BYTES": str(fanout_threshold_bytes),
-            "BATCH_PART_BYTES": str(part_bytes),
-            # A sample of every committed run's scored rows feeds the drift function (issue 7).
-            "CAPTURE_SAMPLE_RATE": repr(capture_sample_rate),
-            "CAPTURE_MAX_BATCH_ROWS": str(capture_max_rows),
-            "POWERTOOLS_SERVICE_NAME": "ferry-batch",
-            "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
-
-        def function(
-            name: str, cmd: str | None, description: str, role: iam.IRole
-        ) -> lambda_.DockerImageFunction:
-            return lambda_.DockerImageFunction(
-                self,
-                name,
-                code=image_code("batch", lock="batch", cmd=cmd),
-                description=description,
-                architecture=lambda_.Architecture.X86_64,
-                role=role,
-                memory_size=memory_mb,
-                timeout=timeout,
-                tracing=lambda_.Tracing.ACTIVE,
-                log_group=self.log_group,
-                environment=self.environment,
-            )
-
-        self.steps = {
-            step: function(
-                f"{step}Function",
-                cmd,
-                f"Ferry batch fan-out: {step.lower()}",
-                self.step_roles[step],
-            )
-            for step, cmd in STEPS.items()
-        }
-        self.state_machine = self._state_machine(
-            data_bucket, map_concurrency, log_retention, removal_policy
-        )
-        self.function = function("Function", None, "Ferry batch scoring (S3 → SQS)", self.role)
-        self.function.add_environment(
-            "BATCH_STATE_MACHINE_ARN", self.state_machine.state_machine_arn
-        )
-        # An explicit mapping (not add_event_source, whose construct id embeds the stack name):
-        # one message per invocation, so a file gets the whole time limit; failed messages only
-        # go back to the queue.
-        self.mapping = lambda_.EventSourceMapping(
-            self,
-            "QueueMapping",
-            target=self.function,
-            event_source_arn=self.queue.queue_arn,
-            batch_size=1,
-            report_batch_item_failures=True,
-            max_concurrency=max_concurrency,
-        )
-        self.queue.grant_consume_messages(self.function)
-        self.state_machine.grant_start_execution(self.function)
-        self._grant(data_bucket, data_key, model_bucket, model_key, registry_table, audit_table)
-        self._grant_anchors(anchor_bucket, anchor_key)
-        self._alarms()
-        self._acknowledge_findings(data_bucket, model_bucket, anchor_bucket)
+        return container_function(self, construct_id, spec, role=role, log_group=self.log_group)
 
     def _notify(self, data_bucket: s3.Bucket) -> None:
         """ObjectCreated under batch/incoming/ → the queue, set on the CfnBucket directly."""
@@ -287,16 +278,13 @@ class BatchScoring(Construct):
             .when(sfn.Condition.string_equals("$.status", "ready"), parts.next(merge))
             .otherwise(sfn.Succeed(self, "Nothing to merge"))
         )
-        log_group = logs.LogGroup(
-            self, "StateMachineLogs", retention=log_retention, removal_policy=removal_policy
-        )
-        return sfn.StateMachine(
+        return traced_state_machine(
             self,
             "FanOut",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL),
+            definition,
             timeout=Duration.hours(6),
+            log_retention=log_retention,
+            removal_policy=removal_policy,
         )
 
     def _grant(
@@ -403,13 +391,6 @@ class BatchScoring(Construct):
                 f"AwsSolutions-IAM5[Resource::<{anchor_id}.Arn>/anchors/*]",
                 "A batch run's audit entry anchors its chain head at anchors/{model}/{seq}.json "
                 "(PutObject only, If-None-Match, under Object Lock): keys are known only then.",
-            )
-        for fn in [self.function, *self.steps.values()]:
-            acknowledge(
-                fn.node.default_child,
-                "Serverless-LambdaDLQ",
-                "Invoked by SQS (whose redrive policy dead-letters failed messages) or "
-                "synchronously by Step Functions (which catches failures): nothing is async.",
             )
         self._acknowledge_state_machine(data_id)
         acknowledge(

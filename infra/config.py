@@ -1,7 +1,7 @@
 """Per-environment settings: the ONLY place where dev and prod may differ.
 
 Every difference between the synthesized dev and prod templates must trace back to a field of
-`EnvironmentConfig`; `tests/infra/test_parity.py` proves it. This module imports pydantic only
+`EnvironmentConfig`; `tests/infra/test_infra_parity.py` proves it. This module imports pydantic only
 (no aws_cdk), so the CLI and the local platform can read it cheaply.
 """
 
@@ -18,7 +18,8 @@ LOG_RETENTION_DAYS: frozenset[int] = frozenset(
     | {1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
 
-# A registered model's name (ferry_core/card.py `Card.name`).
+# A registered model's name, as the core's model cards define it. Infra imports no runtime code,
+# so the rule is restated here, once.
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 # API Gateway HTTP APIs cut a Lambda integration off after at most 29 s.
@@ -64,7 +65,7 @@ class EnvironmentConfig(BaseModel):
     )
     log_retention_days: int
 
-    # Batch scoring (issue 5; infra/batch.py, functions/batch/README.md for the limits)
+    # Batch scoring (infra/batch.py; functions/batch/README.md explains the limits)
     batch_memory_mb: int = Field(default=3008, ge=1024, le=10_240)
     batch_timeout_seconds: int = Field(default=900, ge=60, le=900)
     batch_chunk_rows: int = Field(default=65_536, ge=1_024, le=1_048_576)
@@ -82,24 +83,19 @@ class EnvironmentConfig(BaseModel):
     )
     batch_map_concurrency: int = Field(default=20, ge=1, le=1000)
 
-    # Read by later issues.
-    p99_latency_budget_ms: int = Field(
-        gt=0, description="Used by issue 7 (monitoring): p99 latency alarm threshold."
-    )
-    approval_required: bool = Field(
-        description="Used by issue 6 (retrain & promote): manual approval before promotion."
-    )
+    # Governance and alarms
+    p99_latency_budget_ms: int = Field(gt=0, description="p99 scoring latency alarm threshold.")
+    approval_required: bool = Field(description="Manual approval before a promotion.")
     audit_anchor_retention_days: int = Field(
-        ge=1,
-        description="Used by issue 4 (audit anchor): object-lock retention of audit chain anchors.",
+        ge=1, description="Object Lock retention of the audit chain's anchors."
     )
     alarm_email: str | None = Field(
         default=None,
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
-        description="Used by issue 7 (monitoring): SNS e-mail subscription for alarms.",
+        description="E-mail subscription of the alarm topic.",
     )
 
-    # Monitoring (issue 7; infra/monitoring.py, ferry_core/capture.py and drift.py)
+    # Monitoring (infra/monitoring.py): data capture and drift
     monitored_models: tuple[str, ...] = Field(
         default=("credit-risk",),
         min_length=1,
@@ -126,7 +122,7 @@ class EnvironmentConfig(BaseModel):
     )
     error_rate_5xx_alarm: float = Field(default=0.01, gt=0, le=1)
 
-    # Retrain & promote (issue 6; infra/retraining.py, ferry_core/workflow.py and gate.py)
+    # Retrain & promote (infra/retraining.py): training, the validation gate, approval, canary
     training_backend: Literal["lambda", "sagemaker"] = Field(
         default="lambda",
         description="Where training runs: the training function (15 min, 10 GB), or a "

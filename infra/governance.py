@@ -15,13 +15,14 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.functions import Ids, container_function
+from infra.config import EnvironmentConfig
+from infra.environment import governance_variables
+from infra.functions import FunctionSpec, Ids, isolated_function
 from infra.nag import acknowledge
 from infra.storage import MODELS_PREFIX
 
 ANCHOR_PREFIX = "anchors/"
 EVENT_SOURCE = "ferry.registry"
-MODEL_CACHE_DIR = "/tmp/ferry-models"
 
 
 class Governance(Construct):
@@ -32,14 +33,12 @@ class Governance(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        env_name: str,
+        config: EnvironmentConfig,
         model_bucket: s3.IBucket,
         model_key: kms.IKey,
         registry_table: dynamodb.ITable,
         audit_table: dynamodb.ITable,
         access_logs_bucket: s3.IBucket,
-        anchor_retention_days: int,
-        approval_required: bool,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -66,39 +65,35 @@ class Governance(Construct):
             versioned=True,
             object_lock_enabled=True,
             object_lock_default_retention=s3.ObjectLockRetention.compliance(
-                Duration.days(anchor_retention_days)
+                Duration.days(config.audit_anchor_retention_days)
             ),
             server_access_logs_bucket=access_logs_bucket,
             server_access_logs_prefix="audit-anchors/",
             removal_policy=removal_policy,
         )
-        self.function, self.role, self.log_group = container_function(
-            self,
-            Ids("Function", "Role", "LogGroup"),
+        spec = FunctionSpec(
             folder="governance",
-            lock="runtime",
             description="Ferry governance: promote, roll back, archive, approve, reject",
-            role_description="Ferry governance function: the only writer of stage pointers",
             memory_mb=1024,
             timeout=Duration.seconds(60),
-            environment={
-                "FERRY_ENV": env_name,
-                "MODEL_BUCKET": model_bucket.bucket_name,
-                "REGISTRY_TABLE": registry_table.table_name,
-                "AUDIT_TABLE": audit_table.table_name,
-                "AUDIT_ANCHOR_BUCKET": self.anchor_bucket.bucket_name,
-                "EVENT_BUS_NAME": "default",
-                "APPROVAL_REQUIRED": "true" if approval_required else "false",
-                "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
-                "POWERTOOLS_SERVICE_NAME": "ferry-governance",
-                "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
+            environment=governance_variables(
+                config,
+                model_bucket=model_bucket.bucket_name,
+                registry_table=registry_table.table_name,
+                audit_table=audit_table.table_name,
+                anchor_bucket=self.anchor_bucket.bucket_name,
+            ),
+            no_dlq_reason="Invoked synchronously by Step Functions and operators: a failure "
+            "returns to the caller (whose retry/catch applies), there is no asynchronous event "
+            "to dead-letter.",
+        )
+        self.function, self.role, self.log_group = isolated_function(
+            self,
+            Ids("Function", "Role", "LogGroup"),
+            spec,
+            role_description="Ferry governance function: the only writer of stage pointers",
             log_retention=log_retention,
             removal_policy=removal_policy,
-            synchronous_reason="Invoked synchronously by Step Functions and operators: a "
-            "failure returns to the caller (whose retry/catch applies), there is no "
-            "asynchronous event to dead-letter.",
         )
         self._grant(model_bucket, model_key, registry_table, audit_table)
         self._acknowledge_findings(model_bucket)

@@ -10,8 +10,8 @@ function's own failures. The dashboard uses SEARCH, so it shows every model, lis
 
 Every alarm notifies ONE SNS topic (KMS-encrypted; e-mail subscription when `alarm_email` is
 set). A drift alarm entering ALARM is also matched by `drift_rule` (EventBridge), whose target
-is the retraining workflow: pass `retrain_target`, or call `add_retrain_target` once issue 6's
-state machine exists. Without a target the rule matches and does nothing.
+is the retraining workflow, added with `add_retrain_target` once its state machine exists.
+Without a target the rule matches and does nothing.
 """
 
 from __future__ import annotations
@@ -37,18 +37,29 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.images import image_code
+from infra.config import EnvironmentConfig
+from infra.dashboard import FAST_PERIOD, monitoring_dashboard
+from infra.environment import (
+    BATCH_SERVICE,
+    DRIFT_SERVICE,
+    NAMESPACE,
+    SCORING_SERVICE,
+    drift_variables,
+)
+from infra.functions import (
+    FunctionSpec,
+    container_function,
+    function_log_group,
+    lambda_role,
+    write_own_logs,
+)
 from infra.nag import acknowledge
 from infra.scoring import ScoringFunction
+from infra.state_machines import dead_letter_queue
 
-CAPTURE_ROWS_PREFIX = "capture/rows/"  # ferry_core/capture.py ROWS_PREFIX
-CAPTURE_REPORTS_PREFIX = "capture/reports/"  # ferry_core/capture.py REPORTS_PREFIX
-NAMESPACE = "Ferry"
-SCORING_SERVICE = "ferry-scoring"  # POWERTOOLS_SERVICE_NAME of each function: a dimension
-BATCH_SERVICE = "ferry-batch"
-DRIFT_SERVICE = "ferry-drift"
+CAPTURE_ROWS_PREFIX = "capture/rows/"  # where the scorer writes its sample of requests
+CAPTURE_REPORTS_PREFIX = "capture/reports/"  # where the drift function writes its reports
 # Latency and error rates: 3 breaching minutes out of 5, so one slow request burst is no page.
-FAST_PERIOD = Duration.minutes(1)
 FAST_EVALUATION = (5, 3)
 
 
@@ -86,50 +97,28 @@ class Monitoring(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        env_name: str,
+        config: EnvironmentConfig,
         scoring: ScoringFunction,
         data_bucket: s3.IBucket,
         data_key: kms.IKey,
         registry_table: dynamodb.ITable,
-        monitored_models: Sequence[str],
-        p99_latency_budget_ms: int,
-        error_rate_4xx: float,
-        error_rate_5xx: float,
-        capture_sample_rate: float,
-        capture_max_records: int,
-        capture_max_age_seconds: int,
-        psi_warn: float,
-        psi_alarm: float,
-        window_hours: int,
-        min_samples: int,
-        schedule_minutes: int,
-        alarm_email: str | None,
         fleet_alarms: Sequence[cloudwatch.IAlarm] = (),
         pipelines: Sequence[tuple[str, sfn.IStateMachine]] = (),
-        retrain_target: events.IRuleTarget | None = None,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._models = list(monitored_models)
-        self._psi = (psi_warn, psi_alarm)
-        self._latency_budget = p99_latency_budget_ms
-        self._grant_capture(scoring, data_bucket, data_key, capture_sample_rate,
-                            capture_max_records, capture_max_age_seconds)  # fmt: skip
-        self.topic = self._topic(alarm_email, removal_policy)
+        self._models = list(config.monitored_models)
+        self._psi = (config.drift_psi_warn, config.drift_psi_alarm)
+        self._latency_budget = config.p99_latency_budget_ms
+        schedule_minutes = config.drift_schedule_minutes
+        self._grant_capture(scoring, data_bucket, data_key)
+        self.topic = self._topic(config.alarm_email, removal_policy)
         # Events EventBridge could not deliver and failed asynchronous drift runs land here.
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=removal_policy,
-        )
+        self.dead_letter_queue = dead_letter_queue(self, removal_policy=removal_policy)
         self.function = self._drift_function(
-            env_name, data_bucket, data_key, registry_table, psi_warn, psi_alarm, window_hours,
-            min_samples, log_retention, removal_policy,
-        )  # fmt: skip
+            config, data_bucket, data_key, registry_table, log_retention, removal_policy
+        )
         self.schedule = events.Rule(
             self,
             "Schedule",
@@ -146,7 +135,9 @@ class Monitoring(Construct):
         self.alarms: list[cloudwatch.Alarm] = []
         self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
         for model in self._models:
-            self._model_alarms(model, error_rate_4xx, error_rate_5xx, schedule_minutes)
+            self._model_alarms(
+                model, config.error_rate_4xx_alarm, config.error_rate_5xx_alarm, schedule_minutes
+            )
         self._function_alarms()
         for name, machine in pipelines:
             self.add_pipeline(name, machine)
@@ -179,15 +170,19 @@ class Monitoring(Construct):
             )
         )
         self._retrain_targets = 0
-        if retrain_target is not None:
-            self.add_retrain_target(retrain_target)
-        self.dashboard = self._dashboard(schedule_minutes)
+        self.dashboard = monitoring_dashboard(
+            self,
+            psi=self._psi,
+            latency_budget_ms=self._latency_budget,
+            drift_period=Duration.minutes(schedule_minutes),
+            alarms=[*self.alarms, *self.fleet_alarms],
+        )
         self._acknowledge_findings(scoring, data_bucket)
 
     # ---------------------------------------------------------------- public hooks
 
     def add_retrain_target(self, target: events.IRuleTarget) -> None:
-        """Issue 6: start the retraining state machine when a drift alarm fires.
+        """Start the retraining state machine when a drift alarm fires.
 
         Undeliverable events go to this construct's dead-letter queue (alarmed on); build the
         target without one, e.g. `targets.SfnStateMachine(machine)`.
@@ -224,21 +219,9 @@ class Monitoring(Construct):
     # ---------------------------------------------------------------- capture
 
     def _grant_capture(
-        self,
-        scoring: ScoringFunction,
-        data_bucket: s3.IBucket,
-        data_key: kms.IKey,
-        sample_rate: float,
-        max_records: int,
-        max_age_seconds: int,
+        self, scoring: ScoringFunction, data_bucket: s3.IBucket, data_key: kms.IKey
     ) -> None:
         """The scorer may write capture rows and nothing else of the data bucket."""
-        for name, value in (
-            ("CAPTURE_SAMPLE_RATE", sample_rate),
-            ("CAPTURE_MAX_RECORDS", max_records),
-            ("CAPTURE_MAX_AGE_SECONDS", max_age_seconds),
-        ):
-            scoring.function.add_environment(name, str(value))
         scoring.role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteCapture",
@@ -283,56 +266,43 @@ class Monitoring(Construct):
 
     def _drift_function(
         self,
-        env_name: str,
+        config: EnvironmentConfig,
         data_bucket: s3.IBucket,
         data_key: kms.IKey,
         registry_table: dynamodb.ITable,
-        psi_warn: float,
-        psi_alarm: float,
-        window_hours: int,
-        min_samples: int,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> lambda_.DockerImageFunction:
-        self.log_group = logs.LogGroup(
-            self, "DriftLogGroup", retention=log_retention, removal_policy=removal_policy
+        self.log_group = function_log_group(
+            self, "DriftLogGroup", retention=log_retention, removal=removal_policy
         )
-        self.role = iam.Role(
+        self.role = lambda_role(
             self,
             "DriftRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Ferry drift: read capture rows and cards, write drift reports",
         )
-        fn = lambda_.DockerImageFunction(
-            self,
-            "DriftFunction",
-            code=image_code("drift"),
+        spec = FunctionSpec(
+            folder="drift",
             description="Ferry drift statistics (scheduled)",
-            architecture=lambda_.Architecture.X86_64,
-            role=self.role,
-            memory_size=1024,
+            memory_mb=1024,
             timeout=Duration.minutes(5),
             # A rerun would only repeat the report; the next scheduled run supersedes it.
             retry_attempts=0,
             on_failure=destinations.SqsDestination(self.dead_letter_queue),
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=self.log_group,
-            environment={
-                "FERRY_ENV": env_name,
-                "DATA_BUCKET": data_bucket.bucket_name,
-                "REGISTRY_TABLE": registry_table.table_name,
-                "DRIFT_PSI_WARN": str(psi_warn),
-                "DRIFT_PSI_ALARM": str(psi_alarm),
-                "DRIFT_WINDOW_HOURS": str(window_hours),
-                "DRIFT_MIN_SAMPLES": str(min_samples),
-                "POWERTOOLS_SERVICE_NAME": DRIFT_SERVICE,
-                "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
+            environment=drift_variables(
+                config,
+                data_bucket=data_bucket.bucket_name,
+                registry_table=registry_table.table_name,
+            ),
+            no_dlq_reason="Invoked by a schedule: a failed run is alarmed on (Errors, "
+            "DriftFailures) and the next run supersedes it; there is no event worth keeping in "
+            "a dead-letter queue.",
         )
+        fn = container_function(
+            self, "DriftFunction", spec, role=self.role, log_group=self.log_group
+        )
+        self.role.add_to_policy(write_own_logs(self.log_group))
         statements = [
-            ("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
-             [self.log_group.log_group_arn]),
             ("ReadCapture", ["s3:GetObject"],
              [data_bucket.arn_for_objects(f"{CAPTURE_ROWS_PREFIX}*")]),
             ("WriteReports", ["s3:PutObject"],
@@ -479,86 +449,6 @@ class Monitoring(Construct):
             description="The drift run failed for a model (see the drift function's logs).",
         )
 
-    # ---------------------------------------------------------------- dashboard
-
-    def _dashboard(self, schedule_minutes: int) -> cloudwatch.Dashboard:
-        def search(
-            query: str, stat: str, label: str, period: Duration = FAST_PERIOD
-        ) -> cloudwatch.MathExpression:
-            return cloudwatch.MathExpression(
-                expression=f"SEARCH('{query}', '{stat}', {int(period.to_seconds())})",
-                label=label,
-                period=period,
-            )
-
-        scoring = f'{{{NAMESPACE},model,service}} service="{SCORING_SERVICE}"'
-        batch = f'{{{NAMESPACE},model,service}} service="{BATCH_SERVICE}"'
-        drift = f'{{{NAMESPACE},feature,model,service}} service="{DRIFT_SERVICE}"'
-        drift_period = Duration.minutes(schedule_minutes)
-        warn, alarm = self._psi
-        psi_lines = [
-            cloudwatch.HorizontalAnnotation(value=warn, label="PSI warn"),
-            cloudwatch.HorizontalAnnotation(value=alarm, label="PSI alarm"),
-        ]
-        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(24))
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Scoring latency (ms): p50 / p90 / p99 per model",
-                left=[
-                    search(f'{scoring} MetricName="Latency"', stat, stat)
-                    for stat in ("p50", "p90", "p99")
-                ],
-                left_annotations=[
-                    cloudwatch.HorizontalAnnotation(value=self._latency_budget, label="p99 budget")
-                ],
-                width=12,
-            ),
-            cloudwatch.GraphWidget(
-                title="Traffic: requests and instances scored per model",
-                left=[search(f'{scoring} MetricName="Latency"', "SampleCount", "requests")],
-                right=[search(f'{scoring} MetricName="InstancesScored"', "Sum", "instances")],
-                width=12,
-            ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Errors: 4xx and 5xx per model",
-                left=[
-                    search(f'{scoring} MetricName="Errors4xx"', "Sum", "4xx"),
-                    search(f'{scoring} MetricName="Errors5xx"', "Sum", "5xx"),
-                ],
-                width=12,
-            ),
-            cloudwatch.GraphWidget(
-                title="Batch volumes: rows scored / rejected, failed files",
-                left=[
-                    search(f'{batch} MetricName="RowsScored"', "Sum", "scored"),
-                    search(f'{batch} MetricName="RowsRejected"', "Sum", "rejected"),
-                ],
-                right=[search(f'{batch} MetricName="BatchFailures"', "Sum", "failed files")],
-                width=12,
-            ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Drift: PSI per feature (and score)",
-                left=[search(f'{drift} MetricName="DriftPSI"', "Maximum", "PSI", drift_period)],
-                left_annotations=psi_lines,
-                width=12,
-            ),
-            cloudwatch.GraphWidget(
-                title="Drift: KS statistic per numeric feature",
-                left=[search(f'{drift} MetricName="DriftKS"', "Maximum", "KS", drift_period)],
-                width=12,
-            ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(
-                title="Alarms", alarms=[*self.alarms, *self.fleet_alarms], width=24
-            )
-        )
-        return dashboard
-
     # ---------------------------------------------------------------- cdk-nag
 
     def _acknowledge_findings(self, scoring: ScoringFunction, data_bucket: s3.IBucket) -> None:
@@ -598,12 +488,6 @@ class Monitoring(Construct):
         acknowledge(
             self.drift_rule.node.default_child,
             "Serverless-EventBusDLQ",
-            "The rule's target (the retraining workflow, issue 6) is added with "
+            "The rule's target (the retraining workflow) is added with "
             "`add_retrain_target`, which gives it this construct's dead-letter queue.",
-        )
-        acknowledge(
-            self.function.node.default_child,
-            "Serverless-LambdaDLQ",
-            "Invoked by a schedule: a failed run is alarmed on (Errors, DriftFailures) and the "
-            "next run supersedes it; there is no event worth keeping in a dead-letter queue.",
         )

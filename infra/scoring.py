@@ -6,16 +6,21 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.images import image_code
+from infra.config import EnvironmentConfig
+from infra.environment import scoring_variables
+from infra.functions import (
+    FunctionSpec,
+    container_function,
+    function_log_group,
+    lambda_role,
+    write_own_logs,
+)
 from infra.nag import acknowledge
 from infra.storage import MODELS_PREFIX
-
-MODEL_CACHE_DIR = "/tmp/ferry-models"  # /tmp is the only writable path in Lambda.
 
 
 class ScoringFunction(Construct):
@@ -30,60 +35,46 @@ class ScoringFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        env_name: str,
+        config: EnvironmentConfig,
         model_bucket: s3.IBucket,
         model_key: kms.IKey,
         data_bucket: s3.IBucket,
         registry_table: dynamodb.ITable,
         audit_table: dynamodb.ITable,
-        memory_mb: int,
-        timeout: Duration,
-        reserved_concurrency: int | None,
-        provisioned_concurrency: int,
-        registry_cache_seconds: int,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(
-            self, "LogGroup", retention=log_retention, removal_policy=removal_policy
+        self.log_group = function_log_group(
+            self, "LogGroup", retention=log_retention, removal=removal_policy
         )
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Ferry scoring function: read-only registry and model store",
+        self.role = lambda_role(
+            self, "Role", description="Ferry scoring function: read-only registry and model store"
         )
-        self.function = lambda_.DockerImageFunction(
-            self,
-            "Function",
-            code=image_code("scoring"),
+        spec = FunctionSpec(
+            folder="scoring",
             description="Ferry real-time scoring",
-            architecture=lambda_.Architecture.X86_64,
-            role=self.role,
-            memory_size=memory_mb,
-            timeout=timeout,
-            reserved_concurrent_executions=reserved_concurrency,
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=self.log_group,
-            environment={
-                "FERRY_ENV": env_name,
-                "MODEL_BUCKET": model_bucket.bucket_name,
-                "DATA_BUCKET": data_bucket.bucket_name,
-                "REGISTRY_TABLE": registry_table.table_name,
-                "AUDIT_TABLE": audit_table.table_name,
-                "REGISTRY_CACHE_SECONDS": str(registry_cache_seconds),
-                "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
-                "POWERTOOLS_SERVICE_NAME": "ferry-scoring",
-                "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
+            memory_mb=config.scoring_memory_mb,
+            timeout=Duration.seconds(config.scoring_timeout_seconds),
+            reserved_concurrency=config.scoring_reserved_concurrency,
+            environment=scoring_variables(
+                config,
+                model_bucket=model_bucket.bucket_name,
+                data_bucket=data_bucket.bucket_name,
+                registry_table=registry_table.table_name,
+                audit_table=audit_table.table_name,
+            ),
+            no_dlq_reason="Only API Gateway invokes this function, synchronously: a failure goes "
+            "back to the caller as an HTTP error, there is no asynchronous event to dead-letter.",
+        )
+        self.function = container_function(
+            self, "Function", spec, role=self.role, log_group=self.log_group
         )
         # The API invokes the alias, so provisioned concurrency (prod) and later traffic
         # shifting apply without changing the integration; dev has the same alias, just cold.
         self.alias = self.function.add_alias(
             "live",
-            provisioned_concurrent_executions=provisioned_concurrency or None,
+            provisioned_concurrent_executions=config.scoring_provisioned_concurrency or None,
         )
         self._grant_least_privilege(model_bucket, model_key, registry_table)
         self._acknowledge_findings(model_bucket)
@@ -92,13 +83,7 @@ class ScoringFunction(Construct):
         self, model_bucket: s3.IBucket, model_key: kms.IKey, registry_table: dynamodb.ITable
     ) -> None:
         """Explicit statements instead of grant_read*, which would also allow List/Scan/Describe."""
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
-        )
+        self.role.add_to_policy(write_own_logs(self.log_group))
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadRegistry",
@@ -137,10 +122,4 @@ class ScoringFunction(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "Only xray:PutTraceSegments/PutTelemetryRecords (added by CDK for active tracing) "
             "use Resource *: X-Ray does not support resource-level permissions for them.",
-        )
-        acknowledge(
-            self.function.node.default_child,
-            "Serverless-LambdaDLQ",
-            "Only API Gateway invokes this function, synchronously: a failure goes back to the "
-            "caller as an HTTP error, there is no asynchronous event to dead-letter.",
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack, Tags
@@ -51,7 +50,11 @@ def stack_name(config: EnvironmentConfig) -> str:
 
 
 class FerryStack(Stack):
-    """The whole platform for one environment; every difference comes from `config`."""
+    """The whole platform for one environment; every difference comes from `config`.
+
+    The stack only composes the capability constructs, tags them and publishes the outputs
+    the CLI reads; cdk-nag runs over the whole app (app.py).
+    """
 
     def __init__(self, scope: Construct, *, config: EnvironmentConfig, **kwargs: Any) -> None:
         super().__init__(
@@ -63,196 +66,124 @@ class FerryStack(Stack):
             termination_protection=config.removal_policy == "retain",
             **kwargs,
         )
-        removal_policy = (
+        self._config = config
+        self._removal = (
             RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
         )
-        log_retention = _RETENTION_BY_DAYS[config.log_retention_days]
+        self._log_retention = _RETENTION_BY_DAYS[config.log_retention_days]
+        self._compose()
+        Tags.of(self).add("Project", "Ferry")
+        Tags.of(self).add("Environment", config.name)
+        self._outputs()
 
-        storage = Storage(
+    def _compose(self) -> None:
+        """Each capability in the order its dependencies need."""
+        config, removal, retention = self._config, self._removal, self._log_retention
+        common: dict[str, Any] = {"log_retention": retention, "removal_policy": removal}
+        self.storage = storage = Storage(
             self,
             "Storage",
-            removal_policy=removal_policy,
+            removal_policy=removal,
             access_log_retention=Duration.days(config.log_retention_days),
         )
-        tables = RegistryTables(self, "Tables", removal_policy=removal_policy)
-        scoring = ScoringFunction(
+        self.tables = tables = RegistryTables(self, "Tables", removal_policy=removal)
+        self.scoring = ScoringFunction(
             self,
             "Scoring",
-            env_name=config.name,
+            config=config,
             model_bucket=storage.model_bucket,
             model_key=storage.model_key,
             data_bucket=storage.data_bucket,
             registry_table=tables.registry_table,
             audit_table=tables.audit_table,
-            memory_mb=config.scoring_memory_mb,
-            timeout=Duration.seconds(config.scoring_timeout_seconds),
-            reserved_concurrency=config.scoring_reserved_concurrency,
-            provisioned_concurrency=config.scoring_provisioned_concurrency,
-            registry_cache_seconds=config.registry_cache_seconds,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            **common,
         )
-        api = ScoringApi(
+        self.api = ScoringApi(
             self,
             "Api",
-            handler=scoring.alias,
+            handler=self.scoring.alias,
             auth=config.api_auth,
             jwt_issuer=config.jwt_issuer,
             jwt_audience=config.jwt_audience,
             throttle_rate_limit=config.api_throttle_rate_limit,
             throttle_burst_limit=config.api_throttle_burst_limit,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            **common,
         )
-
-        governance = Governance(
+        self.governance = Governance(
             self,
             "Governance",
-            env_name=config.name,
+            config=config,
             model_bucket=storage.model_bucket,
             model_key=storage.model_key,
             registry_table=tables.registry_table,
             audit_table=tables.audit_table,
             access_logs_bucket=storage.access_logs_bucket,
-            anchor_retention_days=config.audit_anchor_retention_days,
-            approval_required=config.approval_required,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            **common,
         )
-
-        batch = BatchScoring(
+        self.batch = BatchScoring(
             self,
             "Batch",
-            env_name=config.name,
+            config=config,
             data_bucket=storage.data_bucket,
             data_key=storage.data_key,
             model_bucket=storage.model_bucket,
             model_key=storage.model_key,
             registry_table=tables.registry_table,
             audit_table=tables.audit_table,
-            anchor_bucket=governance.anchor_bucket,
-            anchor_key=governance.anchor_key,
-            memory_mb=config.batch_memory_mb,
-            timeout_seconds=config.batch_timeout_seconds,
-            chunk_rows=config.batch_chunk_rows,
-            onnx_threads=config.batch_onnx_threads,
-            fanout_threshold_bytes=config.batch_fanout_threshold_bytes,
-            part_bytes=config.batch_part_bytes,
-            max_concurrency=config.batch_max_concurrency,
-            map_concurrency=config.batch_map_concurrency,
-            registry_cache_seconds=config.registry_cache_seconds,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
-            capture_sample_rate=config.capture_sample_rate,
+            anchor_bucket=self.governance.anchor_bucket,
+            anchor_key=self.governance.anchor_key,
+            **common,
         )
-
-        monitoring = Monitoring(
+        self.monitoring = Monitoring(
             self,
             "Monitoring",
-            env_name=config.name,
-            scoring=scoring,
+            config=config,
+            scoring=self.scoring,
             data_bucket=storage.data_bucket,
             data_key=storage.data_key,
             registry_table=tables.registry_table,
-            monitored_models=config.monitored_models,
-            p99_latency_budget_ms=config.p99_latency_budget_ms,
-            error_rate_4xx=config.error_rate_4xx_alarm,
-            error_rate_5xx=config.error_rate_5xx_alarm,
-            capture_sample_rate=config.capture_sample_rate,
-            capture_max_records=config.capture_max_records,
-            capture_max_age_seconds=config.capture_max_age_seconds,
-            psi_warn=config.drift_psi_warn,
-            psi_alarm=config.drift_psi_alarm,
-            window_hours=config.drift_window_hours,
-            min_samples=config.drift_min_samples,
-            schedule_minutes=config.drift_schedule_minutes,
-            alarm_email=config.alarm_email,
-            fleet_alarms=[batch.dlq_alarm, batch.failure_alarm],
-            pipelines=[("BatchFanOut", batch.state_machine)],
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            fleet_alarms=[self.batch.dlq_alarm, self.batch.failure_alarm],
+            pipelines=[("BatchFanOut", self.batch.state_machine)],
+            **common,
         )
-
-        retraining = Retraining(
+        self.retraining = Retraining(
             self,
             "Retrain",
-            env_name=config.name,
+            config=config,
             model_bucket=storage.model_bucket,
             model_key=storage.model_key,
             data_bucket=storage.data_bucket,
             data_key=storage.data_key,
             registry_table=tables.registry_table,
-            governance_function=governance.function,
-            governance_role=governance.role,
-            topic=monitoring.topic,
-            training_backend=config.training_backend,
-            training_memory_mb=config.training_memory_mb,
-            training_timeout_minutes=config.training_timeout_minutes,
-            sagemaker_instance_type=config.sagemaker_instance_type,
-            validation_memory_mb=config.validation_memory_mb,
-            gate_settings={
-                "GATE_PARITY_TOLERANCE": repr(config.gate_parity_tolerance),
-                "GATE_METRIC_TOLERANCE": repr(config.gate_metric_tolerance),
-                "GATE_SEGMENT_FLOOR": repr(config.gate_segment_floor),
-                "GATE_SEGMENT_MIN_ROWS": str(config.gate_segment_min_rows),
-                "GATE_LATENCY_P99_MS": repr(config.gate_latency_p99_ms),
-            },
-            workflow_settings={
-                "APPROVAL_TIMEOUT_SECONDS": str(config.approval_timeout_hours * 3600),
-                "CANARY_PERCENT": repr(config.canary_percent),
-                "CANARY_SECONDS": str(config.canary_minutes * 60),
-                "CANARY_POLICY": json.dumps(
-                    {
-                        "min_requests": config.canary_min_requests,
-                        "max_error_rate_delta": config.canary_max_error_rate_delta,
-                        "max_latency_ratio": config.canary_max_latency_ratio,
-                    },
-                    sort_keys=True,
-                ),
-            },
-            # Training + validation + the approval window + the canary + slack for the rest.
-            run_timeout=Duration.minutes(
-                config.training_timeout_minutes
-                + 10
-                + config.approval_timeout_hours * 60
-                + config.canary_minutes
-                + 30
-            ),
-            retrain_schedule=config.retrain_schedule,
-            monitored_models=config.monitored_models,
-            dead_letter_queue=monitoring.dead_letter_queue,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            governance_function=self.governance.function,
+            governance_role=self.governance.role,
+            topic=self.monitoring.topic,
+            dead_letter_queue=self.monitoring.dead_letter_queue,
+            **common,
         )
-        monitoring.add_retrain_target(retraining.drift_target())
-        monitoring.add_pipeline("Retrain", retraining.state_machine)
+        self.monitoring.add_retrain_target(self.retraining.drift_target())
+        self.monitoring.add_pipeline("Retrain", self.retraining.state_machine)
 
-        Tags.of(self).add("Project", "Ferry")
-        Tags.of(self).add("Environment", config.name)
-
-        # Read by the CLI (`ferry --env dev|prod`) and mirrored by `.ferry/local.json`.
+    def _outputs(self) -> None:
+        """Read by the CLI (`ferry --env dev|prod`) and mirrored by `.ferry/local.json`."""
+        storage, tables, batch = self.storage, self.tables, self.batch
+        monitoring, retraining = self.monitoring, self.retraining
         outputs = {
-            "ApiUrl": api.url,
+            "ApiUrl": self.api.url,
             "ModelBucketName": storage.model_bucket.bucket_name,
             "DataBucketName": storage.data_bucket.bucket_name,
             "RegistryTableName": tables.registry_table.table_name,
             "AuditTableName": tables.audit_table.table_name,
-            "ScoringFunctionName": scoring.function.function_name,
-            "AuditAnchorBucketName": governance.anchor_bucket.bucket_name,
-            "GovernanceFunctionName": governance.function.function_name,
-        }
-        outputs |= {
+            "ScoringFunctionName": self.scoring.function.function_name,
+            "AuditAnchorBucketName": self.governance.anchor_bucket.bucket_name,
+            "GovernanceFunctionName": self.governance.function.function_name,
             "BatchQueueUrl": batch.queue.queue_url,
             "BatchFunctionName": batch.function.function_name,
             "BatchStateMachineArn": batch.state_machine.state_machine_arn,
             "IdempotencyTableName": batch.idempotency_table.table_name,
-        }
-        outputs |= {
             "AlarmTopicArn": monitoring.topic.topic_arn,
             "DriftFunctionName": monitoring.function.function_name,
             "DashboardName": monitoring.dashboard.dashboard_name,
-        }
-        outputs |= {
             "RetrainStateMachineArn": retraining.state_machine.state_machine_arn,
             "TrainingFunctionName": retraining.training.function_name,
             "ValidationFunctionName": retraining.validation.function_name,

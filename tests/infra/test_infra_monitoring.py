@@ -122,7 +122,7 @@ def test_fleet_alarms_cover_queues_pipelines_and_the_drift_function(
 def test_drift_alarm_feeds_the_retraining_rule(template_json: dict[str, Any]) -> None:
     """
     Then an EventBridge rule matches the drift alarms (and only them) entering ALARM; its
-        target (the retraining workflow) is added by issue 6 with `add_retrain_target`
+        target (the retraining workflow) is added with `add_retrain_target`
     """
     _, rule = _one(template_json, "AWS::Events::Rule", "DriftAlarmRule")
     pattern = rule["Properties"]["EventPattern"]

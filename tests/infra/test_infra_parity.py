@@ -53,7 +53,7 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     ),
     "jwt_issuer": (r"^Resources/ApiHttpApiJwtAuthorizer\w+/Properties/JwtConfiguration",),
     "jwt_audience": (r"^Resources/ApiHttpApiJwtAuthorizer\w+/Properties/JwtConfiguration",),
-    # Monitoring (issue 7, infra/monitoring.py). monitored_models and alarm_email add or
+    # Monitoring (infra/monitoring.py). monitored_models and alarm_email add or
     # remove resources, so they must be equal in dev and prod (test_same_resources...).
     "capture_sample_rate": (r"/Environment/Variables/CAPTURE_SAMPLE_RATE$",),
     "capture_max_records": (r"/Environment/Variables/CAPTURE_MAX_RECORDS$",),
@@ -76,7 +76,7 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     ),
     "error_rate_4xx_alarm": (r"^Resources/Monitoring\w+Errors4xxRate\w+/Properties/Threshold$",),
     "error_rate_5xx_alarm": (r"^Resources/Monitoring\w+Errors5xxRate\w+/Properties/Threshold$",),
-    # Retrain & promote (issue 6, infra/retraining.py): function settings and the run timeout.
+    # Retrain & promote (infra/retraining.py): function settings and the run timeout.
     "training_memory_mb": (r"^Resources/RetrainTraining\w+/Properties/MemorySize$",),
     "training_timeout_minutes": (
         r"^Resources/RetrainTraining\w+/Properties/Timeout$",

@@ -1,4 +1,4 @@
-"""The retrain-and-promote workflow in the synthesized templates (issue 6, infra/retraining.py)."""
+"""The retrain-and-promote workflow in the synthesized templates (infra/retraining.py)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ EXPECTED_ACTIONS = {
     "s3:GetObject",
     "s3:GetObjectVersion",
     "kms:Decrypt",
-    # Data capture (issue 7): new objects under the data bucket's capture/rows/ only.
+    # Data capture: new objects under the data bucket's capture/rows/ only.
     "s3:PutObject",
     "kms:GenerateDataKey",
 }

@@ -1,4 +1,4 @@
-"""Reliability property 6: the stack is locked down (issue 8), and each check can fail.
+"""Reliability property 6: the stack is locked down, and each check can fail.
 
 Uses the session's synthesis (tests/infra/conftest.py): both templates, their construct paths
 and cdk-nag's validation report, as `ferry bench reliability` reads them after its own synth.
