@@ -102,7 +102,6 @@ class BatchScoring(Construct):
             return batch_variables(
                 config,
                 model_bucket=model_bucket.bucket_name,
-                data_bucket=data_bucket.bucket_name,
                 registry_table=registry_table.table_name,
                 audit_table=audit_table.table_name,
                 anchor_bucket=anchor_bucket.bucket_name,

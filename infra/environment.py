@@ -42,15 +42,16 @@ def scoring_variables(
     model_bucket: str,
     data_bucket: str,
     registry_table: str,
-    audit_table: str,
 ) -> dict[str, str]:
-    """The scoring function: the model store, and the sample of requests it captures."""
+    """The scoring function: the model store, and the sample of requests it captures.
+
+    No audit table: scoring only reads the registry, and writes nothing but capture rows.
+    """
     return {
         "FERRY_ENV": config.name,
         "MODEL_BUCKET": model_bucket,
         "DATA_BUCKET": data_bucket,
         "REGISTRY_TABLE": registry_table,
-        "AUDIT_TABLE": audit_table,
         "REGISTRY_CACHE_SECONDS": str(config.registry_cache_seconds),
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
         **_powertools(SCORING_SERVICE),
@@ -95,18 +96,19 @@ def batch_variables(
     config: EnvironmentConfig,
     *,
     model_bucket: str,
-    data_bucket: str,
     registry_table: str,
     audit_table: str,
     anchor_bucket: str,
     idempotency_table: str,
     state_machine_arn: str | None = None,
 ) -> dict[str, str]:
-    """A batch function; only the queue consumer, which starts fan-outs, gets the machine."""
+    """A batch function; only the queue consumer, which starts fan-outs, gets the machine.
+
+    No data bucket: each run reads the bucket of the upload it is given.
+    """
     variables = {
         "FERRY_ENV": config.name,
         "MODEL_BUCKET": model_bucket,
-        "DATA_BUCKET": data_bucket,
         "REGISTRY_TABLE": registry_table,
         "AUDIT_TABLE": audit_table,
         "AUDIT_ANCHOR_BUCKET": anchor_bucket,
@@ -143,12 +145,9 @@ def drift_variables(
     }
 
 
-def training_variables(
-    config: EnvironmentConfig, *, model_bucket: str, data_bucket: str
-) -> dict[str, str]:
+def training_variables(*, model_bucket: str, data_bucket: str) -> dict[str, str]:
     """The training function: where training data is read and candidates are written."""
     return {
-        "FERRY_ENV": config.name,
         "MODEL_BUCKET": model_bucket,
         "DATA_BUCKET": data_bucket,
         **_powertools(TRAINING_SERVICE),
@@ -169,7 +168,6 @@ def validation_variables(
 ) -> dict[str, str]:
     """The validation function: the candidate's store and the gate's thresholds."""
     return {
-        "FERRY_ENV": config.name,
         "MODEL_BUCKET": model_bucket,
         "REGISTRY_TABLE": registry_table,
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,

@@ -96,7 +96,6 @@ class Retraining(Construct):
                 timeout=Duration.minutes(min(config.training_timeout_minutes, 15)),
                 ephemeral_mb=4096,
                 environment=training_variables(
-                    config,
                     model_bucket=model_bucket.bucket_name,
                     data_bucket=data_bucket.bucket_name,
                 ),

@@ -40,7 +40,6 @@ class ScoringFunction(Construct):
         model_key: kms.IKey,
         data_bucket: s3.IBucket,
         registry_table: dynamodb.ITable,
-        audit_table: dynamodb.ITable,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -62,7 +61,6 @@ class ScoringFunction(Construct):
                 model_bucket=model_bucket.bucket_name,
                 data_bucket=data_bucket.bucket_name,
                 registry_table=registry_table.table_name,
-                audit_table=audit_table.table_name,
             ),
             no_dlq_reason="Only API Gateway invokes this function, synchronously: a failure goes "
             "back to the caller as an HTTP error, there is no asynchronous event to dead-letter.",

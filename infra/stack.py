@@ -95,7 +95,6 @@ class FerryStack(Stack):
             model_key=storage.model_key,
             data_bucket=storage.data_bucket,
             registry_table=tables.registry_table,
-            audit_table=tables.audit_table,
             **common,
         )
         self.api = ScoringApi(

@@ -103,7 +103,6 @@ def test_function_environment_is_the_documented_contract(template: Template, env
         "MODEL_BUCKET": {"Ref": _logical_id(template, "AWS::S3::Bucket", "StorageModelBucket")},
         "DATA_BUCKET": {"Ref": _logical_id(template, "AWS::S3::Bucket", "StorageDataBucket")},
         "REGISTRY_TABLE": {"Ref": _logical_id(template, "AWS::DynamoDB::Table", "Registry")},
-        "AUDIT_TABLE": {"Ref": _logical_id(template, "AWS::DynamoDB::Table", "Audit")},
         "REGISTRY_CACHE_SECONDS": str(config.registry_cache_seconds),
         "MODEL_CACHE_DIR": "/tmp/ferry-models",
         "POWERTOOLS_SERVICE_NAME": "ferry-scoring",
