@@ -4,9 +4,10 @@
       │       └────────┴─────────┴────────────┴──── Catch ──── RejectRun (audited)    │
       └ AlreadyRunning                                            Notify (SNS) ─ Unlock ─ end
 
-Every step that touches the registry is the governance function (ferry_core/workflow.py). The
-states are created in the scope of the Retraining construct, so their ids (and the state
-machine's definition) do not depend on how this module is organised.
+Every step that touches the registry is the governance function (the core's workflow). The
+states are created in the scope of the Retraining construct, so their ids do not depend on how
+this module is organised. CDK lists the states in the definition in the order their transitions
+were added, so the builders below add them in a fixed order (approval before canary).
 """
 
 from __future__ import annotations
@@ -313,8 +314,7 @@ class RetrainWorkflow:
 
     def _approval(self) -> sfn.Choice:
         """Ask and wait when the run's settings require an approval, then canary or switch."""
-        # The approval states (and their catches) before the canary's: the order CDK lists
-        # the states in the definition follows the order their transitions were added.
+        # The approval states (and their catches) before the canary's: see the module's note.
         ask = self._ask_approval()
         wait_approval = self._wait_for_approval()
         canary_or_switch = self._canary_or_switch()

@@ -2,7 +2,7 @@
 
 The state machine (infra/retrain_workflow.py) runs Lock ─ Train ─ Validate ─ Decide ─ Register
 ─ [approval] ─ [canary] ─ Promote, every registry step in the governance function
-(ferry_core/workflow.py). The lock step also returns the run's effective settings (approval,
+(the core's workflow). The lock step also returns the run's effective settings (approval,
 canary), so the definition is the same in every environment: dev and prod differ only in the
 governance function's environment (`approval_required` and friends in infra/config.py).
 
@@ -205,7 +205,7 @@ class Retraining(Construct):
         model_key: kms.IKey,
         registry_table: dynamodb.ITable,
     ) -> None:
-        """What the workflow steps add to the governance role (ferry_core/workflow.py)."""
+        """What the workflow steps add to the governance role."""
         for statement in (
             iam.PolicyStatement(
                 sid="ReadCandidates",

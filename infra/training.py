@@ -70,7 +70,7 @@ def training_statements(stores: TrainingStores) -> list[iam.PolicyStatement]:
 
 
 def training_request() -> dict[str, str]:
-    """The training step's input from the run (ferry_core.training.TrainingRequest)."""
+    """The training step's input from the run: the fields of the core's training request."""
     return {
         "model.$": "$.run.model",
         "run_id.$": "$.run.run_id",
