@@ -8,9 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ferry_core.card import Card, Feature, InputSchema
-from ferry_core.retrain.candidate import (
-    CandidateSpec,
-)
+from ferry_core.retrain.candidate import CandidateSpec
 from ferry_core.retrain.gate.reference import number_text
 from ferry_core.retrain.gate.report import MAX_LISTED
 
