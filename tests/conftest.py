@@ -26,7 +26,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Ferry")
 @pytest.fixture(scope="session")
 def fitted() -> tuple[Any, Any, Any]:
     """(sklearn pipeline, train frame, validation frame) of a small credit-risk model."""
-    from ferry_core.builder import fit_credit_risk
+    from ferry_core.retrain.builder import fit_credit_risk
 
     return fit_credit_risk(rows=1600, n_estimators=15, seed=11)
 
@@ -34,7 +34,7 @@ def fitted() -> tuple[Any, Any, Any]:
 @pytest.fixture(scope="session")
 def built(fitted: tuple[Any, Any, Any]) -> Any:
     """The fitted model converted and measured, as registration receives it."""
-    from ferry_core.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build
+    from ferry_core.retrain.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build
 
     pipe, train, valid = fitted
     return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
@@ -56,8 +56,8 @@ def boto(aws: LocalResources) -> dict[str, Any]:
 def registered(aws: LocalResources, boto: dict[str, Any], built: Any) -> Any:
     """credit-risk v1 registered and promoted to production; returns its card."""
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
 
     writer = RegistryWriter(boto["dynamodb"], aws.registry_table)
     card = register_built(built, "credit-risk", boto["s3"], aws.model_bucket, writer, Lineage())

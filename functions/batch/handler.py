@@ -33,11 +33,13 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ferry_core.audit import AnchorStore, AuditLog
+from ferry_core.audit.anchors import AnchorStore
+from ferry_core.audit.chain import AuditLog
 from ferry_core.batch.keys import ObjectRef, is_incoming, run_id
 from ferry_core.batch.run import BatchRunner
 from ferry_core.batch.settings import BatchEnvironment
-from ferry_core.registry import RegistryReader, now_iso
+from ferry_core.clock import now_iso
+from ferry_core.registry.reader import RegistryReader
 from ferry_core.scoring import ScoringService
 from ferry_core.store import ModelStore
 

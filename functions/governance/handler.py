@@ -4,10 +4,9 @@ It is the only function whose role may write stage pointers. Two kinds of input:
 - a `GovernanceRequest` (promote, rollback, archive, approve, reject) from an operator or a
   script: domain refusals come back as `{"ok": false, "error": code}`;
 - a `WorkflowRequest` (lock, register_candidate, request_approval, canary, promote_candidate,
-  reject_run)
-  from the retrain-and-promote state machine (ferry_core/workflow.py): a domain refusal raises,
-  so the task fails with the error's class name (`PromotionRefused`, …) and the state machine's
-  Catch records the reason in the audit trail.
+  reject_run) from the retrain-and-promote state machine (ferry_core/retrain/workflow.py):
+  a domain refusal raises, so the task fails with the error's class name (`PromotionRefused`,
+  …) and the state machine's Catch records the reason in the audit trail.
 """
 
 from __future__ import annotations
@@ -23,14 +22,14 @@ from pydantic import ValidationError
 
 from ferry_core import errors
 from ferry_core.canary import CanaryPolicy
-from ferry_core.governance import (
+from ferry_core.registry.governance import (
     Governance,
     GovernanceRequest,
     GovernanceSettings,
     connect,
     run_request,
 )
-from ferry_core.workflow import Workflow, WorkflowRequest, WorkflowSettings
+from ferry_core.retrain.workflow import Workflow, WorkflowRequest, WorkflowSettings
 
 logger = Logger()
 metrics = Metrics()

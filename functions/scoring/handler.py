@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ferry_core import __version__, api, errors
 from ferry_core.capture import CaptureBuffer
-from ferry_core.registry import RegistryReader
+from ferry_core.registry.reader import RegistryReader
 from ferry_core.scoring import Route, ScoringService
 from ferry_core.settings import ScoringSettings
 from ferry_core.store import ModelStore

@@ -1,4 +1,4 @@
-"""Training function: labelled data in, a candidate bundle out (ferry_core/training.py).
+"""Training function: labelled data in, a candidate bundle out (ferry_core/retrain/training.py).
 
 Invoked by the retrain-and-promote state machine with
 `{"model", "run_id", "training_data"?, "entry_point"?, "params"?, "actor"?, "trigger"?}`.
@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ferry_core.training import TrainingRequest, TrainingSettings, run_request
+from ferry_core.retrain.training import TrainingRequest, TrainingSettings, run_request
 
 logger = Logger()
 metrics = Metrics()

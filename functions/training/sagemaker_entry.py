@@ -13,7 +13,7 @@ from pathlib import Path
 
 import boto3
 
-from ferry_core.training import TrainingRequest, TrainingSettings, run_request
+from ferry_core.retrain.training import TrainingRequest, TrainingSettings, run_request
 
 HYPERPARAMETERS = Path("/opt/ml/input/config/hyperparameters.json")
 FAILURE_FILE = Path("/opt/ml/output/failure")  # SageMaker shows its content as FailureReason

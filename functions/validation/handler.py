@@ -20,8 +20,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ferry_core.errors import FerryError
-from ferry_core.gate import ValidationRequest, ValidationSettings, validate_candidate
-from ferry_core.registry import RegistryReader
+from ferry_core.registry.reader import RegistryReader
+from ferry_core.retrain.gate.policy import ValidationRequest, ValidationSettings
+from ferry_core.retrain.gate.validate import validate_candidate
 from ferry_core.store import ModelStore
 
 logger = Logger()

@@ -93,8 +93,8 @@ def _seed_server(built: Any, endpoint: str, workdir: Path, rows: list[dict]) -> 
     from ferry_cli.events import http_api_event
     from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, create_resources
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
 
     res = LocalResources()
     env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
@@ -283,17 +283,17 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
     from ferry_cli.events import LambdaContext, http_api_event
     from ferry_cli.functions import load_handler
     from ferry_cli.local_aws import clients, local_aws
-    from ferry_core.builder import (
+    from ferry_core.card import Lineage
+    from ferry_core.inference import OnnxModel, session_options
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
+    from ferry_core.retrain.builder import (
         CREDIT_RISK_SCHEMA,
         build,
         fit_credit_risk,
         records,
         to_model_frame,
     )
-    from ferry_core.card import Lineage
-    from ferry_core.inference import OnnxModel, session_options
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
 
     if iterations < 1 or cold_runs < 0:
         raise ValueError("iterations must be ≥ 1 and cold_runs ≥ 0")
@@ -318,7 +318,7 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
         with local_aws(cache_dir=str(workdir / "cache")) as res:
             aws = clients()
             writer = RegistryWriter(aws["dynamodb"], res.registry_table)
-            lineage = Lineage(entry_point="ferry_core.builder:fit_credit_risk")
+            lineage = Lineage(entry_point="ferry_core.retrain.builder:fit_credit_risk")
             card = register_built(built, MODEL, aws["s3"], res.model_bucket, writer, lineage)
             writer.set_stage(MODEL, "production", card.version, None, actor="bench")
 

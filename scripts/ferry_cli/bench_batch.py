@@ -39,7 +39,7 @@ def _child(rows: int, chunk_rows: int, env: dict[str, str], out: Any) -> None:
     from ferry_cli.local_aws import LocalResources, clients
     from ferry_core.batch.keys import ObjectRef
     from ferry_core.batch.run import BatchRunner, BatchSettings
-    from ferry_core.registry import RegistryReader
+    from ferry_core.registry.reader import RegistryReader
     from ferry_core.scoring import ScoringService
     from ferry_core.store import ModelStore
 
@@ -61,7 +61,7 @@ def _child(rows: int, chunk_rows: int, env: dict[str, str], out: Any) -> None:
     figures["end_to_end_seconds"] = round(e2e, 3)
     figures["end_to_end_rows_per_second"] = round(rows / e2e)
 
-    from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data
+    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data
 
     model = service.model(service.registry.resolve("credit-risk"))
     parts: dict[str, list[np.ndarray]] = {}
@@ -95,10 +95,10 @@ def _setup(rows: int, estimators: int, endpoint: str) -> int:
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     from ferry_cli.batch_files import csv_bytes
     from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, create_resources
-    from ferry_core.builder import build_credit_risk
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
+    from ferry_core.retrain.builder import build_credit_risk
 
     os.environ.update(FAKE_CREDENTIALS)
     res = LocalResources()

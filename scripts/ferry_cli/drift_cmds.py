@@ -53,7 +53,7 @@ def run_drift_now(
 ) -> dict[str, Any]:
     """Compute and write a drift report now (what the scheduled function does); the demo's step."""
     from ferry_core.drift import run_drift
-    from ferry_core.registry import RegistryReader
+    from ferry_core.registry.reader import RegistryReader
 
     registry = RegistryReader(dynamodb, registry_table, 0)
     report = run_drift(

@@ -1,13 +1,15 @@
 """`ferry register|models|show|promote|rollback|archive|approve|reject|audit`.
 
 Every command resolves `--env` once (ferry_cli.environments), calls the core
-(ferry_core.governance, .registration, .intake, .audit) and renders: Rich tables by default,
-`--json` for scripts. Any failure prints `ferry CMD: one-line reason` on stderr, exit 1.
+(ferry_core.registry: governance, registration, intake; ferry_core.audit) and renders: Rich
+tables by default, `--json` for scripts. Any failure prints `ferry CMD: one-line reason` on
+stderr, exit 1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import tempfile
@@ -88,7 +90,7 @@ class Platform:
 
     @cached_property
     def governance(self) -> Any:
-        from ferry_core.governance import connect
+        from ferry_core.registry.governance import connect
 
         return connect(
             dynamodb=self.env.client("dynamodb"),
@@ -107,8 +109,9 @@ class Platform:
         return self.governance.reader
 
     def decide(self, model: str, version: int, approved: bool, actor: str, reason: str) -> Any:
-        """Approve or reject, then resume the retraining run waiting on it (ferry_core.workflow)."""
-        from ferry_core.workflow import ApprovalGate, decide
+        """Approve or reject, then resume the retraining run waiting on it
+        (ferry_core.retrain.approval)."""
+        from ferry_core.retrain.approval import ApprovalGate, decide
 
         gate = ApprovalGate(self.env.client("dynamodb"), self.env.output("RegistryTableName"))
         outcome, _ = decide(
@@ -195,9 +198,9 @@ def register(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register a new version: convert, check parity, measure, upload, record with lineage."""
-    from ferry_core import intake
-    from ferry_core.lineage import capture
-    from ferry_core.registration import register as register_version
+    from ferry_core.registry import intake
+    from ferry_core.registry.lineage import capture
+    from ferry_core.registry.registration import register as register_version
 
     if (pipeline is None) == (onnx is None):
         fail("register", "give exactly one of --pipeline or --onnx")
@@ -598,7 +601,7 @@ def audit_verify(
 ) -> None:
     """Prove every chain intact (hashes, sequence, links, Object Lock anchors) or name the
     first broken, missing or altered entry."""
-    from ferry_core.audit import verify_all
+    from ferry_core.audit.chain import verify_all
 
     with reporting("audit verify"), platform(env) as p:
         reports = verify_all(p.audit, [model] if model else None)
@@ -654,11 +657,12 @@ def demo_steps(
     the scoring API which version production serves, to show it follows the rollback.
     """
     from ferry_cli.functions import REPO_ROOT
-    from ferry_core.governance import connect
-    from ferry_core.intake import build_from_onnx
-    from ferry_core.lineage import capture
-    from ferry_core.registration import register as register_version
-    from ferry_core.registry import RegistryReader
+    from ferry_core.audit.table import AuditEntry
+    from ferry_core.registry.governance import connect
+    from ferry_core.registry.intake import build_from_onnx
+    from ferry_core.registry.lineage import capture
+    from ferry_core.registry.reader import RegistryReader
+    from ferry_core.registry.registration import register as register_version
 
     cache = tempfile.mkdtemp(prefix="ferry-demo-gov-")
     gov = connect(
@@ -676,7 +680,7 @@ def demo_steps(
     def register_two() -> str:
         lineage = capture(
             REPO_ROOT,
-            "ferry_core.builder:build_credit_risk",
+            "ferry_core.retrain.builder:build_credit_risk",
             REPO_ROOT / "requirements/dev.txt",
             actor="demo",
         )
@@ -730,9 +734,9 @@ def demo_steps(
             f"chain of {model}: {report.entries} entries, {report.anchors} anchors, "
             f"head {report.head_hash[:16]}… [green]intact[/]"
         )
-        key = {"model": {"S": model}, "seq": {"N": "2"}}
+        key = gov.audit.table.key(model, 2)
         original = aws["dynamodb"].get_item(TableName=res.audit_table, Key=key)["Item"]
-        forged = {**original, "actor": {"S": "mallory"}}
+        forged = dataclasses.replace(AuditEntry.from_item(original), actor="mallory").to_item()
         aws["dynamodb"].put_item(TableName=res.audit_table, Item=forged)
         caught = gov.audit.verify(model)
         console.print(f"after editing entry 2 in DynamoDB: [red]{caught.first_problem}[/]")

@@ -27,7 +27,7 @@ RUN_TIMEOUT_S = 240
 
 def labelled_step(ctx: DemoContext, rows: int = 6000) -> str:
     """Labelled applications from the shifted population arrive for retraining."""
-    from ferry_core.builder import generate_credit_data
+    from ferry_core.retrain.builder import generate_credit_data
 
     buf = io.BytesIO()
     generate_credit_data(rows, seed=2026, shift=1.0).to_parquet(buf, index=False)
@@ -117,8 +117,9 @@ def _cli(ctx: DemoContext, *args: str) -> str:
 
 def canary_step(ctx: DemoContext) -> str:
     """A manual run with an approval gate and a canary, approved from the command line."""
-    from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
-    from ferry_core.workflow import ApprovalGate
+    from ferry_core.registry.reader import RegistryReader
+    from ferry_core.retrain.approval import ApprovalGate
+    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 
     champion = ctx.state.get("retrained_version")
     rows = records(generate_credit_data(200, seed=7, shift=1.0), CREDIT_RISK_SCHEMA)
@@ -161,18 +162,12 @@ def canary_step(ctx: DemoContext) -> str:
         )
         arn = json.loads(out)["execution_arn"]
         gate = ApprovalGate(ctx.aws["dynamodb"], ctx.res.registry_table)
+        reader = RegistryReader(ctx.aws["dynamodb"], ctx.res.registry_table)
         version = None
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while version is None and time.monotonic() < deadline:
-            item = (
-                ctx.aws["dynamodb"]
-                .get_item(
-                    TableName=ctx.res.registry_table,
-                    Key={"model": {"S": MODEL}, "sk": {"S": "STAGE#staging"}},
-                )
-                .get("Item")
-            )
-            staged = int(item["version"]["N"]) if item and "version" in item else None
+            pointer = reader.fresh_pointer(MODEL, "staging")
+            staged = pointer.version if pointer else None
             if staged is not None and gate.pending(MODEL, staged):
                 version = staged
             time.sleep(0.3)

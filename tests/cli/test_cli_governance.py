@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from ferry_cli.functions import REPO_ROOT
 from ferry_cli.local_aws import LocalResources, create_resources, serialized_dynamodb
 from ferry_cli.main import app
-from ferry_core.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
+from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
 from ferry_core.store import sha256_hex
 
 MODEL = "credit-risk"
@@ -325,8 +325,8 @@ def test_deployed_env_resolves_outputs_from_cloudformation(aws, boto, built) -> 
     """Given a stack Ferry-dev whose outputs name the tables and buckets, `--env dev` finds them
     through describe_stacks and runs the same commands."""
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
 
     template = {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},

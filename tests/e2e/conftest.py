@@ -165,8 +165,8 @@ def _register_model(platform: RunningPlatform, built: Any, name: str) -> Any:
     """Register `built` as `name` and promote it to production, as `ferry register` does it:
     artifacts into the model bucket, the card into the registry, through the AWS endpoint."""
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
 
     outputs = platform.outputs
     writer = RegistryWriter(platform.client("dynamodb"), outputs["RegistryTableName"])

@@ -51,8 +51,8 @@ def test_a_registered_model_and_every_object_version_survive_a_restart(
     tmp_path: Path, built: Any
 ) -> None:
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
 
     # Given a platform with a model registered and an object overwritten once
     with LocalPlatform(state_dir=tmp_path) as platform:

@@ -15,7 +15,7 @@ import pytest
 from ferry_cli.batch_files import applications, encode
 from ferry_cli.events import LambdaContext, sqs_event
 from ferry_cli.functions import load_handler
-from ferry_core.audit import AuditLog
+from ferry_core.audit.chain import AuditLog
 from ferry_core.batch import formats
 
 MANIFEST = "batch/manifests/credit-risk/in box/apps+1.json"

@@ -12,7 +12,9 @@ import pytest
 
 from ferry_cli.events import LambdaContext, http_api_event
 from ferry_cli.functions import load_handler
-from ferry_core.builder import (
+from ferry_core.card import Lineage
+from ferry_core.registry.registration import register
+from ferry_core.retrain.builder import (
     AGE_BANDS,
     CREDIT_RISK_SCHEMA,
     build,
@@ -20,8 +22,6 @@ from ferry_core.builder import (
     records,
     to_model_frame,
 )
-from ferry_core.card import Lineage
-from ferry_core.registration import register
 
 MODEL = "credit-risk"
 

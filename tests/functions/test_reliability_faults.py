@@ -9,7 +9,8 @@ import pytest
 
 from ferry_cli.reliability.core import Mode, PropertyResult
 from ferry_cli.reliability.p3_faults import SERVICES, Fault, FaultInjector, check, run_faults
-from ferry_core.audit import AnchorStore, AuditLog
+from ferry_core.audit.anchors import AnchorStore
+from ferry_core.audit.chain import AuditLog
 from ferry_core.batch import run as batch_run
 from ferry_core.errors import AnchorFailed
 

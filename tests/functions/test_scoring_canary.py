@@ -12,10 +12,10 @@ import pytest
 
 from ferry_cli.events import LambdaContext, http_api_event
 from ferry_cli.functions import load_handler
-from ferry_core.builder import CREDIT_RISK_SCHEMA, records
 from ferry_core.card import Lineage
-from ferry_core.registration import register_built
-from ferry_core.registry import RegistryWriter
+from ferry_core.registry.registration import register_built
+from ferry_core.registry.writer import RegistryWriter
+from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records
 
 PREDICT = "/v1/models/credit-risk/predict"
 
@@ -23,7 +23,7 @@ PREDICT = "/v1/models/credit-risk/predict"
 @pytest.fixture(scope="module")
 def other_built() -> Any:
     """A second, different model (its own bytes and sha256: no cache shared with v1)."""
-    from ferry_core.builder import build_credit_risk
+    from ferry_core.retrain.builder import build_credit_risk
 
     return build_credit_risk(rows=800, n_estimators=5, seed=3)
 
@@ -97,7 +97,7 @@ def test_a_failing_canary_version_is_counted_as_canary_5xx(
     handler: ModuleType, canary: int, aws: Any, boto: dict[str, Any], fitted: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from ferry_core.registry import RegistryReader
+    from ferry_core.registry.reader import RegistryReader
 
     card = RegistryReader(boto["dynamodb"], aws.registry_table).card("credit-risk", canary)
     bucket, key = card.artifact.uri[5:].split("/", 1)

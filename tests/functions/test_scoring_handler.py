@@ -13,8 +13,8 @@ import pytest
 
 from ferry_cli.events import LambdaContext, http_api_event
 from ferry_cli.functions import load_handler
-from ferry_core.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
-from ferry_core.registry import RegistryWriter
+from ferry_core.registry.writer import RegistryWriter
+from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
 
 PREDICT = "/v1/models/credit-risk/predict"
 
@@ -203,7 +203,7 @@ def test_promotion_is_seen_without_a_restart(
     handler, aws, boto, built, registered, instances, monkeypatch
 ) -> None:
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
+    from ferry_core.registry.registration import register_built
 
     monkeypatch.setenv("REGISTRY_CACHE_SECONDS", "0")
     handler.service.cache_clear()

@@ -17,7 +17,11 @@ from pydantic import ValidationError
 
 from ferry_cli.events import LambdaContext
 from ferry_cli.functions import load_handler
-from ferry_core.builder import (
+from ferry_core.card import Lineage
+from ferry_core.errors import ModelUnavailable
+from ferry_core.registry.governance import validation_problem
+from ferry_core.registry.reader import RegistryReader
+from ferry_core.retrain.builder import (
     AGE_BANDS,
     CREDIT_RISK_SCHEMA,
     TARGET,
@@ -26,16 +30,12 @@ from ferry_core.builder import (
     credit_risk_pipeline,
     to_model_frame,
 )
-from ferry_core.candidate import (
+from ferry_core.retrain.candidate import (
     CandidateSpec,
     CandidateUnavailable,
     reference_parquet,
     write_bundle,
 )
-from ferry_core.card import Lineage
-from ferry_core.errors import ModelUnavailable
-from ferry_core.governance import validation_problem
-from ferry_core.registry import RegistryReader
 from ferry_core.store import sha256_hex
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,8 +224,9 @@ sys.meta_path.insert(0, Block())
 sys.path.insert(0, {str(ROOT)!r})
 import functions.validation.handler
 import pyarrow.parquet as pq
-from ferry_core.candidate import CandidateSpec
-from ferry_core.gate import GatePolicy, run_gate
+from ferry_core.retrain.candidate import CandidateSpec
+from ferry_core.retrain.gate.policy import GatePolicy
+from ferry_core.retrain.gate.validate import run_gate
 d = Path({str(tmp_path)!r})
 spec = CandidateSpec.model_validate_json((d / "candidate.json").read_text())
 table = pq.read_table(d / "reference.parquet")

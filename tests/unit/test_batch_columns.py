@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ferry_core.batch.columns import ColumnarValidator, decode_text_row
-from ferry_core.builder import CREDIT_RISK_SCHEMA
 from ferry_core.card import Feature, InputSchema
+from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA
 from ferry_core.validation import InstanceValidator
 
 SCHEMA = InputSchema(

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records, to_model_frame
 from ferry_core.card import Artifact, Card
 from ferry_core.drift import (
     EPSILON,
@@ -23,6 +22,12 @@ from ferry_core.drift import (
     numeric_values,
     psi,
     snap,
+)
+from ferry_core.retrain.builder import (
+    CREDIT_RISK_SCHEMA,
+    generate_credit_data,
+    records,
+    to_model_frame,
 )
 
 WINDOW = (0.0, 3600.0)

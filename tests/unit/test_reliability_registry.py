@@ -64,7 +64,7 @@ def test_a_staging_rollback_after_a_rejected_candidate_returns_to_the_one_before
     import boto3
 
     from ferry_core.card import Lineage
-    from ferry_core.registration import register
+    from ferry_core.registry.registration import register
 
     gov = default_governance(
         dynamodb=boto["dynamodb"],

@@ -20,7 +20,7 @@ from typing import Any
 from ferry_core.card import Card
 from ferry_core.errors import ValidationFailed
 from ferry_core.inference import ModelPool, OnnxModel
-from ferry_core.registry import RegistryReader
+from ferry_core.registry.reader import RegistryReader
 from ferry_core.store import ModelStore
 from ferry_core.validation import InstanceValidator
 

@@ -58,7 +58,7 @@ Invoke = Callable[[dict[str, Any]], Any]
 @cache
 def small_model(seed: int = 11, trees: int = 15) -> Any:
     """A small credit-risk model (about 3 s to fit and convert), built once per process."""
-    from ferry_core.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
+    from ferry_core.retrain.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
 
     pipe, train, valid = fit_credit_risk(rows=1600, n_estimators=trees, seed=seed)
     return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
@@ -67,7 +67,7 @@ def small_model(seed: int = 11, trees: int = 15) -> Any:
 @cache
 def valid_instances(count: int = 200) -> list[dict[str, Any]]:
     """Applications the model has not seen (another seed than its training data)."""
-    from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 
     return records(generate_credit_data(count, seed=2024), CREDIT_RISK_SCHEMA)
 
@@ -96,8 +96,8 @@ class Platform:
         """Register `built` as the next version of `name`; with `production`, point the (not
         yet set) production stage at it, as `ferry register` + a first promotion would."""
         from ferry_core.card import Lineage
-        from ferry_core.registration import register_built
-        from ferry_core.registry import RegistryWriter
+        from ferry_core.registry.registration import register_built
+        from ferry_core.registry.writer import RegistryWriter
 
         writer = RegistryWriter(self.client("dynamodb"), self.outputs["RegistryTableName"])
         bucket = self.outputs["ModelBucketName"]
@@ -607,8 +607,8 @@ def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
     from ferry_cli.functions import load_handler
     from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
 
     built = small_model()
     with tempfile.TemporaryDirectory() as cache_dir, local_aws(cache_dir=cache_dir) as res:

@@ -50,7 +50,7 @@ PART_BYTES = 9_973  # a prime: part boundaries fall anywhere inside a line
 @cache
 def built_model() -> Any:
     """The small credit-risk model the tests use (built once per process, about 3 s)."""
-    from ferry_core.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
+    from ferry_core.retrain.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
 
     pipe, train, valid = fit_credit_risk(rows=1600, n_estimators=15, seed=11)
     return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
@@ -100,8 +100,8 @@ def batch_platform(
     from ferry_cli.functions import load_handler
     from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
 
     built = built_model()
     with local_aws(cache_dir=str(workdir / "scoring-cache")) as res:
@@ -182,7 +182,7 @@ class FileSpec:
 
 
 def _names() -> list[str]:
-    from ferry_core.builder import CREDIT_RISK_SCHEMA
+    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA
 
     return [f.name for f in CREDIT_RISK_SCHEMA.features]
 
@@ -282,7 +282,7 @@ def make_file(fmt: str, n: int, seed: int, name: str, variant: str = "") -> File
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ferry_core.builder import CREDIT_RISK_SCHEMA
+        from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA
 
         items: list[Any] = [(r.record, "rejected" if r.kind else "scored") for r in rows]
         extras = [(rec, "rejected") for rec in _parquet_defects(good).values()]
@@ -728,7 +728,8 @@ def verify_platform(
     p: BatchPlatform, specs: list[FileSpec], tally: Tally, bad: list[str]
 ) -> dict[str, int]:
     """Every output accounted for by a file; one audit entry per run; nothing left behind."""
-    from ferry_core.audit import AnchorStore, AuditLog
+    from ferry_core.audit.anchors import AnchorStore
+    from ferry_core.audit.chain import AuditLog
 
     index = version_index(p)
     run_ids = [rid for spec in specs if (rid := verify_file(p, spec, tally, bad, index))]

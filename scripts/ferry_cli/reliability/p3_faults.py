@@ -644,7 +644,7 @@ def _fired(faults: list[Fault], cuts: list[Cut], label: str, bad: list[str]) -> 
 
 
 def _check_audit(p: BatchPlatform, rid: str | None, label: str, bad: list[str]) -> None:
-    from ferry_core.audit import AuditLog
+    from ferry_core.audit.chain import AuditLog
 
     if rid is None:
         return
@@ -757,7 +757,7 @@ class GovBench:
 
     def governance(self, cache: str) -> Any:
         """A governance with an empty artifact cache (so the integrity check reads S3)."""
-        from ferry_core.governance import connect
+        from ferry_core.registry.governance import connect
 
         return connect(
             dynamodb=self.clients["dynamodb"],
@@ -788,7 +788,7 @@ def run_gov_case(
     """Set up (faults off): a new version, promoted first for a rollback; then the event under
     the faults; then judge what was written."""
     from ferry_core.card import Lineage
-    from ferry_core.registration import register
+    from ferry_core.registry.registration import register
 
     bench.cases += 1
     model, label = bench.model, f"[governance: {case.name}]"

@@ -2,7 +2,7 @@
 
 Part one is a Hypothesis stateful test (`RuleBasedStateMachine`) over the governed events —
 register (with and without validation results), promote to production and staging, rollback,
-archive, approve and reject — against `ferry_core.governance.Governance` on moto, with or
+archive, approve and reject — against `ferry_core.registry.governance.Governance` on moto, with or
 without the production approval gate. The machine keeps its own model of what the documented
 rules allow (DESIGN.md §3.3 and the governance module's gates) and, after every step, reads
 DynamoDB and S3 back: each stage has one pointer, the one the model expects, at an existing,
@@ -41,8 +41,8 @@ GovernanceFactory = Callable[..., Any]
 
 
 def default_governance(**kwargs: Any) -> Any:
-    """`ferry_core.governance.connect`: the governance every Ferry entry point uses."""
-    from ferry_core.governance import connect
+    """`ferry_core.registry.governance.connect`: the governance every Ferry entry point uses."""
+    from ferry_core.registry.governance import connect
 
     return connect(**kwargs)
 
@@ -50,7 +50,7 @@ def default_governance(**kwargs: Any) -> Any:
 @cache
 def unvalidated_model() -> Any:
     """The same ONNX registered without a parity reference: no validation results."""
-    from ferry_core.intake import build_from_onnx
+    from ferry_core.registry.intake import build_from_onnx
 
     built = built_model()
     return build_from_onnx(built.onnx_bytes, built.schema)
@@ -105,7 +105,7 @@ def _make_machine(ctx: Ctx) -> type:
 
     from ferry_core.card import Lineage
     from ferry_core.errors import FerryError
-    from ferry_core.registration import register
+    from ferry_core.registry.registration import register
 
     VALIDATED = st.sampled_from((True, True, True, False))  # mostly promotable versions
     PREFER = st.sampled_from((False, True, True, True))
@@ -429,14 +429,9 @@ def _anchor_bucket(s3: Any, name: str) -> None:
 
 def _stage_items(ddb: Any, table: str, model: str) -> dict[str, int]:
     """Pointer items straight from DynamoDB: stage → how many items (one, by key design)."""
-    resp = ddb.query(
-        TableName=table,
-        KeyConditionExpression="#m = :m AND begins_with(sk, :p)",
-        ExpressionAttributeNames={"#m": "model"},
-        ExpressionAttributeValues={":m": {"S": model}, ":p": {"S": "STAGE#"}},
-        ConsistentRead=True,
-    )
-    return Counter(i["sk"]["S"].split("#", 1)[1] for i in resp.get("Items", []))
+    from ferry_core.registry.reader import RegistryReader
+
+    return RegistryReader(ddb, table).stage_item_counts(model)
 
 
 def run_stateful(
@@ -546,7 +541,7 @@ def run_concurrent(
         serialized_dynamodb,
     )
     from ferry_core.card import Lineage
-    from ferry_core.registration import register
+    from ferry_core.registry.registration import register
 
     race = Race()
     n, rounds = mode.size(6, 16), mode.size(2, 8)

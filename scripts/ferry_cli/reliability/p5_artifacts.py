@@ -89,9 +89,9 @@ def harness() -> Iterator[Harness]:
     from ferry_cli.functions import load_handler
     from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
-    from ferry_core.governance import connect
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.governance import connect
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
 
     built = small_model()
     # v2: the same graph with another doc string, so other bytes and sha256, same scores.
@@ -415,7 +415,7 @@ class Malicious:
 def malicious_loads(h: Harness, work: Path) -> Malicious:
     """Serve every corpus file from bytes and from a file; watch the outside folder."""
     from ferry_core.card import Artifact
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.writer import RegistryWriter
     from ferry_core.store import sha256_hex
 
     out = Malicious()

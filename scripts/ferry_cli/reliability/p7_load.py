@@ -8,11 +8,11 @@ local HTTP API of a `ferry local up` child process (or a given platform):
   `SUSTAINABLE_P99_MS`, or no more throughput): requests/s, fail ratio and p50/p95/p99 per step,
   and the highest sustainable rate on this machine;
 - in the middle of one step, a governed promotion of v2 and then a rollback to v1
-  (ferry_core.governance, as `ferry promote` / `ferry rollback` do them). Probe clients score a
-  fixed set of applications all along; each response must be 200, name one version, and carry
-  exactly that version's scores for every instance (v1 and v2 are different models, so a
-  response mixing the two, or naming one while scoring with the other, cannot pass), and Locust
-  must count 0 failures over the switch;
+  (ferry_core.registry.governance, as `ferry promote` / `ferry rollback` do them). Probe
+  clients score a fixed set of applications all along; each response must be 200, name one
+  version, and carry exactly that version's scores for every instance (v1 and v2 are different
+  models, so a response mixing the two, or naming one while scoring with the other, cannot
+  pass), and Locust must count 0 failures over the switch;
 - the throttling of the stack's API stage, read from the synthesized template the platform runs
   (and, in the long mode, from the dev and prod templates): the local API does not throttle,
   API Gateway does, so the load figures are the platform's and the throttle is the contract.
@@ -230,7 +230,7 @@ def switch_under_load(
     platform: Platform, model: str, v1: int, v2: int, users: int, seconds: int, wait: float
 ) -> tuple[Step, Switch]:
     """A Locust step with a promotion of v2 and a rollback to v1 in its middle."""
-    from ferry_core.governance import connect
+    from ferry_core.registry.governance import connect
 
     expected = _expected_scores(platform, model, [v1, v2])
     if expected[v1] == expected[v2]:

@@ -48,9 +48,9 @@ from ferry_core.batch.keys import (
 from ferry_core.batch.s3io import MultipartWriter, RangeFile, open_stream
 from ferry_core.capture import CaptureBuffer
 from ferry_core.card import Card
+from ferry_core.clock import now_iso
 from ferry_core.errors import FerryError
 from ferry_core.inference import OnnxModel
-from ferry_core.registry import now_iso
 from ferry_core.scoring import ScoringService
 from ferry_core.validation import Issue, Verdict
 

@@ -15,7 +15,10 @@ import pytest
 from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
-from ferry_core.builder import (
+from ferry_core.card import Artifact, Card, Feature, InputSchema, Output
+from ferry_core.inference import OnnxModel
+from ferry_core.registry.governance import validation_problem
+from ferry_core.retrain.builder import (
     AGE_BANDS,
     CREDIT_RISK_SCHEMA,
     TARGET,
@@ -24,24 +27,13 @@ from ferry_core.builder import (
     credit_risk_pipeline,
     to_model_frame,
 )
-from ferry_core.candidate import CandidateSpec, reference_parquet
-from ferry_core.card import Artifact, Card, Feature, InputSchema, Output
-from ferry_core.gate import (
-    CHECKS,
-    LABEL,
-    REFERENCE_SCORE,
-    GatePolicy,
-    GateReport,
-    Scenario,
-    roc_auc,
-    run_gate,
-    run_scenarios,
-    scenario_suite,
-    schema_breaks,
-    typical_instance,
-)
-from ferry_core.governance import validation_problem
-from ferry_core.inference import OnnxModel
+from ferry_core.retrain.candidate import CandidateSpec, reference_parquet
+from ferry_core.retrain.gate.policy import GatePolicy
+from ferry_core.retrain.gate.reference import LABEL, REFERENCE_SCORE, roc_auc, typical_instance
+from ferry_core.retrain.gate.report import CHECKS, GateReport
+from ferry_core.retrain.gate.scenarios import Scenario, run_scenarios, scenario_suite
+from ferry_core.retrain.gate.schema import schema_breaks
+from ferry_core.retrain.gate.validate import run_gate
 from ferry_core.store import sha256_hex
 from ferry_core.validation import InstanceValidator
 

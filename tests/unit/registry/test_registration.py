@@ -9,8 +9,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ferry_core.card import Card, Lineage
-from ferry_core.registration import RegistrationRefused, register_built
-from ferry_core.registry import RegistryReader, RegistryWriter
+from ferry_core.registry.reader import RegistryReader
+from ferry_core.registry.registration import RegistrationRefused, register_built
+from ferry_core.registry.writer import RegistryWriter
 from ferry_core.store import parse_s3_uri, sha256_hex
 
 

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from ferry_cli.local_aws import serialized_dynamodb
-from ferry_core.audit import GENESIS, AnchorStore, AuditEntry, AuditLog, canonical
+from ferry_core.audit.anchors import AnchorStore
+from ferry_core.audit.chain import GENESIS, AuditLog
+from ferry_core.audit.table import AuditEntry, canonical
 from ferry_core.errors import AnchorFailed
 
 MODEL = "credit-risk"

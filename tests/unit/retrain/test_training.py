@@ -1,4 +1,5 @@
-"""Retraining (ferry_core/training.py): labelled data from S3 in, a measured candidate out."""
+"""Retraining (ferry_core/retrain/training.py): labelled data from S3 in, a measured candidate
+out."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from ferry_core.builder import CREDIT_RISK_SCHEMA, TARGET, generate_credit_data
-from ferry_core.candidate import DEFAULT_ENTRY_POINT, read_bundle
-from ferry_core.store import sha256_hex
-from ferry_core.training import (
+from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, TARGET, generate_credit_data
+from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, read_bundle
+from ferry_core.retrain.training import (
     MIN_ROWS,
     CreditRiskTrainer,
     TrainingData,
@@ -28,6 +28,7 @@ from ferry_core.training import (
     run_request,
     train_candidate,
 )
+from ferry_core.store import sha256_hex
 
 MODEL = "credit-risk"
 FAST = {"n_estimators": 10}
@@ -149,11 +150,11 @@ def test_the_default_entry_point_loads_the_credit_risk_trainer() -> None:
 @pytest.mark.parametrize(
     ("entry_point", "message"),
     [
-        ("ferry_core.training", "is not 'module:attribute'"),
+        ("ferry_core.retrain.training", "is not 'module:attribute'"),
         (":CreditRiskTrainer", "is not 'module:attribute'"),
         ("ferry_core.no_such_module:Trainer", "cannot load trainer"),
-        ("ferry_core.training:NoSuchTrainer", "cannot load trainer"),
-        ("ferry_core.training:TRAINING_PREFIX", "has no 'schema'"),
+        ("ferry_core.retrain.training:NoSuchTrainer", "cannot load trainer"),
+        ("ferry_core.retrain.training:TRAINING_PREFIX", "has no 'schema'"),
     ],
 )
 def test_a_bad_entry_point_is_refused(entry_point: str, message: str) -> None:

@@ -1,15 +1,15 @@
-"""The retrain-and-promote workflow's governed steps (issue 6), run by the governance function.
+"""The retrain-and-promote workflow's governed steps, run by the governance function.
 
 The state machine (infra/retraining.py) is the order; these are its steps that touch the
 registry, so they stay in the one role allowed to write it:
 
-- `lock` / `unlock`: one retraining run per model at a time. A conditional item with an expiry
-  (the state machine's own timeout), so a run that died cannot block the next one forever.
+- `lock` / `unlock`: one retraining run per model at a time (`ferry_core.retrain.lock`).
 - `register_candidate`: the validated bundle becomes the next version (artifacts copied into
   `models/{model}/v{n}/`, card carrying the validation report) and is staged. Idempotent per run:
   a retried task finds the version its first attempt registered instead of allocating another.
 - `request_approval`: stores the Step Functions task token beside the version; `ferry approve`
-  / `ferry reject` record the decision (audited) and resume the execution (`decide`).
+  / `ferry reject` record the decision (audited) and resume the execution
+  (`ferry_core.retrain.approval`).
 - `start_canary` / `evaluate_canary` / `promote_candidate` / `rollback_canary`: the canary and
   the switch.
 - `reject_run`: the Catch path. Records why the run ended in the audit trail: rejecting the
@@ -19,8 +19,6 @@ registry, so they stay in the one role allowed to write it:
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,22 +26,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferry_core.canary import CanaryPolicy, evaluate
-from ferry_core.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, read_bundle
 from ferry_core.card import Artifact, Card
-from ferry_core.errors import FerryError, PromotionRefused, RegistryConflict
-from ferry_core.governance import Governance, Outcome
-from ferry_core.registration import model_prefix, put_object
-from ferry_core.registry import card_json, now_iso
-
-LOCK_KEY = "LOCK#retrain"
-log = logging.getLogger("ferry.workflow")
-APPROVAL_PREFIX = "APPROVAL#"
-
-
-class RetrainRunning(FerryError):
-    """Another retraining run holds the model's lock."""
-
-    code = "retrain_running"
+from ferry_core.clock import now_iso
+from ferry_core.errors import PromotionRefused, RegistryConflict
+from ferry_core.names import ModelName
+from ferry_core.registry.governance import Governance, Outcome
+from ferry_core.registry.registration import model_prefix, put_object
+from ferry_core.registry.writer import card_json
+from ferry_core.retrain.approval import ApprovalGate
+from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, read_bundle
+from ferry_core.retrain.lock import RetrainLock, RetrainRunning
 
 
 class WorkflowRequest(BaseModel):
@@ -62,7 +54,7 @@ class WorkflowRequest(BaseModel):
         "rollback_canary",
         "reject_run",
     ]
-    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    model: ModelName
     run_id: str = Field(pattern=RUN_ID.pattern)
     version: int | None = Field(default=None, ge=1)
     actor: str = Field(default="ferry-retrain", min_length=1, max_length=256)
@@ -84,7 +76,7 @@ class RunInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    model: ModelName
     trigger: Literal["manual", "drift", "schedule"] = "manual"
     actor: str = Field(default="ferry-retrain", min_length=1, max_length=256)
     reason: str = Field(default="", max_length=1024)
@@ -126,114 +118,6 @@ class WorkflowSettings(BaseModel):
             "approve_command": f"ferry approve {run.model} VERSION{env}",
             "reject_command": f"ferry reject {run.model} VERSION --reason '...'{env}",
         }
-
-
-class RetrainLock:
-    """One retraining run per model: `LOCK#retrain` in the registry table, with an expiry."""
-
-    def __init__(self, dynamodb: Any, table: str, clock: Callable[[], float] = time.time) -> None:
-        self._ddb, self._table, self._clock = dynamodb, table, clock
-
-    def acquire(self, model: str, run_id: str, seconds: int) -> None:
-        now = int(self._clock())
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item={
-                    "model": {"S": model},
-                    "sk": {"S": LOCK_KEY},
-                    "run_id": {"S": run_id},
-                    "acquired_at": {"S": now_iso()},
-                    "expires_at": {"N": str(now + seconds)},
-                },
-                # Free, expired, or already ours (a retried task).
-                ConditionExpression="attribute_not_exists(sk) OR expires_at < :now OR run_id = :r",
-                ExpressionAttributeValues={":now": {"N": str(now)}, ":r": {"S": run_id}},
-            )
-        except self._ddb.exceptions.ConditionalCheckFailedException as exc:
-            holder = self.holder(model)
-            raise RetrainRunning(
-                f"{model} is already being retrained by run {holder or '?'}; one run at a time"
-            ) from exc
-
-    def holder(self, model: str) -> str | None:
-        item = self._ddb.get_item(
-            TableName=self._table,
-            Key={"model": {"S": model}, "sk": {"S": LOCK_KEY}},
-            ConsistentRead=True,
-        ).get("Item")
-        return item["run_id"]["S"] if item else None
-
-    def release(self, model: str, run_id: str) -> bool:
-        """Release the lock if this run holds it (a no-op otherwise, never someone else's)."""
-        try:
-            self._ddb.delete_item(
-                TableName=self._table,
-                Key={"model": {"S": model}, "sk": {"S": LOCK_KEY}},
-                ConditionExpression="run_id = :r",
-                ExpressionAttributeValues={":r": {"S": run_id}},
-            )
-        except self._ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-
-class ApprovalGate:
-    """Pending approvals: the task token of a waiting execution, stored beside the version."""
-
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        self._ddb, self._table = dynamodb, table
-
-    def _key(self, model: str, version: int) -> dict[str, Any]:
-        return {"model": {"S": model}, "sk": {"S": f"{APPROVAL_PREFIX}{version:06d}"}}
-
-    def request(self, model: str, version: int, token: str, run_id: str) -> None:
-        self._ddb.put_item(
-            TableName=self._table,
-            Item={
-                **self._key(model, version),
-                "task_token": {"S": token},
-                "run_id": {"S": run_id},
-                "requested_at": {"S": now_iso()},
-            },
-        )
-
-    def pending(self, model: str, version: int) -> dict[str, str] | None:
-        item = self._ddb.get_item(
-            TableName=self._table, Key=self._key(model, version), ConsistentRead=True
-        ).get("Item")
-        return {k: v["S"] for k, v in item.items() if "S" in v} if item else None
-
-    def clear(self, model: str, version: int) -> None:
-        self._ddb.delete_item(TableName=self._table, Key=self._key(model, version))
-
-    def resolve(
-        self, sfn: Any, model: str, version: int, approved: bool, actor: str, reason: str
-    ) -> str | None:
-        """Resume the waiting execution (if any); returns its run id. The decision itself is
-        recorded by `Governance.approve`/`reject` before this is called."""
-        pending = self.pending(model, version)
-        if pending is None:
-            return None
-        token = pending["task_token"]
-        try:
-            if approved:
-                sfn.send_task_success(
-                    taskToken=token,
-                    output=json.dumps({"approved": True, "approved_by": actor, "reason": reason}),
-                )
-            else:
-                sfn.send_task_failure(
-                    taskToken=token,
-                    error="ApprovalRejected",
-                    cause=f"rejected by {actor}: {reason or 'no reason given'}"[:32_000],
-                )
-        except (sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken) as exc:
-            # The run already timed out or ended: nothing waits; the decision stands anyway.
-            log.warning("run %s no longer waits for %s v%s: %s", pending.get("run_id"), model,
-                        version, exc)  # fmt: skip
-        self._ddb.delete_item(TableName=self._table, Key=self._key(model, version))
-        return pending.get("run_id")
 
 
 class Workflow:
@@ -495,26 +379,3 @@ def _error_reason(error: Mapping[str, Any] | None) -> str | None:
         return name or None
     # A Lambda error's Cause already starts with its type, which is usually the Error's name.
     return (cause if cause.startswith(name) else f"{name}: {cause}")[:1024]
-
-
-def decide(
-    gov: Governance,
-    gate: ApprovalGate,
-    sfn: Any | None,
-    model: str,
-    version: int,
-    *,
-    approved: bool,
-    actor: str,
-    reason: str = "",
-) -> tuple[Outcome, str | None]:
-    """An operator's approval or rejection: audited first, then the waiting run (if any) is
-    resumed, so a decision is never acted on without its record. Returns the resumed run id."""
-    if approved:
-        outcome = gov.approve(model, version, actor=actor, reason=reason)
-    else:
-        outcome = gov.reject(model, version, actor=actor, reason=reason)
-    run = gate.resolve(sfn, model, version, approved, actor, reason) if sfn is not None else None
-    if run:
-        outcome.warnings.append(f"decision passed to retraining run {run}")
-    return outcome, run

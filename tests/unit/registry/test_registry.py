@@ -9,7 +9,8 @@ import pytest
 
 from ferry_core.card import Artifact, Card, Feature, InputSchema
 from ferry_core.errors import ModelNotFound, RegistryConflict, VersionNotFound
-from ferry_core.registry import RegistryReader, RegistryWriter
+from ferry_core.registry.reader import RegistryReader
+from ferry_core.registry.writer import RegistryWriter
 
 
 def _card(name: str, version: int) -> Card:

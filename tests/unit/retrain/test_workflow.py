@@ -1,4 +1,4 @@
-"""The retrain-and-promote workflow's governed steps (ferry_core/workflow.py) under moto.
+"""The retrain-and-promote workflow's governed steps (ferry_core/retrain/workflow.py) under moto.
 
 Real registry and audit tables, real buckets, real CloudWatch metrics and alarms, and a real
 (moto-interpreted) Step Functions execution waiting on a task token for the approval gate.
@@ -18,23 +18,17 @@ from pydantic import ValidationError
 
 from ferry_cli.functions import load_handler
 from ferry_cli.local_aws import REGION
-from ferry_core.candidate import Bundle, CandidateUnavailable, write_bundle, write_report
 from ferry_core.card import Lineage
 from ferry_core.errors import PromotionRefused
-from ferry_core.gate import GatePolicy, ValidationRequest, validate_candidate
-from ferry_core.governance import Governance, GovernanceRequest, connect
-from ferry_core.registry import RegistryReader
+from ferry_core.registry.governance import Governance, GovernanceRequest, connect
+from ferry_core.registry.reader import RegistryReader
+from ferry_core.retrain.approval import ApprovalGate, decide
+from ferry_core.retrain.candidate import Bundle, CandidateUnavailable, write_bundle, write_report
+from ferry_core.retrain.gate.policy import GatePolicy, ValidationRequest
+from ferry_core.retrain.gate.validate import validate_candidate
+from ferry_core.retrain.lock import RetrainLock, RetrainRunning
+from ferry_core.retrain.workflow import RunInput, Workflow, WorkflowRequest, WorkflowSettings
 from ferry_core.store import ModelStore, sha256_hex
-from ferry_core.workflow import (
-    ApprovalGate,
-    RetrainLock,
-    RetrainRunning,
-    RunInput,
-    Workflow,
-    WorkflowRequest,
-    WorkflowSettings,
-    decide,
-)
 
 MODEL = "credit-risk"
 LOCAL_ROLE = "arn:aws:iam::123456789012:role/ferry-local"
@@ -210,7 +204,7 @@ def test_the_lock_step_returns_the_run_state(wf: Workflow, registered) -> None:
     )
     assert out["locked"] is True
     assert out["run"]["run_id"] == "run-9" and out["run"]["trigger"] == "drift"
-    assert out["run"]["entry_point"] == "ferry_core.training:CreditRiskTrainer"
+    assert out["run"]["entry_point"] == "ferry_core.retrain.training:CreditRiskTrainer"
     settings = out["settings"]
     assert settings["approval_required"] is True
     assert (settings["canary"], settings["canary_percent"]) == (True, 5)

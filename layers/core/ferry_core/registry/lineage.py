@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from ferry_core.card import Lineage
-from ferry_core.registry import now_iso
+from ferry_core.clock import now_iso
 
 TRACKED_LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
 

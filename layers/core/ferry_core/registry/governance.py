@@ -10,7 +10,7 @@ Promotion gates (each refusal says which and why, `PromotionRefused`):
 - the card carries validation results and they passed. Registration records its own checks
   (ONNX-vs-sklearn parity, schema/graph agreement, metrics) as `card.validation`; a version
   registered without a parity reference has `validation = None` and cannot be promoted until
-  the validation pipeline (issue 6) records results;
+  the validation pipeline records results;
 - the version is not archived or rejected;
 - the artifact in S3 (the pinned S3 version) still hashes to the card's sha256;
 - for stages in `approval_required_for`, someone approved the version (`approve`).
@@ -18,14 +18,15 @@ Promotion gates (each refusal says which and why, `PromotionRefused`):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Json
 
-from ferry_core.audit import AnchorStore, AuditEntry, AuditLog
+from ferry_core.audit.anchors import AnchorStore
+from ferry_core.audit.chain import AuditLog
+from ferry_core.audit.table import AuditEntry
 from ferry_core.card import Card
 from ferry_core.errors import (
     AnchorFailed,
@@ -35,8 +36,12 @@ from ferry_core.errors import (
     RegistryConflict,
     TransactionRefused,
 )
-from ferry_core.eventbus import EventPublisher
-from ferry_core.registry import STAGES, RegistryReader, RegistryWriter, StageRevision
+from ferry_core.names import ModelName
+from ferry_core.registry.events import EventPublisher
+from ferry_core.registry.reader import RegistryReader, StageRevision
+from ferry_core.registry.table import STAGES
+from ferry_core.registry.writer import RegistryWriter
+from ferry_core.settings import EnvironmentFields, ModelStoreFields
 from ferry_core.store import ModelStore
 
 _UNSET: Any = object()
@@ -138,14 +143,14 @@ class Governance:
 
     def check_promotable(self, card: Card, stage: str, need_approval: bool = True) -> None:
         """Raise `PromotionRefused` unless `card` may go live in `stage`."""
-        record = self.reader.version_record(card.name, card.version)
-        status = record.get("status", "registered")
+        record = self.reader.version_item(card.name, card.version)
+        status = record.status
         if status in ("archived", "rejected"):
             raise PromotionRefused(f"{card.name} v{card.version} is {status}; it cannot go live")
         problem = validation_problem(card)
         if problem:
             raise PromotionRefused(problem)
-        if need_approval and stage in self._approval_for and not record.get("approved_by"):
+        if need_approval and stage in self._approval_for and not record.approved_by:
             raise PromotionRefused(
                 f"{card.name} v{card.version} needs an approval before it can go to {stage}: "
                 f"`ferry approve {card.name} {card.version}`"
@@ -267,10 +272,7 @@ class Governance:
             return None
         by_rev = {h.revision: h for h in history}
         current = history[-1]
-        statuses = {
-            int(r["version"]): r.get("status", "registered")
-            for r in self.reader.version_records(model)
-        }
+        statuses = {r.version: r.status for r in self.reader.version_items(model)}
 
         def previous(rev: StageRevision) -> int:
             return (rev.restores if rev.restores is not None else rev.revision) - 1
@@ -314,13 +316,12 @@ class Governance:
         reason: str,
         details: Mapping[str, Any] | None,
     ) -> Outcome:
-        record = self.reader.version_record(model, version)
-        old = record.get("status", "registered")
+        old = self.reader.version_item(model, version).status
         if old in ("archived", "rejected"):
             raise PromotionRefused(f"{model} v{version} is already {old}")
         new = {"archive": "archived", "approve": "approved", "reject": "rejected"}[event]
-        extra = {"approved_by": actor} if event == "approve" else None
-        items: list[Any] = [self.writer.status_item(model, version, new, actor, extra)]
+        approved_by = actor if event == "approve" else None
+        items: list[Any] = [self.writer.status_item(model, version, new, actor, approved_by)]
         unstaged = False
         if event != "approve":  # a live version must be replaced first
             for stage in STAGES:
@@ -461,7 +462,7 @@ class GovernanceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["promote", "rollback", "archive", "approve", "reject"]
-    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    model: ModelName
     version: int | None = Field(default=None, ge=1)
     stage: Literal["production", "staging"] = "production"
     actor: str = Field(min_length=1, max_length=256)
@@ -491,20 +492,14 @@ def run_request(gov: Governance, req: GovernanceRequest) -> Outcome:
     return actions[req.action]()
 
 
-class GovernanceSettings(BaseModel):
+class GovernanceSettings(EnvironmentFields, ModelStoreFields):
     """What the stack passes the governance function (infra/governance.py sets these)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    env: str = Field(alias="FERRY_ENV")
-    model_bucket: str = Field(alias="MODEL_BUCKET")
-    registry_table: str = Field(alias="REGISTRY_TABLE")
     audit_table: str = Field(alias="AUDIT_TABLE")
     anchor_bucket: str = Field(alias="AUDIT_ANCHOR_BUCKET")
     event_bus: str = Field(default="default", alias="EVENT_BUS_NAME")
     approval_required: bool = Field(default=False, alias="APPROVAL_REQUIRED")
-    model_cache_dir: str = Field(default="/tmp/ferry-models", alias="MODEL_CACHE_DIR")
-    # The retrain-and-promote workflow (issue 6; ferry_core/workflow.py).
+    # The retrain-and-promote workflow (ferry_core/retrain/workflow.py).
     approval_timeout_seconds: int = Field(
         default=3 * 86_400, ge=1, alias="APPROVAL_TIMEOUT_SECONDS"
     )
@@ -512,12 +507,6 @@ class GovernanceSettings(BaseModel):
     canary_seconds: int = Field(default=600, ge=1, alias="CANARY_SECONDS")
     # The canary verdict's thresholds (ferry_core.canary.CanaryPolicy fields), as JSON.
     canary_policy: Json[dict[str, Any]] = Field(default_factory=dict, alias="CANARY_POLICY")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GovernanceSettings:
-        env = os.environ if environ is None else environ
-        aliases = {f.alias for f in cls.model_fields.values() if f.alias}
-        return cls.model_validate({k: v for k, v in env.items() if k in aliases})
 
 
 def connect(

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from ferry_core.baseline import feature_baseline, numeric_baseline
-from ferry_core.builder import (
+from ferry_core.card import Artifact, Card, Feature, InputSchema
+from ferry_core.errors import FerryError
+from ferry_core.retrain.builder import (
     DEFAULT_PARITY_TOLERANCE,
     BuiltModel,
     build,
@@ -33,8 +35,6 @@ from ferry_core.builder import (
     segment_metrics,
     to_model_frame,
 )
-from ferry_core.card import Artifact, Card, Feature, InputSchema
-from ferry_core.errors import FerryError
 from ferry_core.store import parse_s3_uri, sha256_hex
 
 MAX_CATEGORIES = 500
@@ -197,7 +197,8 @@ def build_from_pipeline(
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
     names: tuple[str, str] = ("train", "valid"),
 ) -> BuiltModel:
-    """Convert and measure a fitted pipeline (`ferry_core.builder.build`) from loaded tables."""
+    """Convert and measure a fitted pipeline (`ferry_core.retrain.builder.build`) from loaded
+    tables."""
     _require_target(train, target, names[0])
     _require_target(valid, target, names[1])
     cols = feature_columns(pipeline, train, target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ferry_core.audit import AuditEntry
+from ferry_core.audit.table import AuditEntry
 
 SOURCE = "ferry.registry"
 DETAIL_TYPES = {

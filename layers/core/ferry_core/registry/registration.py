@@ -13,9 +13,10 @@ import io
 from typing import Any
 
 from ferry_core.card import Artifact, Card, Lineage, Output
+from ferry_core.clock import now_iso
 from ferry_core.errors import FerryError
-from ferry_core.governance import Governance, Outcome
-from ferry_core.registry import RegistryWriter, card_json, now_iso
+from ferry_core.registry.governance import Governance, Outcome
+from ferry_core.registry.writer import RegistryWriter, card_json
 from ferry_core.store import sha256_hex
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,12 +36,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferry_core import builder
-from ferry_core.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, write_bundle
 from ferry_core.card import InputSchema, Lineage
+from ferry_core.clock import now_iso
 from ferry_core.errors import FerryError
-from ferry_core.lineage import library_versions
-from ferry_core.registry import now_iso
+from ferry_core.names import ModelName
+from ferry_core.registry.lineage import library_versions
+from ferry_core.retrain import builder
+from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, write_bundle
+from ferry_core.settings import FunctionSettings
 from ferry_core.store import parse_s3_uri, sha256_hex
 
 TRAINING_PREFIX = "training/"
@@ -250,7 +251,7 @@ class TrainingRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    model: ModelName
     run_id: str = Field(pattern=RUN_ID.pattern)
     training_data: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
     entry_point: str = DEFAULT_ENTRY_POINT
@@ -267,21 +268,13 @@ class TrainingRequest(BaseModel):
         return cls.model_validate(values)
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(FunctionSettings):
     """What the stack passes the training function / job (infra/retraining.py)."""
-
-    model_config = ConfigDict(frozen=True)
 
     model_bucket: str = Field(alias="MODEL_BUCKET")
     data_bucket: str = Field(alias="DATA_BUCKET")
     lock_file: str | None = Field(default=None, alias="FERRY_LOCK_FILE")
     source_commit: str | None = Field(default=None, alias="FERRY_SOURCE_COMMIT")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainingSettings:
-        env = os.environ if environ is None else environ
-        aliases = {f.alias for f in cls.model_fields.values() if f.alias}
-        return cls.model_validate({k: v for k, v in env.items() if k in aliases})
 
 
 def run_request(s3: Any, settings: TrainingSettings, request: TrainingRequest) -> dict[str, Any]:

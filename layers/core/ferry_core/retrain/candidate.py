@@ -26,12 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ferry_core.card import Baseline, InputSchema, Lineage, Output
 from ferry_core.errors import FerryError
+from ferry_core.names import ModelName
 from ferry_core.store import parse_s3_uri, sha256_hex
 
 CANDIDATES_PREFIX = "candidates/"
-# The trainer a run uses unless it names another (ferry_core/training.py; imported there, not
+# The trainer a run uses unless it names another (ferry_core/retrain/training.py; not imported
 # here: this module must stay importable without pandas and scikit-learn).
-DEFAULT_ENTRY_POINT = "ferry_core.training:CreditRiskTrainer"
+DEFAULT_ENTRY_POINT = "ferry_core.retrain.training:CreditRiskTrainer"
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 MAX_BUNDLE_FILE_BYTES = 512 * 1024 * 1024
 
@@ -47,7 +48,7 @@ class CandidateSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: ModelName
     run_id: str = Field(pattern=RUN_ID.pattern)
     description: str | None = None
     input_schema: InputSchema

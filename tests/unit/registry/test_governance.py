@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ferry_cli.local_aws import serialized_dynamodb
-from ferry_core.audit import AuditLog
+from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Lineage
 from ferry_core.errors import (
     ModelNotFound,
@@ -17,8 +17,8 @@ from ferry_core.errors import (
     RegistryConflict,
     VersionNotFound,
 )
-from ferry_core.governance import Governance, GovernanceRequest, connect, run_request
-from ferry_core.registration import register, register_built
+from ferry_core.registry.governance import Governance, GovernanceRequest, connect, run_request
+from ferry_core.registry.registration import register, register_built
 from ferry_core.store import ModelStore, parse_s3_uri
 
 MODEL = "credit-risk"
@@ -107,7 +107,7 @@ def test_promotion_moves_pointer_history_and_audit_together(
 def test_promotion_without_validation_results_is_refused(gov: Governance, built, aws, boto) -> None:
     """Given an ONNX-only version registered without a parity reference (validation None),
     promotion is refused with the reason, and nothing moves."""
-    from ferry_core.intake import build_from_onnx
+    from ferry_core.registry.intake import build_from_onnx
 
     onnx_only = build_from_onnx(built.onnx_bytes, built.schema)
     card, _ = register(onnx_only, MODEL, boto["s3"], aws.model_bucket, gov, Lineage(), "alice")
@@ -294,7 +294,7 @@ def test_requests_dispatch_by_action(gov: Governance, built, aws, boto) -> None:
 
 
 def test_bootstrap_registration_records_validation_too(aws, boto, built) -> None:
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.writer import RegistryWriter
 
     writer = RegistryWriter(boto["dynamodb"], aws.registry_table)
     card = register_built(built, MODEL, boto["s3"], aws.model_bucket, writer, Lineage())
