@@ -14,10 +14,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from ferry_core.batch.settings import BatchEnvironment
-from ferry_core.gate import ValidationSettings
-from ferry_core.governance import GovernanceSettings
+from ferry_core.registry.governance import GovernanceSettings
+from ferry_core.retrain.gate.policy import ValidationSettings
+from ferry_core.retrain.training import TrainingSettings
 from ferry_core.settings import DriftSettings, ScoringSettings
-from ferry_core.training import TrainingSettings
 
 # Each function (its logical id without the hash) → the settings model its handler reads.
 # The one place to update when a settings model moves in the core.
