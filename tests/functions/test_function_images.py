@@ -74,6 +74,7 @@ def _instructions(text: str) -> Iterator[tuple[str, str]]:
 
 def _pip_install(args: list[str], staged: dict[str, Path], image: Image) -> None:
     """A `pip install` line: `-r LOCK` adds a lock, a bare path a project (`--no-deps`)."""
+    before = len(image.locks) + len(image.projects)
     it = iter(args)
     for arg in it:
         if arg == "-r":
@@ -82,7 +83,7 @@ def _pip_install(args: list[str], staged: dict[str, Path], image: Image) -> None
         elif not arg.startswith("-"):
             assert "--no-deps" in args, f"{image.name}: {arg} would pull unpinned dependencies"
             image.projects.append(staged[arg])
-    assert image.locks or image.projects, f"{image.name}: pip install of nothing"
+    assert len(image.locks) + len(image.projects) > before, f"{image.name}: pip install of nothing"
 
 
 def parse_dockerfile(path: Path) -> Image:
