@@ -285,10 +285,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(built: Any) -> Iterator[LocalResources]:
     """A moto server in its own process with Ferry's resources and credit-risk v1 in production."""
-    from ferry_core.builder import generate_credit_data
     from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
+    from ferry_core.retrain.builder import generate_credit_data
 
     port = _free_port()
     proc = subprocess.Popen(
@@ -392,7 +392,7 @@ def training_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]
 
 
 def validation_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
-    from ferry_core.training import TrainingRequest, TrainingSettings, run_request
+    from ferry_core.retrain.training import TrainingRequest, TrainingSettings, run_request
 
     settings = TrainingSettings(MODEL_BUCKET=res.model_bucket, DATA_BUCKET=res.data_bucket)
     request = TrainingRequest(model=MODEL, run_id="image-gate", params={"n_estimators": 10})
