@@ -99,7 +99,7 @@ class EnvironmentConfig(BaseModel):
         description="Used by issue 7 (monitoring): SNS e-mail subscription for alarms.",
     )
 
-    # Monitoring (issue 7; infra/monitoring.py, ferry_core/capture.py and drift.py)
+    # Monitoring (issue 7; infra/monitoring.py, ferry_core/monitoring/capture.py and drift.py)
     monitored_models: tuple[str, ...] = Field(
         default=("credit-risk",),
         min_length=1,

@@ -41,8 +41,8 @@ from infra.images import image_code
 from infra.nag import acknowledge
 from infra.scoring import ScoringFunction
 
-CAPTURE_ROWS_PREFIX = "capture/rows/"  # ferry_core/capture.py ROWS_PREFIX
-CAPTURE_REPORTS_PREFIX = "capture/reports/"  # ferry_core/capture.py REPORTS_PREFIX
+CAPTURE_ROWS_PREFIX = "capture/rows/"  # ferry_core/monitoring/capture.py ROWS_PREFIX
+CAPTURE_REPORTS_PREFIX = "capture/reports/"  # ferry_core/monitoring/capture.py REPORTS_PREFIX
 NAMESPACE = "Ferry"
 SCORING_SERVICE = "ferry-scoring"  # POWERTOOLS_SERVICE_NAME of each function: a dimension
 BATCH_SERVICE = "ferry-batch"

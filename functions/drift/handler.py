@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ferry_core.drift import DriftReport, DriftThresholds, run_drift
+from ferry_core.monitoring.drift import DriftReport, DriftThresholds, run_drift
 from ferry_core.registry import RegistryReader
 from ferry_core.settings import DriftSettings
 

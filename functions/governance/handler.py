@@ -22,7 +22,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from ferry_core import errors
-from ferry_core.canary import CanaryPolicy
 from ferry_core.governance import (
     Governance,
     GovernanceRequest,
@@ -30,6 +29,7 @@ from ferry_core.governance import (
     connect,
     run_request,
 )
+from ferry_core.serving.canary import CanaryPolicy
 from ferry_core.workflow import Workflow, WorkflowRequest, WorkflowSettings
 
 logger = Logger()

@@ -291,9 +291,9 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
         to_model_frame,
     )
     from ferry_core.card import Lineage
-    from ferry_core.inference import OnnxModel, session_options
     from ferry_core.registration import register_built
     from ferry_core.registry import RegistryWriter
+    from ferry_core.serving.inference import OnnxModel, session_options
 
     if iterations < 1 or cold_runs < 0:
         raise ValueError("iterations must be ≥ 1 and cold_runs ≥ 0")

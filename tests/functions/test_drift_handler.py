@@ -13,7 +13,7 @@ import pytest
 from ferry_cli.events import LambdaContext, http_api_event
 from ferry_cli.functions import load_handler
 from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
-from ferry_core.capture import ROWS_PREFIX, read_report
+from ferry_core.monitoring.capture import ROWS_PREFIX, read_report
 
 PREDICT = "/v1/models/credit-risk/predict"
 LATEST = "capture/reports/credit-risk/latest.json"

@@ -19,7 +19,7 @@ from ferry_cli.reliability.p1_bad_input import (
     fuzz_http,
     oversize_bodies,
 )
-from ferry_core.api import openapi_document
+from ferry_core.serving.api import openapi_document
 
 ROUTES = (
     "POST /v1/models/{model}/predict",

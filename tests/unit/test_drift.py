@@ -12,7 +12,7 @@ from scipy.stats import ks_2samp
 
 from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records, to_model_frame
 from ferry_core.card import Artifact, Card
-from ferry_core.drift import (
+from ferry_core.monitoring.drift import (
     EPSILON,
     SCORE,
     DriftThresholds,

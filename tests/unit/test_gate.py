@@ -41,9 +41,9 @@ from ferry_core.gate import (
     typical_instance,
 )
 from ferry_core.governance import validation_problem
-from ferry_core.inference import OnnxModel
+from ferry_core.serving.inference import OnnxModel
+from ferry_core.serving.validator import InstanceValidator
 from ferry_core.store import sha256_hex
-from ferry_core.validation import InstanceValidator
 
 FAST = GatePolicy(latency_runs=30)
 

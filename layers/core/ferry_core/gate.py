@@ -49,10 +49,10 @@ from ferry_core.candidate import (
 )
 from ferry_core.card import Artifact, Card, Feature, InputSchema
 from ferry_core.errors import FerryError, ModelUnavailable
-from ferry_core.inference import MISSING_CATEGORY, OnnxModel
 from ferry_core.registry import RegistryReader, now_iso
+from ferry_core.serving.inference import MISSING_CATEGORY, OnnxModel
+from ferry_core.serving.validator import FLOAT32_MAX, InstanceValidator
 from ferry_core.store import ModelStore
-from ferry_core.validation import FLOAT32_MAX, InstanceValidator
 
 REFERENCE_SCORE = "__reference_score__"
 LABEL = "__label__"

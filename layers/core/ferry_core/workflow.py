@@ -27,13 +27,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferry_core.canary import CanaryPolicy, evaluate
 from ferry_core.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, read_bundle
 from ferry_core.card import Artifact, Card
 from ferry_core.errors import FerryError, PromotionRefused, RegistryConflict
 from ferry_core.governance import Governance, Outcome
 from ferry_core.registration import model_prefix, put_object
 from ferry_core.registry import card_json, now_iso
+from ferry_core.serving.canary import CanaryPolicy, evaluate
 
 LOCK_KEY = "LOCK#retrain"
 log = logging.getLogger("ferry.workflow")

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ferry_core.card import Feature, InputSchema
-from ferry_core.inference import MISSING_CATEGORY, OnnxModel
-from ferry_core.validation import FLOAT32_MAX, InstanceValidator, Issue, Verdict
+from ferry_core.serving.inference import MISSING_CATEGORY, OnnxModel
+from ferry_core.serving.validator import FLOAT32_MAX, InstanceValidator, Issue, Verdict
 
 # How a CSV cell becomes a value (the rules of `decode_text_cell`, mirrored by the fast path).
 INTEGER_TEXT = r"^[+-]?[0-9]+$"

@@ -9,7 +9,8 @@
 - KS: the two-sample Kolmogorov-Smirnov statistic (the largest gap between the two empirical
   CDFs) of the non-null current values against the card's `ks_reference` — 200 training
   quantiles, a deterministic stand-in for the training column that keeps raw rows off the
-  card (ferry_core/baseline.py). It is reported and published, never alarmed on by itself.
+  card (ferry_core/monitoring/baseline.py). It is reported and published, never alarmed on by
+  itself.
 - Verdicts come from statistics against thresholds passed in (defaults PSI 0.1 warn, 0.2
   alarm), never from p-values: with the thousands of rows a window holds, a KS p-value calls a
   shift of no practical size significant.
@@ -341,11 +342,11 @@ def run_drift(
 ) -> DriftReport:
     """Drift of one model's live version (or `version`) over the last `window_hours`.
 
-    Reads the capture window (ferry_core/capture.py), keeps the rows scored by that version
-    (the baseline is per version; others are only counted), writes the report as
+    Reads the capture window (ferry_core/monitoring/capture.py), keeps the rows scored by that
+    version (the baseline is per version; others are only counted), writes the report as
     `capture/reports/{model}/{date}/{time}-v{n}.json` and `.../latest.json`, and returns it.
     """
-    from ferry_core.capture import read_capture, report_key, write_report
+    from ferry_core.monitoring.capture import read_capture, report_key, write_report
 
     end = time.time() if now is None else now
     start = end - window_hours * 3600

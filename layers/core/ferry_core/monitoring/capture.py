@@ -37,6 +37,7 @@ import numpy as np
 import orjson
 
 from ferry_core.errors import DriftReportNotFound
+from ferry_core.settings import ScoringSettings
 
 ROWS_PREFIX = "capture/rows/"
 REPORTS_PREFIX = "capture/reports/"
@@ -108,6 +109,21 @@ class CaptureBuffer:
         self.written_rows = 0
         self.dropped_rows = 0
         self.keys: list[str] = []
+
+    @classmethod
+    def from_settings(cls, settings: ScoringSettings, s3: Callable[[], Any]) -> CaptureBuffer:
+        """The scoring function's sample; `s3` makes the client, only when capture is on.
+
+        Rate 0 (the default, or no data bucket) leaves `offer` one comparison on the hot path.
+        """
+        rate = settings.capture_sample_rate if settings.data_bucket else 0.0
+        return cls(
+            s3() if rate else None,
+            settings.data_bucket or "",
+            sample_rate=rate,
+            max_records=settings.capture_max_records,
+            max_age_seconds=settings.capture_max_age_seconds,
+        )
 
     # -- the hot path
 
