@@ -33,6 +33,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ferry_core.batch.accounting import metric_points, summary
 from ferry_core.batch.keys import ObjectRef, is_incoming
 from ferry_core.batch.run import BatchRunner
 from ferry_core.batch.settings import BatchEnvironment
@@ -80,32 +81,20 @@ def _process(upload: dict[str, Any]) -> dict[str, Any]:
     return _finished(runner.run(obj))
 
 
-def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    keep = ("status", "reason", "run_id", "rows_in", "rows_scored", "rows_rejected", "outputs")
-    return {k: manifest.get(k) for k in keep}
-
-
 def _finished(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Per-model EMF metrics of a finished run (BatchFailures is the alarm's metric)."""
-    if manifest.get("duplicate") or manifest.get("status") not in ("succeeded", "failed"):
-        return _summary(manifest)
+    """Publish a finished run's per-model EMF metrics, log it, and return its summary."""
+    points = metric_points(manifest)
     model = (manifest.get("model") or {}).get("name") or "-"
-    figures: list[tuple[str, str, float]] = []
-    if manifest["status"] == "failed":
-        figures.append(("BatchFailures", MetricUnit.Count, 1))
+    if manifest.get("status") == "failed" and points:
         logger.warning("batch file failed", reason=manifest.get("reason"), model=model)
-    else:
-        figures += [
-            ("RowsScored", MetricUnit.Count, manifest["rows_scored"]),
-            ("RowsRejected", MetricUnit.Count, manifest["rows_rejected"]),
-            ("FileSeconds", MetricUnit.Seconds, manifest.get("seconds") or 0),
-            ("RowsPerSecond", MetricUnit.CountPerSecond, manifest.get("rows_per_second") or 0),
-        ]
-        logger.info("batch file scored", **_summary(manifest))
-    for name, unit, value in figures:
-        with single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace) as m:
+    elif points:
+        logger.info("batch file scored", **summary(manifest))
+    for name, unit, value in points:
+        with single_metric(
+            name=name, unit=MetricUnit[unit], value=value, namespace=metrics.namespace
+        ) as m:
             m.add_dimension("model", model)
-    return _summary(manifest)
+    return summary(manifest)
 
 
 def uploads(body: str) -> list[dict[str, Any]]:

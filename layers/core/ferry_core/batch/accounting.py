@@ -105,3 +105,29 @@ def record_batch_run(
     except TransactionRefused:
         return False
     return True
+
+
+_SUMMARY = ("status", "reason", "run_id", "rows_in", "rows_scored", "rows_rejected", "outputs")
+
+
+def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's headline: status, reason, row accounting and where the outputs are."""
+    return {k: manifest.get(k) for k in _SUMMARY}
+
+
+def metric_points(manifest: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """(metric, unit name, value) of a run finished here, published per model.
+
+    `BatchFailures` for a failed run (the alarm's metric), rows and speed for a succeeded
+    one; nothing for a duplicate delivery or a run that did not finish in this call.
+    """
+    if manifest.get("duplicate") or manifest.get("status") not in ("succeeded", "failed"):
+        return []
+    if manifest["status"] == "failed":
+        return [("BatchFailures", "Count", 1)]
+    return [
+        ("RowsScored", "Count", manifest["rows_scored"]),
+        ("RowsRejected", "Count", manifest["rows_rejected"]),
+        ("FileSeconds", "Seconds", manifest.get("seconds") or 0),
+        ("RowsPerSecond", "CountPerSecond", manifest.get("rows_per_second") or 0),
+    ]

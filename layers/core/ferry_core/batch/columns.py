@@ -7,7 +7,7 @@ null in a required column, a value of the wrong type, out of range, not finite, 
 category, or anything the fast path is not sure of) is decoded to a dict and checked by
 `InstanceValidator` itself, so its verdict, problem codes and messages are the real-time API's
 by construction. The fast path only has to be sound (never accept what the validator would
-reject); tests/unit/test_batch_columns.py proves it, and that it is precise on every kind of
+reject); tests/unit/batch/test_batch_columns.py proves it, and that it is precise on every kind of
 malformed value, so the slow path stays at the share of malformed rows.
 """
 

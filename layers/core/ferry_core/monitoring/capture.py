@@ -10,7 +10,7 @@ Why an in-memory buffer rather than Kinesis Data Firehose: a Firehose `PutRecord
 call (milliseconds) on every sampled request, or a client-side batcher anyway; Firehose adds a
 stream, a role and a per-GB price to the stack, and the local platform would need to emulate it.
 The buffer costs a random draw per request and a list append per sampled one (~0.3 µs a
-request at 10 %; tests/unit/test_capture.py prints it); it writes one S3 object per
+request at 10 %; tests/unit/monitoring/test_capture.py prints it); it writes one S3 object per
 `max_records` rows or `max_age_seconds`, from a background thread, so no request waits for S3.
 
 What can be lost, and why it is acceptable: Lambda has no shutdown hook without an extension,

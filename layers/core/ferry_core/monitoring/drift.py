@@ -231,6 +231,18 @@ class DriftReport:
         d["max_psi"] = self.max_psi
         return d
 
+    def summary(self) -> dict[str, Any]:
+        """The few figures a log line or a caller needs: verdict, rows, worst features."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "verdict": self.verdict,
+            "rows": self.rows,
+            "max_psi": self.max_psi,
+            "most_drifted": [f.label for f in self.features[:3]],
+            "report": self.key,
+        }
+
     def metric_points(self) -> list[tuple[str, float, dict[str, str]]]:
         """(metric name, value, dimensions) to publish; none but DriftRows without a verdict."""
         points = [("DriftRows", float(self.rows), {"model": self.model})]
@@ -325,6 +337,11 @@ def _iso(ts: float) -> str:
 
 
 # ---------------------------------------------------------------- the scheduled job
+
+
+def live_models(registry: Any) -> list[str]:
+    """The models with a production version: those whose live traffic drift watches."""
+    return [m["name"] for m in registry.models() if m["stages"].get("production")]
 
 
 def run_drift(
