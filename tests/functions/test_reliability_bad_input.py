@@ -1,4 +1,4 @@
-"""Reliability property 1: bad input never reaches a 500 (issue 8), and the check can fail."""
+"""Reliability property 1: bad input never reaches a 500, and the check can fail."""
 
 from __future__ import annotations
 
