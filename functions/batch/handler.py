@@ -33,15 +33,10 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ferry_core.audit.anchors import AnchorStore
-from ferry_core.audit.chain import AuditLog
-from ferry_core.batch.keys import ObjectRef, is_incoming, run_id
+from ferry_core.batch.accounting import metric_points, summary
+from ferry_core.batch.keys import ObjectRef, is_incoming
 from ferry_core.batch.run import BatchRunner
 from ferry_core.batch.settings import BatchEnvironment
-from ferry_core.clock import now_iso
-from ferry_core.registry.reader import RegistryReader
-from ferry_core.scoring import ScoringService
-from ferry_core.store import ModelStore
 
 logger = Logger()
 metrics = Metrics()
@@ -53,44 +48,18 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 @dataclass(frozen=True)
 class Runtime:
-    settings: BatchEnvironment
     runner: BatchRunner
     idempotency: IdempotencyConfig
     run_once: Any
-    sfn: Any
-
-
-def _anchor(s3: Any, bucket: str | None) -> AnchorStore | None:
-    """Batch runs are audited like governance events, so their chain head is anchored too."""
-    return AnchorStore(s3, bucket) if bucket else None
 
 
 @cache
 def runtime() -> Runtime:
     """Built on first use (not at import), once per container; tests call cache_clear()."""
     s = BatchEnvironment.from_env()
-    ddb, s3 = boto3.client("dynamodb"), boto3.client("s3")
-    registry = RegistryReader(ddb, s.registry_table, s.registry_cache_seconds)
-    service = ScoringService(registry, ModelStore(s3, s.model_cache_dir), threads=s.threads)
-
-    def audit_marker(rid: str) -> dict[str, Any]:
-        """Written with the audit entry, once: a second entry for the same run is refused."""
-        item = {"id": {"S": f"batch-audit#{rid}"}, "at": {"S": now_iso()}}
-        return {
-            "Put": {
-                "TableName": s.idempotency_table,
-                "Item": item,
-                "ConditionExpression": "attribute_not_exists(id)",
-            }
-        }
-
-    runner = BatchRunner(
-        s3,
-        service,
-        s.batch_settings(),
-        audit=AuditLog(ddb, s.audit_table, _anchor(s3, s.audit_anchor_bucket)).append,
-        audit_once=audit_marker,
-    )
+    ddb = boto3.client("dynamodb")
+    sfn = boto3.client("stepfunctions") if s.state_machine_arn else None
+    runner = BatchRunner.from_settings(s, s3=boto3.client("s3"), dynamodb=ddb, sfn=sfn)
     config = IdempotencyConfig(
         event_key_jmespath="identity", expires_after_seconds=s.idempotency_seconds
     )
@@ -98,61 +67,34 @@ def runtime() -> Runtime:
     run_once = idempotent_function(
         data_keyword_argument="upload", persistence_store=persistence, config=config
     )(_process)
-    sfn = boto3.client("stepfunctions") if s.state_machine_arn else None
-    return Runtime(s, runner, config, run_once, sfn)
+    return Runtime(runner, config, run_once)
 
 
 def _process(upload: dict[str, Any]) -> dict[str, Any]:
     """One object version, exactly once: score it here, or hand it to the fan-out."""
-    rt = runtime()
+    runner = runtime().runner
     obj = ObjectRef(**{k: upload[k] for k in ("bucket", "key", "version_id", "etag", "size")})
-    if rt.sfn is not None and rt.runner.needs_fanout(obj):
-        return _fan_out(rt, obj)
-    manifest = rt.runner.run(obj)
-    _emit(manifest)
-    return _summary(manifest)
+    if runner.needs_fanout(obj):
+        started = runner.fan_out(obj)
+        logger.info("fanned out", size=obj.size, **started)
+        return started
+    return _finished(runner.run(obj))
 
 
-def _fan_out(rt: Runtime, obj: ObjectRef) -> dict[str, Any]:
-    """Start the Distributed Map run; its name is the run id, so a duplicate start is refused."""
-    try:
-        resp = rt.sfn.start_execution(
-            stateMachineArn=rt.settings.state_machine_arn,
-            name=run_id(obj),
-            input=json.dumps({"object": obj.as_dict()}),
-        )
-    except rt.sfn.exceptions.ExecutionAlreadyExists:
-        logger.info("fan-out already started", key=obj.key)
-        return {"status": "fanned_out", "key": obj.key, "duplicate": True}
-    logger.info("fanned out", key=obj.key, size=obj.size, execution=resp["executionArn"])
-    return {"status": "fanned_out", "key": obj.key, "execution": resp["executionArn"]}
-
-
-def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    keep = ("status", "reason", "run_id", "rows_in", "rows_scored", "rows_rejected", "outputs")
-    return {k: manifest.get(k) for k in keep}
-
-
-def _emit(manifest: dict[str, Any]) -> None:
-    """Per-model EMF metrics of a finished run (BatchFailures is the alarm's metric)."""
-    if manifest.get("duplicate") or manifest.get("status") not in ("succeeded", "failed"):
-        return
+def _finished(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Publish a finished run's per-model EMF metrics, log it, and return its summary."""
+    points = metric_points(manifest)
     model = (manifest.get("model") or {}).get("name") or "-"
-    figures: list[tuple[str, str, float]] = []
-    if manifest["status"] == "failed":
-        figures.append(("BatchFailures", MetricUnit.Count, 1))
+    if manifest.get("status") == "failed" and points:
         logger.warning("batch file failed", reason=manifest.get("reason"), model=model)
-    else:
-        figures += [
-            ("RowsScored", MetricUnit.Count, manifest["rows_scored"]),
-            ("RowsRejected", MetricUnit.Count, manifest["rows_rejected"]),
-            ("FileSeconds", MetricUnit.Seconds, manifest.get("seconds") or 0),
-            ("RowsPerSecond", MetricUnit.CountPerSecond, manifest.get("rows_per_second") or 0),
-        ]
-        logger.info("batch file scored", **_summary(manifest))
-    for name, unit, value in figures:
-        with single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace) as m:
+    elif points:
+        logger.info("batch file scored", **summary(manifest))
+    for name, unit, value in points:
+        with single_metric(
+            name=name, unit=MetricUnit[unit], value=value, namespace=metrics.namespace
+        ) as m:
             m.add_dimension("model", model)
+    return summary(manifest)
 
 
 def uploads(body: str) -> list[dict[str, Any]]:
@@ -217,7 +159,7 @@ def split_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     """Plan the parts; `status` other than `ready` ends the run (its manifest is written)."""
     result = runtime().runner.split(_object(event))
     if result["status"] == "failed":
-        _emit(result["manifest"])
+        _finished(result["manifest"])
         return {"status": "failed"}
     return result
 
@@ -232,9 +174,7 @@ def part_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 @metrics.log_metrics
 def merge_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Write the one scored file, rejects file and manifest from the parts."""
-    manifest = runtime().runner.merge(_object(event))
-    _emit(manifest)
-    return _summary(manifest)
+    return _finished(runtime().runner.merge(_object(event)))
 
 
 @logger.inject_lambda_context
@@ -243,6 +183,4 @@ def fail_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     """The state machine's catch: a failed manifest saying which step failed and why."""
     error = event.get("error") or {}
     reason = f"fan-out failed: {error.get('Error', 'error')}: {str(error.get('Cause', ''))[:300]}"
-    manifest = runtime().runner.fail(_object(event), reason)
-    _emit(manifest)
-    return _summary(manifest)
+    return _finished(runtime().runner.fail(_object(event), reason))

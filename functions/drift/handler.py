@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ferry_core.drift import DriftReport, DriftThresholds, run_drift
+from ferry_core.monitoring.drift import DriftReport, DriftThresholds, live_models, run_drift
 from ferry_core.registry.reader import RegistryReader
 from ferry_core.settings import DriftSettings
 
@@ -34,10 +34,6 @@ def runtime() -> tuple[DriftSettings, Any, RegistryReader]:
     return s, boto3.client("s3"), RegistryReader(boto3.client("dynamodb"), s.registry_table, 0)
 
 
-def live_models(registry: RegistryReader) -> list[str]:
-    return [m["name"] for m in registry.models() if m["stages"].get("production")]
-
-
 def publish(report: DriftReport) -> None:
     """One EMF line per series: per-feature metrics carry a `feature` dimension."""
     for name, value, dims in report.metric_points():
@@ -52,10 +48,9 @@ def publish(report: DriftReport) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s, s3, registry = runtime()
     thresholds = DriftThresholds(s.psi_warn, s.psi_alarm, s.min_samples)
-    models = (event or {}).get("models") or live_models(registry)
     results: list[dict[str, Any]] = []
     failures = 0
-    for model in models:
+    for model in (event or {}).get("models") or live_models(registry):
         try:
             report = run_drift(
                 s3,
@@ -72,16 +67,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             results.append({"model": model, "verdict": "failed"})
             continue
         publish(report)
-        summary = {
-            "model": report.model,
-            "version": report.version,
-            "verdict": report.verdict,
-            "rows": report.rows,
-            "max_psi": report.max_psi,
-            "most_drifted": [f.label for f in report.features[:3]],
-            "report": report.key,
-        }
-        logger.info("drift report", **summary)
-        results.append(summary)
+        logger.info("drift report", **report.summary())
+        results.append(report.summary())
     metrics.add_metric(name="DriftFailures", unit=MetricUnit.Count, value=failures)
     return {"reports": results}

@@ -21,7 +21,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from ferry_core import errors
-from ferry_core.canary import CanaryPolicy
 from ferry_core.registry.governance import (
     Governance,
     GovernanceRequest,
@@ -30,6 +29,7 @@ from ferry_core.registry.governance import (
     run_request,
 )
 from ferry_core.retrain.workflow import Workflow, WorkflowRequest, WorkflowSettings
+from ferry_core.serving.canary import CanaryPolicy
 
 logger = Logger()
 metrics = Metrics()

@@ -1,8 +1,5 @@
 """Scoring API: parse the HTTP API (payload 2.0) event, call the core, shape the response.
 
-Everything a route does is in `ferry_core`; this module owns only the HTTP shape, the
-Powertools observability and the one mapping of domain errors to responses.
-
 Routing is a table keyed on the event's `routeKey`: API Gateway has already matched the route
 (the stack declares the same keys, and a test holds the two tables equal), so the function
 looks it up instead of matching paths again. Powertools' APIGatewayHttpResolver did that
@@ -12,8 +9,6 @@ more than scoring one row costs (see `ferry bench scoring`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextvars
 import os
 import time
@@ -27,12 +22,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ferry_core import __version__, api, errors
-from ferry_core.capture import CaptureBuffer
-from ferry_core.registry.reader import RegistryReader
-from ferry_core.scoring import Route, ScoringService
+from ferry_core import __version__, errors
+from ferry_core.monitoring.capture import CaptureBuffer
+from ferry_core.serving import api
+from ferry_core.serving.scoring import ScoringService, ServedBy
 from ferry_core.settings import ScoringSettings
-from ferry_core.store import ModelStore
 
 logger = Logger()
 metrics = Metrics()
@@ -46,30 +40,21 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 Event = dict[str, Any]
 Result = tuple[int, Any]
-# The variant (canary or champion) of the request being served, when a canary is running.
-_route: contextvars.ContextVar[Route | None] = contextvars.ContextVar("route", default=None)
+# The variant (canary or champion) that served the request, when a canary is running.
+_served: contextvars.ContextVar[ServedBy | None] = contextvars.ContextVar("served", default=None)
 
 
 @cache
 def service() -> ScoringService:
     """Built on first use (not at import), once per container; tests call cache_clear()."""
     s = ScoringSettings.from_env()
-    registry = RegistryReader(boto3.client("dynamodb"), s.registry_table, s.registry_cache_seconds)
-    return ScoringService(registry, ModelStore(boto3.client("s3"), s.model_cache_dir), s.threads)
+    return ScoringService.from_settings(s, boto3.client("dynamodb"), boto3.client("s3"))
 
 
 @cache
 def capture() -> CaptureBuffer:
-    """The capture sample (ferry_core/capture.py); rate 0 (the default) costs one comparison."""
-    s = ScoringSettings.from_env()
-    rate = s.capture_sample_rate if s.data_bucket else 0.0
-    return CaptureBuffer(
-        boto3.client("s3") if rate else None,
-        s.data_bucket or "",
-        sample_rate=rate,
-        max_records=s.capture_max_records,
-        max_age_seconds=s.capture_max_age_seconds,
-    )
+    """The capture sample; rate 0 (the default) costs one comparison a request."""
+    return CaptureBuffer.from_settings(ScoringSettings.from_env(), lambda: boto3.client("s3"))
 
 
 def _model(event: Event) -> str:
@@ -78,24 +63,16 @@ def _model(event: Event) -> str:
     return model
 
 
-def _body(event: Event) -> str | bytes | None:
-    body = event.get("body")
-    if body and event.get("isBase64Encoded"):
-        try:
-            return base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise errors.BadRequest("the body is not valid base64-encoded JSON") from exc
-    return body
-
-
 def predict(event: Event) -> Result:
     started = time.perf_counter()
     model = _model(event)
-    instances = api.parse_predict_body(_body(event))
+    instances = api.parse_predict_body(
+        api.request_body(event.get("body"), event.get("isBase64Encoded", False))
+    )
     version, stage = api.parse_selector(event.get("queryStringParameters"))
-    route = Route()
-    _route.set(route)
-    result = service().predict(model, instances, version=version, stage=stage, route=route)
+    served = ServedBy()
+    _served.set(served)
+    result = service().predict(model, instances, version=version, stage=stage, served=served)
     request_id = event["requestContext"]["requestId"]
     capture().offer(result.model, result.version, request_id, instances, result.predictions)
     metrics.add_metric(
@@ -115,38 +92,24 @@ def predict(event: Event) -> Result:
     return 200, body
 
 
-def list_models(event: Event) -> Result:
-    return 200, {"models": service().registry.models()}
-
-
 def model_card(event: Event) -> Result:
-    model = _model(event)
     version, stage = api.parse_selector(event.get("queryStringParameters"))
-    return 200, service().registry.resolve(model, version=version, stage=stage).model_dump(
-        mode="json"
-    )
-
-
-def openapi(event: Event) -> Result:
-    return 200, api.openapi_document()
-
-
-def health(event: Event) -> Result:
-    return 200, {"status": "ok", "version": __version__}
+    card = service().registry.resolve(_model(event), version=version, stage=stage)
+    return 200, card.model_dump(mode="json")
 
 
 # The routes of DESIGN.md §3.1, keyed exactly as the stack's AWS::ApiGatewayV2::Route RouteKeys.
 ROUTES: dict[str, Callable[[Event], Result]] = {
     "POST /v1/models/{model}/predict": predict,
-    "GET /v1/models": list_models,
+    "GET /v1/models": lambda event: (200, {"models": service().registry.models()}),
     "GET /v1/models/{model}": model_card,
-    "GET /v1/openapi.json": openapi,
-    "GET /health": health,
+    "GET /v1/openapi.json": lambda event: (200, api.openapi_document()),
+    "GET /health": lambda event: (200, {"status": "ok", "version": __version__}),
 }
 
 
 def _refused(exc: errors.FerryError, event: Event) -> Result:
-    """The one place a domain error becomes a response (status from `api.HTTP_STATUS`)."""
+    """A domain error as its response (status from `api.HTTP_STATUS`), counted and logged."""
     status = api.status_of(exc)
     model = (event.get("pathParameters") or {}).get("model", "-")
     with single_metric(
@@ -164,44 +127,33 @@ def _refused(exc: errors.FerryError, event: Event) -> Result:
 def _route_event(event: Event) -> Result:
     try:
         route = ROUTES.get(event.get("routeKey", ""))
-        if route is None:  # a `$default` catch-all route, or an event built by hand
-            http = (event.get("requestContext") or {}).get("http") or {}
-            method, path = http.get("method", "?"), event.get("rawPath", "?")
-            matched = api.match_route(method, path, ROUTES)
-            if matched is None:
-                raise errors.RouteNotFound(f"no route {method} {path[:200]}")
-            key, params = matched
-            event = {**event, "routeKey": key, "pathParameters": params}
-            route = ROUTES[key]
+        if route is None:  # API Gateway routes only the keys above; an event built by hand
+            raise errors.RouteNotFound(f"no route {(event.get('routeKey') or '-')[:200]}")
         return route(event)
     except errors.FerryError as exc:
         return _refused(exc, event)
     except Exception:  # a bug of ours: logged with its stack, answered in the documented shape
         logger.exception("unhandled error")
         metrics.add_metric(name="Errors5xx", unit=MetricUnit.Count, value=1)
-        return 500, {
-            "error": "internal_error",
-            "message": "internal error; see logs",
-            "details": [],
-        }
+        return 500, api.INTERNAL_ERROR
 
 
-def _canary_metrics(route: Route, model: str, status: int, started: float) -> None:
+def _canary_metrics(served: ServedBy, model: str, status: int, started: float) -> None:
     """While a canary runs, each default-routed request is counted per variant (canary or
     champion): requests, 5xx and latency, which the workflow's canary check compares."""
     m = EphemeralMetrics(namespace=metrics.namespace)
     m.add_dimension("model", model)
-    m.add_dimension("variant", route.variant or "-")
+    m.add_dimension("variant", served.variant or "-")
     m.add_metric(name="CanaryRequests", unit=MetricUnit.Count, value=1)
     m.add_metric(name="CanaryErrors5xx", unit=MetricUnit.Count, value=int(status >= 500))
-    if not route.cold:  # a request that loaded the model measures the load, not the version
+    if not served.cold:  # a request that loaded the model measures the load, not the version
         m.add_metric(
             name="CanaryLatency",
             unit=MetricUnit.Milliseconds,
             value=(time.perf_counter() - started) * 1e3,
         )
-    if route.version is not None:
-        m.add_metadata(key="version", value=route.version)
+    if served.version is not None:
+        m.add_metadata(key="version", value=served.version)
     m.flush_metrics()
 
 
@@ -211,21 +163,16 @@ def lambda_handler(event: Event, context: LambdaContext) -> dict[str, Any]:
     # The API Gateway request id ties log lines to the client's response.
     logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     started = time.perf_counter()
-    token = _route.set(None)
+    token = _served.set(None)
     try:
         status, body = _route_event(event)
-        route = _route.get()
+        served = _served.get()
     finally:
-        _route.reset(token)
-    if route is not None and route.variant is not None:
+        _served.reset(token)
+    if served is not None and served.variant is not None:
         model = (event.get("pathParameters") or {}).get("model", "-")
-        _canary_metrics(route, model, status, started)
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": api.dumps(body),
-        "isBase64Encoded": False,
-    }
+        _canary_metrics(served, model, status, started)
+    return api.response(status, body)
 
 
 if TRACING:  # pragma: no cover - only inside Lambda with active tracing

@@ -284,7 +284,6 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
     from ferry_cli.functions import load_handler
     from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
-    from ferry_core.inference import OnnxModel, session_options
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
     from ferry_core.retrain.builder import (
@@ -294,6 +293,7 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
         records,
         to_model_frame,
     )
+    from ferry_core.serving.inference import OnnxModel, session_options
 
     if iterations < 1 or cold_runs < 0:
         raise ValueError("iterations must be ≥ 1 and cold_runs ≥ 0")

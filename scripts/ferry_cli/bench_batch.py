@@ -38,9 +38,10 @@ def _child(rows: int, chunk_rows: int, env: dict[str, str], out: Any) -> None:
 
     from ferry_cli.local_aws import LocalResources, clients
     from ferry_core.batch.keys import ObjectRef
-    from ferry_core.batch.run import BatchRunner, BatchSettings
+    from ferry_core.batch.run import BatchRunner
+    from ferry_core.batch.settings import BatchSettings
     from ferry_core.registry.reader import RegistryReader
-    from ferry_core.scoring import ScoringService
+    from ferry_core.serving.scoring import ScoringService
     from ferry_core.store import ModelStore
 
     res = LocalResources()

@@ -1,9 +1,9 @@
 """`ferry drift MODEL`: the latest drift report as a table (or JSON), and a PNG of the drift.
 
 Reports are written by the drift function beside the capture
-(`capture/reports/{model}/latest.json` in the data bucket, ferry_core/capture.py); `--run`
-computes one now with the environment's thresholds (the same `run_drift` the function runs).
-`--plot` draws baseline vs current shares over the baseline's buckets for the most drifted
+(`capture/reports/{model}/latest.json` in the data bucket, ferry_core/monitoring/capture.py);
+`--run` computes one now with the environment's thresholds (the same `run_drift` the function
+runs). `--plot` draws baseline vs current shares over the baseline's buckets for the most drifted
 features (matplotlib, Agg backend: no display needed).
 """
 
@@ -28,7 +28,7 @@ def thresholds_for(env_name: str) -> tuple[Any, float]:
     import sys
 
     from ferry_cli.functions import REPO_ROOT
-    from ferry_core.drift import DriftThresholds
+    from ferry_core.monitoring.drift import DriftThresholds
 
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
@@ -52,7 +52,7 @@ def run_drift_now(
     version: int | None = None,
 ) -> dict[str, Any]:
     """Compute and write a drift report now (what the scheduled function does); the demo's step."""
-    from ferry_core.drift import run_drift
+    from ferry_core.monitoring.drift import run_drift
     from ferry_core.registry.reader import RegistryReader
 
     registry = RegistryReader(dynamodb, registry_table, 0)
@@ -171,7 +171,7 @@ def register_drift_commands(app: typer.Typer) -> None:
         version: int | None = typer.Option(None, help="with --run: a version, not production"),
     ) -> None:
         """Show the latest drift report of MODEL (PSI and KS per feature and for the score)."""
-        from ferry_core.capture import read_report
+        from ferry_core.monitoring.capture import read_report
 
         try:
             environment: Environment = resolve(env)

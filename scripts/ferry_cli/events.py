@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from ferry_core.api import match_route
+from ferry_core.serving.api import match_route
 
 
 def http_api_event(

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from ferry_cli.local_aws import LocalResources, create_resources
 from ferry_cli.main import app
-from ferry_core.capture import CaptureBuffer
 from ferry_core.card import Lineage
+from ferry_core.monitoring.capture import CaptureBuffer
 from ferry_core.registry.registration import register_built
 from ferry_core.registry.writer import RegistryWriter
 from ferry_core.retrain.builder import (

@@ -12,7 +12,7 @@ import pytest
 
 from ferry_cli.events import LambdaContext, http_api_event
 from ferry_cli.functions import load_handler
-from ferry_core.capture import ROWS_PREFIX, read_report
+from ferry_core.monitoring.capture import ROWS_PREFIX, read_report
 from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 
 PREDICT = "/v1/models/credit-risk/predict"

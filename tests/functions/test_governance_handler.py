@@ -62,7 +62,10 @@ def invoke(module: ModuleType, **request: Any) -> dict[str, Any]:
 
 def score(scoring: ModuleType, instances: list[dict[str, Any]]) -> dict[str, Any]:
     event = http_api_event(
-        "POST", f"/v1/models/{MODEL}/predict", json.dumps({"instances": instances})
+        "POST",
+        f"/v1/models/{MODEL}/predict",
+        json.dumps({"instances": instances}),
+        routes=scoring.ROUTES,
     )
     resp = scoring.lambda_handler(event, LambdaContext("ferry-scoring"))
     assert resp["statusCode"] == 200, resp["body"]

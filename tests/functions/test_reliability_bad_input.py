@@ -1,4 +1,4 @@
-"""Reliability property 1: bad input never reaches a 500 (issue 8), and the check can fail."""
+"""Reliability property 1: bad input never reaches a 500, and the check can fail."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ferry_cli.reliability.p1_bad_input import (
     fuzz_http,
     oversize_bodies,
 )
-from ferry_core.api import openapi_document
+from ferry_core.serving.api import openapi_document
 
 ROUTES = (
     "POST /v1/models/{model}/predict",

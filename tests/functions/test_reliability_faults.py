@@ -1,4 +1,4 @@
-"""Property 3 (issue 8): transient AWS faults are survived, persistent ones reach a failure path."""
+"""Property 3: transient AWS faults are survived, persistent ones reach a failure path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property 2 (issue 8): no row lost, none counted twice, through the queue and the handler."""
+"""Property 2: no row lost, none counted twice, through the queue and the handler."""
 
 from __future__ import annotations
 

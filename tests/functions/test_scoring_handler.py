@@ -133,6 +133,7 @@ def test_base64_bodies_are_decoded_and_bad_base64_is_a_400(handler, instances) -
         "POST",
         PREDICT,
         base64.b64encode(json.dumps({"instances": instances[:1]}).encode()).decode(),
+        routes=handler.ROUTES,
     )
     event["isBase64Encoded"] = True
     assert handler.lambda_handler(event, LambdaContext())["statusCode"] == 200

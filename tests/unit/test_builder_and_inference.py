@@ -7,8 +7,8 @@ import pytest
 
 from ferry_core.card import Artifact, Card, Feature, InputSchema, Output
 from ferry_core.errors import ModelUnavailable
-from ferry_core.inference import ModelPool, OnnxModel
 from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
+from ferry_core.serving.inference import ModelPool, OnnxModel
 
 
 def _card(schema: InputSchema = CREDIT_RISK_SCHEMA, **output: object) -> Card:

@@ -73,9 +73,9 @@ def test_a_guard_that_lets_external_data_through_is_caught(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Without Ferry's guard, onnxruntime is the only defence: the property wants the guard."""
-    import ferry_core.inference
+    import ferry_core.serving.inference
 
-    monkeypatch.setattr(ferry_core.inference, "ensure_self_contained", lambda data: None)
+    monkeypatch.setattr(ferry_core.serving.inference, "ensure_self_contained", lambda data: None)
     with harness() as h:
         malicious = malicious_loads(h, tmp_path)
     assert malicious.refused_by_guard == 0 and malicious.loads == 2 * malicious.files > 0

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ferry_core.names import ModelName
+
 FeatureType = Literal["number", "integer", "category", "boolean"]
 OutOfRange = Literal["reject", "clip_and_warn"]
 
@@ -121,7 +123,7 @@ class NumericBaseline(_Strict):
     bin_edges: list[float]
     bin_shares: list[float]
     quantiles: dict[str, float] = Field(default_factory=dict)
-    # KS reference (issue 7): the baseline's values at quantile levels (i + 0.5) / k, observed
+    # KS reference: the baseline's values at quantile levels (i + 0.5) / k, observed
     # values only (inverted CDF). Empty on cards registered before it existed: no KS for them.
     ks_reference: list[float] = Field(default_factory=list)
 
@@ -143,7 +145,7 @@ class Card(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: ModelName
     version: int = Field(ge=1)
     task: Literal["binary_classification"] = "binary_classification"
     description: str | None = None

@@ -1,6 +1,6 @@
 """Domain failures: one exception type per failure, each carrying its public error code.
 
-The HTTP status of each code is decided in one place, `ferry_core.api.HTTP_STATUS`, so the
+The HTTP status of each code is decided in one place, `ferry_core.serving.api.HTTP_STATUS`, so the
 core raises domain errors and never thinks about transports.
 """
 

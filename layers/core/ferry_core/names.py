@@ -20,4 +20,4 @@ ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 
 def is_model_name(value: str) -> bool:
     """True when `value` can name a model (checked before any read, so bad names cost nothing)."""
-    return MODEL_NAME.match(value) is not None
+    return MODEL_NAME.fullmatch(value) is not None  # `$` alone would let a final "\n" through

@@ -49,12 +49,17 @@ class ModelStoreFields(FunctionSettings):
     model_cache_dir: str = Field(default="/tmp/ferry-models", alias="MODEL_CACHE_DIR")
 
 
-class ScoringSettings(EnvironmentFields, ModelStoreFields):
-    """What the stack passes the scoring function (infra/ sets exactly these variables)."""
+class ScoringFields(ModelStoreFields):
+    """How a function that scores (real-time or batch) reads the registry and runs models."""
 
     registry_cache_seconds: float = Field(default=5.0, alias="REGISTRY_CACHE_SECONDS", ge=0)
     threads: int = Field(default=1, alias="ONNX_THREADS", ge=1, le=16)
-    # Data capture (ferry_core/capture.py): off unless the stack sets a rate.
+
+
+class ScoringSettings(EnvironmentFields, ScoringFields):
+    """What the stack passes the scoring function (infra/ sets exactly these variables)."""
+
+    # Data capture (ferry_core/monitoring/capture.py): off unless the stack sets a rate.
     data_bucket: str | None = Field(default=None, alias="DATA_BUCKET")
     capture_sample_rate: float = Field(default=0.0, alias="CAPTURE_SAMPLE_RATE", ge=0, le=1)
     capture_max_records: int = Field(default=500, alias="CAPTURE_MAX_RECORDS", ge=1)

@@ -25,7 +25,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ferry_cli.events import http_api_event
 from ferry_cli.local.template import Resolver, TemplateError, _references
-from ferry_core import api, errors
+from ferry_core import errors
+from ferry_core.serving import api
 
 # Lambda refuses synchronous request payloads over 6 MB; API Gateway answers 413 before that.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024

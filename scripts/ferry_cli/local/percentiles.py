@@ -2,7 +2,7 @@
 
 moto 5.2.5 computes Sum/Average/Minimum/Maximum/SampleCount only; a query for `p99` answers
 HTTP 500. Code that asks CloudWatch for percentiles (the canary verdict,
-ferry_core/canary.py) would then see a different service locally than in AWS. `install()`
+ferry_core/serving/canary.py) would then see a different service locally than in AWS. `install()`
 extends moto's `Statistics.get_statistics_for_type` with pNN[.N], computed over the raw
 datapoints with the evaluator's own definition (`alarms.statistic`), so a local query gets the
 figure AWS would give; anything else is left to moto.

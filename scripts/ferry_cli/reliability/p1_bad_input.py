@@ -157,7 +157,7 @@ def local_platform() -> Iterator[Platform]:
 def _documented_codes() -> frozenset[str]:
     from typing import get_args
 
-    from ferry_core.api import ErrorBody
+    from ferry_core.serving.api import ErrorBody
 
     codes = get_args(ErrorBody.model_fields["error"].annotation)
     return frozenset(codes) - {"internal_error"}

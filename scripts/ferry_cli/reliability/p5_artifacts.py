@@ -49,7 +49,7 @@ from ferry_cli.reliability.p1_bad_input import small_model, valid_instances
 
 MODEL = "credit-risk"
 EVIL = "evil"
-GUARD_MESSAGE = "references external data files"  # ferry_core.onnx_guard's refusal
+GUARD_MESSAGE = "references external data files"  # ferry_core.serving.onnx_guard's refusal
 SENTINEL = b"FERRY-SENTINEL--" + b"\x00\x00\x80\x3f" * 4  # a marker, then 4 float32 ones
 
 

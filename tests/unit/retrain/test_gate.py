@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
 from ferry_core.card import Artifact, Card, Feature, InputSchema, Output
-from ferry_core.inference import OnnxModel
 from ferry_core.registry.governance import validation_problem
 from ferry_core.retrain.builder import (
     AGE_BANDS,
@@ -34,8 +33,9 @@ from ferry_core.retrain.gate.report import CHECKS, GateReport
 from ferry_core.retrain.gate.scenarios import Scenario, run_scenarios, scenario_suite
 from ferry_core.retrain.gate.schema import schema_breaks
 from ferry_core.retrain.gate.validate import run_gate
+from ferry_core.serving.inference import OnnxModel
+from ferry_core.serving.validator import InstanceValidator
 from ferry_core.store import sha256_hex
-from ferry_core.validation import InstanceValidator
 
 FAST = GatePolicy(latency_runs=30)
 

@@ -7,7 +7,7 @@ null in a required column, a value of the wrong type, out of range, not finite, 
 category, or anything the fast path is not sure of) is decoded to a dict and checked by
 `InstanceValidator` itself, so its verdict, problem codes and messages are the real-time API's
 by construction. The fast path only has to be sound (never accept what the validator would
-reject); tests/unit/test_batch_columns.py proves it, and that it is precise on every kind of
+reject); tests/unit/batch/test_batch_columns.py proves it, and that it is precise on every kind of
 malformed value, so the slow path stays at the share of malformed rows.
 """
 
@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ferry_core.card import Feature, InputSchema
-from ferry_core.inference import MISSING_CATEGORY, OnnxModel
-from ferry_core.validation import FLOAT32_MAX, InstanceValidator, Issue, Verdict
+from ferry_core.serving.inference import MISSING_CATEGORY, OnnxModel
+from ferry_core.serving.validator import FLOAT32_MAX, InstanceValidator, Issue, Verdict
 
 # How a CSV cell becomes a value (the rules of `decode_text_cell`, mirrored by the fast path).
 INTEGER_TEXT = r"^[+-]?[0-9]+$"

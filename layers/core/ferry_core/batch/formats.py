@@ -291,6 +291,11 @@ class ScoredWriter:
         )
         self.write_table(table)
 
+    @property
+    def started(self) -> bool:
+        """True once a table was written (a CSV then has its header)."""
+        return self._writer is not None
+
     def write_table(self, table: pa.Table) -> None:
         """Append a table that already has the output columns (the merge uses this)."""
         if self._writer is None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from ferry_core.errors import FerryError
+from ferry_core.names import is_model_name
 
 INCOMING = "batch/incoming/"
 Format = Literal["csv", "jsonl", "parquet"]
@@ -25,7 +26,7 @@ EXTENSIONS: dict[str, Format] = {
 OUTPUT_EXTENSION: dict[Format, str] = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 VERSION_TAG = "ferry-model-version"
 
-_MODEL = re.compile(r"^(?P<model>[a-z0-9][a-z0-9-]{0,62})(?:@(?P<version>[1-9][0-9]{0,8}))?$")
+_VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
 
 
 class BatchFileError(FerryError):
@@ -97,6 +98,14 @@ def is_incoming(key: str) -> bool:
     return key.startswith(INCOMING) and not key.endswith("/")
 
 
+def _model_prefix(head: str) -> tuple[str, int | None] | None:
+    """`{model}` or `{model}@{version}` → (model, version), else None."""
+    model, at, version = head.partition("@")
+    if not is_model_name(model) or (at and _VERSION.fullmatch(version) is None):
+        return None
+    return model, int(version) if at else None
+
+
 def parse_key(key: str) -> BatchKey:
     """The model, pinned version, path and format of an incoming key, or BatchFileError."""
     if not key.startswith(INCOMING):
@@ -105,25 +114,24 @@ def parse_key(key: str) -> BatchKey:
     head, sep, tail = rest.partition("/")
     if not sep or not tail:
         raise BatchFileError(f"upload to {INCOMING}{{model}}/{{file}}, not {key!r}")
-    m = _MODEL.match(head)
-    if m is None:
+    pinned = _model_prefix(head)
+    if pinned is None:
         raise BatchFileError(f"{head!r} is not a model name (optionally @version)")
     stem, dot, ext = tail.rpartition(".")
     fmt = EXTENSIONS.get(f".{ext.lower()}") if dot else None
     if fmt is None or not stem:
         known = ", ".join(sorted(EXTENSIONS))
         raise BatchFileError(f"{tail!r}: the file type must be one of {known}")
-    version = int(m["version"]) if m["version"] else None
-    return BatchKey(model=m["model"], version=version, path=stem, format=fmt)
+    return BatchKey(model=pinned[0], version=pinned[1], path=stem, format=fmt)
 
 
 def failure_manifest_key(key: str) -> str:
     """Where the failed manifest of an unparseable incoming key goes (never a silent drop)."""
     rest = key[len(INCOMING) :] if key.startswith(INCOMING) else key
     head, sep, tail = rest.partition("/")
-    m = _MODEL.match(head)
-    if sep and tail and m is not None:
-        return manifest_key(m["model"], tail)
+    pinned = _model_prefix(head)
+    if sep and tail and pinned is not None:
+        return manifest_key(pinned[0], tail)
     return manifest_key("_unrouted", rest or "_empty")
 
 

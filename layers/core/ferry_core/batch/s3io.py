@@ -16,6 +16,12 @@ from ferry_core.batch.keys import ObjectRef
 PART_BYTES = 8 * 1024 * 1024  # S3 parts must be ≥ 5 MiB except the last
 
 
+def client_code(exc: Exception) -> str | None:
+    """The error code of a failed S3 call (`NoSuchKey`, `404`, …), None for any other error."""
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
 class HashingReader(io.RawIOBase):
     """A read-only stream over an S3 body that hashes (sha256) and counts what passes through."""
 

@@ -1,29 +1,35 @@
-"""The batch function's settings, read from the environment when it starts (never at import)."""
+"""The batch function's settings: the environment infra/batch.py sets, and the sizes it implies."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ferry_core.batch.run import BatchSettings
+from ferry_core.batch import formats
+from ferry_core.settings import EnvironmentFields, ScoringFields
 
 
-class BatchEnvironment(BaseModel):
+@dataclass(frozen=True)
+class BatchSettings:
+    """Sizes that bound memory and time (infra/config.py sets them per environment)."""
+
+    chunk_rows: int = 65_536
+    fanout_threshold_bytes: int = 256 * 1024 * 1024
+    part_bytes: int = 64 * 1024 * 1024
+    csv_block_bytes: int = formats.CSV_BLOCK_BYTES
+    # This share of scored rows goes to capture/rows/ for the drift function, at most
+    # `capture_max_rows` a file (drift needs a sample, not a copy of every upload).
+    capture_sample_rate: float = 0.0
+    capture_max_rows: int = 10_000
+
+
+class BatchEnvironment(EnvironmentFields, ScoringFields):
     """What infra/batch.py passes the batch functions (exactly these variables)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    env: str = Field(alias="FERRY_ENV")
-    model_bucket: str = Field(alias="MODEL_BUCKET")
-    registry_table: str = Field(alias="REGISTRY_TABLE")
     audit_table: str = Field(alias="AUDIT_TABLE")
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     audit_anchor_bucket: str | None = Field(default=None, alias="AUDIT_ANCHOR_BUCKET")
-    registry_cache_seconds: float = Field(default=5.0, alias="REGISTRY_CACHE_SECONDS", ge=0)
-    model_cache_dir: str = Field(default="/tmp/ferry-models", alias="MODEL_CACHE_DIR")
-    threads: int = Field(default=1, alias="ONNX_THREADS", ge=1, le=16)
     chunk_rows: int = Field(default=65_536, alias="BATCH_CHUNK_ROWS", ge=1, le=1_048_576)
     fanout_threshold_bytes: int = Field(
         default=256 * 1024 * 1024, alias="BATCH_FANOUT_THRESHOLD_BYTES", ge=1
@@ -33,11 +39,6 @@ class BatchEnvironment(BaseModel):
     idempotency_seconds: int = Field(default=7 * 24 * 3600, alias="IDEMPOTENCY_SECONDS", ge=60)
     capture_sample_rate: float = Field(default=0.0, alias="CAPTURE_SAMPLE_RATE", ge=0, le=1)
     capture_max_rows: int = Field(default=10_000, alias="CAPTURE_MAX_BATCH_ROWS", ge=0)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> BatchEnvironment:
-        env = os.environ if environ is None else environ
-        return cls.model_validate({k: v for k, v in env.items() if k in _ALIASES})
 
     def batch_settings(self) -> BatchSettings:
         return BatchSettings(
@@ -49,6 +50,3 @@ class BatchEnvironment(BaseModel):
             capture_sample_rate=self.capture_sample_rate,
             capture_max_rows=self.capture_max_rows,
         )
-
-
-_ALIASES = {f.alias for f in BatchEnvironment.model_fields.values() if f.alias}

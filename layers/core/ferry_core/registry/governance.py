@@ -505,7 +505,7 @@ class GovernanceSettings(EnvironmentFields, ModelStoreFields):
     )
     canary_percent: float = Field(default=0.0, ge=0, le=50, alias="CANARY_PERCENT")
     canary_seconds: int = Field(default=600, ge=1, alias="CANARY_SECONDS")
-    # The canary verdict's thresholds (ferry_core.canary.CanaryPolicy fields), as JSON.
+    # The canary verdict's thresholds (ferry_core.serving.canary.CanaryPolicy fields), as JSON.
     canary_policy: Json[dict[str, Any]] = Field(default_factory=dict, alias="CANARY_POLICY")
 
 

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ferry_core.baseline import feature_baseline, numeric_baseline
 from ferry_core.card import Artifact, Card, Feature, InputSchema
 from ferry_core.errors import FerryError
+from ferry_core.monitoring.baseline import feature_baseline, numeric_baseline
 from ferry_core.retrain.builder import (
     DEFAULT_PARITY_TOLERANCE,
     BuiltModel,
@@ -246,7 +246,7 @@ def build_from_onnx(
     With validation rows: metrics (if they carry `target`), and the parity gate if they carry
     the source model's scores in `reference_column`; baselines from `train` (else `valid`).
     """
-    from ferry_core.inference import OnnxModel
+    from ferry_core.serving.inference import OnnxModel
 
     probe = Card(
         name="intake-probe",

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ferry_core.baseline import feature_baseline, numeric_baseline
 from ferry_core.card import CategoricalBaseline, Feature, InputSchema, NumericBaseline
-from ferry_core.inference import MISSING_CATEGORY
+from ferry_core.monitoring.baseline import feature_baseline, numeric_baseline
+from ferry_core.serving.inference import MISSING_CATEGORY
 
 TARGET = "defaulted"
 DEFAULT_PARITY_TOLERANCE = 1e-5
@@ -269,7 +269,7 @@ def build(
     rows and compares with `predict_proba`; the caller gates on `parity["passed"]`.
     """
     from ferry_core.card import Artifact, Card
-    from ferry_core.inference import OnnxModel
+    from ferry_core.serving.inference import OnnxModel
 
     onnx_bytes = to_onnx(pipeline, schema)
     frame = to_model_frame(valid, schema)

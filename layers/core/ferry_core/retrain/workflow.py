@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferry_core.canary import CanaryPolicy, evaluate
 from ferry_core.card import Artifact, Card
 from ferry_core.clock import now_iso
 from ferry_core.errors import PromotionRefused, RegistryConflict
@@ -36,6 +35,7 @@ from ferry_core.registry.writer import card_json
 from ferry_core.retrain.approval import ApprovalGate
 from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, read_bundle
 from ferry_core.retrain.lock import RetrainLock, RetrainRunning
+from ferry_core.serving.canary import CanaryPolicy, evaluate
 
 
 class WorkflowRequest(BaseModel):

@@ -10,10 +10,10 @@ import numpy as np
 
 from ferry_core.card import Card
 from ferry_core.errors import FerryError
-from ferry_core.inference import OnnxModel
 from ferry_core.retrain.gate.policy import GatePolicy
 from ferry_core.retrain.gate.reference import CandidateUnderTest, GateInputError, roc_auc
-from ferry_core.validation import InstanceValidator
+from ferry_core.serving.inference import OnnxModel
+from ferry_core.serving.validator import InstanceValidator
 
 
 def check_metrics(

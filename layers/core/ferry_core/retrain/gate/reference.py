@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from ferry_core.card import Artifact, Card, Feature, InputSchema
 from ferry_core.errors import ModelUnavailable
-from ferry_core.inference import MISSING_CATEGORY, OnnxModel
 from ferry_core.retrain.candidate import CandidateSpec
-from ferry_core.validation import InstanceValidator
+from ferry_core.serving.inference import MISSING_CATEGORY, OnnxModel
+from ferry_core.serving.validator import InstanceValidator
 
 REFERENCE_SCORE = "__reference_score__"
 LABEL = "__label__"

@@ -13,10 +13,10 @@ from typing import Any
 
 from ferry_core.card import Feature, InputSchema
 from ferry_core.errors import FerryError
-from ferry_core.inference import OnnxModel
 from ferry_core.retrain.gate.reference import CandidateUnderTest, int_if_exact
 from ferry_core.retrain.gate.report import MAX_LISTED
-from ferry_core.validation import FLOAT32_MAX, InstanceValidator
+from ferry_core.serving.inference import OnnxModel
+from ferry_core.serving.validator import FLOAT32_MAX, InstanceValidator
 
 UNKNOWN_FIELD = "__ferry_unknown_field__"
 UNKNOWN_CATEGORY = "__ferry_unknown_category__"

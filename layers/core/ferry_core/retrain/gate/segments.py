@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from ferry_core.inference import MISSING_CATEGORY
 from ferry_core.retrain.gate.policy import GatePolicy
 from ferry_core.retrain.gate.reference import (
     CandidateUnderTest,
@@ -18,6 +17,7 @@ from ferry_core.retrain.gate.reference import (
     number_text,
     roc_auc,
 )
+from ferry_core.serving.inference import MISSING_CATEGORY
 
 
 def segment_groups(definition: Mapping[str, Any], columns: Mapping[str, np.ndarray]) -> dict:

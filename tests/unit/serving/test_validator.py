@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ferry_core.card import InputSchema
-from ferry_core.validation import InstanceValidator
+from ferry_core.serving.validator import InstanceValidator
 
 SCHEMA = InputSchema.model_validate(
     {

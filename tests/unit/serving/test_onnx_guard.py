@@ -11,8 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ferry_core.card import Artifact, Card, Feature, InputSchema
 from ferry_core.errors import ModelUnavailable
-from ferry_core.inference import OnnxModel
-from ferry_core.onnx_guard import ensure_self_contained
+from ferry_core.serving.inference import OnnxModel
+from ferry_core.serving.onnx_guard import ensure_self_contained
 
 
 def _add_model(initializer: TensorProto) -> onnx.ModelProto:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from ferry_core import api, errors
+from ferry_core import errors
+from ferry_core.serving import api
 
 
 @pytest.mark.parametrize(

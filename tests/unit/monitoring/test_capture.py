@@ -9,14 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ferry_core.capture import (
+from ferry_core.errors import DriftReportNotFound
+from ferry_core.monitoring.capture import (
     ROWS_PREFIX,
     CaptureBuffer,
     read_capture,
     read_report,
     write_report,
 )
-from ferry_core.errors import DriftReportNotFound
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

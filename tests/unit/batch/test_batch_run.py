@@ -14,9 +14,10 @@ import pytest
 
 from ferry_cli.batch_files import applications, encode
 from ferry_core.batch.keys import ObjectRef
-from ferry_core.batch.run import BatchRunner, BatchSettings
+from ferry_core.batch.run import BatchRunner
+from ferry_core.batch.settings import BatchSettings
 from ferry_core.registry.reader import RegistryReader
-from ferry_core.scoring import ScoringService
+from ferry_core.serving.scoring import ScoringService
 from ferry_core.store import ModelStore
 
 N = 600

@@ -3,11 +3,11 @@
 Transport-free: the HTTP handler and the local platform call `ScoringService.predict` with
 plain values and get plain values back; every failure is a domain error.
 
-Canary (issue 6): while the registry holds a canary for a model, a request that names neither
-a version nor a stage goes to the canary version with the canary's probability, else to
-production. The whole request is scored by one version and the response names it; the caller
-learns which variant served it (also when the request then fails) through `Route`, so the
-canary's error rate and latency can be compared with production's.
+Canary: while the registry holds a canary for a model, a request that names neither a version
+nor a stage goes to the canary version with the canary's probability, else to production. The
+whole request is scored by one version and the response names it; the caller learns which
+variant served it (also when the request then fails) through `ServedBy`, so the canary's error
+rate and latency can be compared with production's.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 
 from ferry_core.card import Card
 from ferry_core.errors import ValidationFailed
-from ferry_core.inference import ModelPool, OnnxModel
 from ferry_core.registry.reader import RegistryReader
+from ferry_core.serving.inference import ModelPool, OnnxModel
+from ferry_core.serving.validator import InstanceValidator
+from ferry_core.settings import ScoringFields
 from ferry_core.store import ModelStore
-from ferry_core.validation import InstanceValidator
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ScoreResult:
 
 
 @dataclass
-class Route:
+class ServedBy:
     """Which variant served a request: "canary", "champion" (production while a canary runs),
     or None when no canary was involved (pinned version, named stage, no canary)."""
 
@@ -62,6 +63,14 @@ class ScoringService:
         self._pool = ModelPool(self._load, capacity)
         self._validators: dict[tuple[str, int], InstanceValidator] = {}
 
+    @classmethod
+    def from_settings(cls, settings: ScoringFields, dynamodb: Any, s3: Any) -> ScoringService:
+        """The service a scoring function (real-time or batch) builds once per container."""
+        registry = RegistryReader(
+            dynamodb, settings.registry_table, settings.registry_cache_seconds
+        )
+        return cls(registry, ModelStore(s3, settings.model_cache_dir), threads=settings.threads)
+
     def _load(self, card: Card) -> OnnxModel:
         return OnnxModel(card, self._store.fetch(card.artifact), threads=self._threads)
 
@@ -81,12 +90,12 @@ class ScoringService:
         instances: Sequence[Any],
         version: int | None = None,
         stage: str | None = None,
-        route: Route | None = None,
+        served: ServedBy | None = None,
     ) -> ScoreResult:
         """Score every instance or none: one bad instance fails the request with all problems."""
-        card = self._resolve(model, version, stage, route)
-        if route is not None:
-            route.cold = not self._pool.loaded(card)
+        card = self._resolve(model, version, stage, served)
+        if served is not None:
+            served.cold = not self._pool.loaded(card)
         onnx_model = self.model(card)  # integrity failure → ModelUnavailable before validation
         verdict = self.validator(card).check(instances)
         if not verdict.ok:
@@ -104,19 +113,19 @@ class ScoringService:
         return ScoreResult(card.name, card.version, predictions)
 
     def _resolve(
-        self, model: str, version: int | None, stage: str | None, route: Route | None
+        self, model: str, version: int | None, stage: str | None, served: ServedBy | None
     ) -> Card:
         if version is None and stage is None:
             canary = self.registry.canary(model)
             if canary is not None:
                 variant = "canary" if self._draw() * 100 < canary.percent else "champion"
-                if route is not None:
-                    route.variant = variant
+                if served is not None:
+                    served.variant = variant
                 if variant == "canary":
-                    if route is not None:
-                        route.version = canary.version
+                    if served is not None:
+                        served.version = canary.version
                     return self.registry.card(model, canary.version)
         card = self.registry.resolve(model, version=version, stage=stage)
-        if route is not None:
-            route.version = card.version
+        if served is not None:
+            served.version = card.version
         return card

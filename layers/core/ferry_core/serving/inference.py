@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from ferry_core.card import Card
 from ferry_core.errors import ModelUnavailable
-from ferry_core.onnx_guard import ensure_self_contained
+from ferry_core.serving.onnx_guard import ensure_self_contained
 
 _ONNX_TYPE = {"number": "tensor(float)", "integer": "tensor(float)", "boolean": "tensor(float)"}
 MISSING_CATEGORY = ""

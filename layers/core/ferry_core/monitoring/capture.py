@@ -10,7 +10,7 @@ Why an in-memory buffer rather than Kinesis Data Firehose: a Firehose `PutRecord
 call (milliseconds) on every sampled request, or a client-side batcher anyway; Firehose adds a
 stream, a role and a per-GB price to the stack, and the local platform would need to emulate it.
 The buffer costs a random draw per request and a list append per sampled one (~0.3 µs a
-request at 10 %; tests/unit/test_capture.py prints it); it writes one S3 object per
+request at 10 %; tests/unit/monitoring/test_capture.py prints it); it writes one S3 object per
 `max_records` rows or `max_age_seconds`, from a background thread, so no request waits for S3.
 
 What can be lost, and why it is acceptable: Lambda has no shutdown hook without an extension,
@@ -37,6 +37,7 @@ import numpy as np
 import orjson
 
 from ferry_core.errors import DriftReportNotFound
+from ferry_core.settings import ScoringSettings
 
 ROWS_PREFIX = "capture/rows/"
 REPORTS_PREFIX = "capture/reports/"
@@ -108,6 +109,21 @@ class CaptureBuffer:
         self.written_rows = 0
         self.dropped_rows = 0
         self.keys: list[str] = []
+
+    @classmethod
+    def from_settings(cls, settings: ScoringSettings, s3: Callable[[], Any]) -> CaptureBuffer:
+        """The scoring function's sample; `s3` makes the client, only when capture is on.
+
+        Rate 0 (the default, or no data bucket) leaves `offer` one comparison on the hot path.
+        """
+        rate = settings.capture_sample_rate if settings.data_bucket else 0.0
+        return cls(
+            s3() if rate else None,
+            settings.data_bucket or "",
+            sample_rate=rate,
+            max_records=settings.capture_max_records,
+            max_age_seconds=settings.capture_max_age_seconds,
+        )
 
     # -- the hot path
 

@@ -1,11 +1,14 @@
 """The public HTTP contract (DESIGN.md §3.1): request/response models, error body, statuses.
 
 The core raises domain errors; `HTTP_STATUS` is the one place that maps them to statuses,
-and `openapi_document()` is generated from the same pydantic models the API uses.
+`response()` the one shape of every answer, and `openapi_document()` is generated from the
+same pydantic models the API uses.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -14,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferry_core import errors
+from ferry_core.names import MODEL_NAME_PATTERN
 
 MAX_INSTANCES = 1000
 # Lambda's synchronous payload limit is 6 MB; refuse well before it so a client always gets
@@ -110,6 +114,30 @@ def error_body(exc: errors.FerryError) -> dict[str, Any]:
     return {"error": exc.code, "message": exc.message, "details": exc.details}
 
 
+INTERNAL_ERROR = {"error": "internal_error", "message": "internal error; see logs", "details": []}
+"""The body of a 500: a bug of ours says no more than that (its stack is in the logs)."""
+
+
+def response(status: int, body: Any) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) response: JSON body, status, content type."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def request_body(body: str | None, is_base64: bool) -> str | bytes | None:
+    """The request body as sent: API Gateway base64-encodes bodies it does not take for text."""
+    if body and is_base64:
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise errors.BadRequest("the body is not valid base64-encoded JSON") from exc
+    return body
+
+
 def parse_predict_body(body: str | bytes | None) -> list[dict[str, Any]]:
     """The instances of a predict body (the shape of `PredictRequest`), checked by hand.
 
@@ -183,7 +211,7 @@ def parse_selector(query: dict[str, str] | None) -> tuple[int | None, str | None
     if "version" in query:
         raw = query["version"]
         # ASCII digits only, length before int(): str.isdigit() accepts "²" (int() then
-        # raises) and int() refuses strings over 4,300 digits; both were 500s (issue 8, P1).
+        # raises) and int() refuses strings over 4,300 digits; either would be a 500.
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1:
             raise errors.BadRequest(f"version must be a positive integer, got {raw[:20]!r}")
         version = int(raw)
@@ -213,7 +241,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         "name": "model",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+        "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN},
     }
     version_param = {
         "name": "version",

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from ferry_core.card import Artifact, Card
-from ferry_core.drift import (
+from ferry_core.monitoring.drift import (
     EPSILON,
     SCORE,
     DriftThresholds,

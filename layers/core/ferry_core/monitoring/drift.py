@@ -9,7 +9,8 @@
 - KS: the two-sample Kolmogorov-Smirnov statistic (the largest gap between the two empirical
   CDFs) of the non-null current values against the card's `ks_reference` — 200 training
   quantiles, a deterministic stand-in for the training column that keeps raw rows off the
-  card (ferry_core/baseline.py). It is reported and published, never alarmed on by itself.
+  card (ferry_core/monitoring/baseline.py). It is reported and published, never alarmed on by
+  itself.
 - Verdicts come from statistics against thresholds passed in (defaults PSI 0.1 warn, 0.2
   alarm), never from p-values: with the thousands of rows a window holds, a KS p-value calls a
   shift of no practical size significant.
@@ -230,6 +231,18 @@ class DriftReport:
         d["max_psi"] = self.max_psi
         return d
 
+    def summary(self) -> dict[str, Any]:
+        """The few figures a log line or a caller needs: verdict, rows, worst features."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "verdict": self.verdict,
+            "rows": self.rows,
+            "max_psi": self.max_psi,
+            "most_drifted": [f.label for f in self.features[:3]],
+            "report": self.key,
+        }
+
     def metric_points(self) -> list[tuple[str, float, dict[str, str]]]:
         """(metric name, value, dimensions) to publish; none but DriftRows without a verdict."""
         points = [("DriftRows", float(self.rows), {"model": self.model})]
@@ -326,6 +339,11 @@ def _iso(ts: float) -> str:
 # ---------------------------------------------------------------- the scheduled job
 
 
+def live_models(registry: Any) -> list[str]:
+    """The models with a production version: those whose live traffic drift watches."""
+    return [m["name"] for m in registry.models() if m["stages"].get("production")]
+
+
 def run_drift(
     s3: Any,
     bucket: str,
@@ -341,11 +359,11 @@ def run_drift(
 ) -> DriftReport:
     """Drift of one model's live version (or `version`) over the last `window_hours`.
 
-    Reads the capture window (ferry_core/capture.py), keeps the rows scored by that version
-    (the baseline is per version; others are only counted), writes the report as
+    Reads the capture window (ferry_core/monitoring/capture.py), keeps the rows scored by that
+    version (the baseline is per version; others are only counted), writes the report as
     `capture/reports/{model}/{date}/{time}-v{n}.json` and `.../latest.json`, and returns it.
     """
-    from ferry_core.capture import read_capture, report_key, write_report
+    from ferry_core.monitoring.capture import read_capture, report_key, write_report
 
     end = time.time() if now is None else now
     start = end - window_hours * 3600
