@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, local_aws
+from ferry_local.moto_stack import FAKE_CREDENTIALS, LocalResources, clients, local_aws
 
 os.environ.update(FAKE_CREDENTIALS)
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 from ferry_cli.batch_files import applications, encode
-from ferry_cli.events import LambdaContext, sqs_event
-from ferry_cli.functions import load_handler
-from ferry_cli.local_aws import LocalResources
+from ferry_local.events import LambdaContext, sqs_event
+from ferry_local.handlers import load_handler
+from ferry_local.moto_stack import LocalResources
 
 DEMO_KEY = "batch/incoming/credit-risk/demo/applications.csv"
 

@@ -90,11 +90,11 @@ def _seed_server(built: Any, endpoint: str, workdir: Path, rows: list[dict]) -> 
     """Register the model in a moto server; return the scoring function's environment for it."""
     import boto3
 
-    from ferry_cli.events import http_api_event
-    from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, create_resources
     from ferry_core.card import Lineage
     from ferry_core.registration import register_built
     from ferry_core.registry import RegistryWriter
+    from ferry_local.events import http_api_event
+    from ferry_local.moto_stack import FAKE_CREDENTIALS, LocalResources, create_resources
 
     res = LocalResources()
     env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
@@ -280,9 +280,6 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
     """Measure, print the figures (Rich tables or one JSON object); True if all targets held."""
     import onnxruntime as ort
 
-    from ferry_cli.events import LambdaContext, http_api_event
-    from ferry_cli.functions import load_handler
-    from ferry_cli.local_aws import clients, local_aws
     from ferry_core.builder import (
         CREDIT_RISK_SCHEMA,
         build,
@@ -294,6 +291,9 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
     from ferry_core.inference import OnnxModel, session_options
     from ferry_core.registration import register_built
     from ferry_core.registry import RegistryWriter
+    from ferry_local.events import LambdaContext, http_api_event
+    from ferry_local.handlers import load_handler
+    from ferry_local.moto_stack import clients, local_aws
 
     if iterations < 1 or cold_runs < 0:
         raise ValueError("iterations must be ≥ 1 and cold_runs ≥ 0")

@@ -36,12 +36,12 @@ def _child(rows: int, chunk_rows: int, env: dict[str, str], out: Any) -> None:
     os.environ.update(env)
     import numpy as np
 
-    from ferry_cli.local_aws import LocalResources, clients
     from ferry_core.batch.keys import ObjectRef
     from ferry_core.batch.run import BatchRunner, BatchSettings
     from ferry_core.registry import RegistryReader
     from ferry_core.scoring import ScoringService
     from ferry_core.store import ModelStore
+    from ferry_local.moto_stack import LocalResources, clients
 
     res = LocalResources()
     c = clients()
@@ -94,11 +94,11 @@ def _setup(rows: int, estimators: int, endpoint: str) -> int:
     """Resources, the registered model and the uploaded CSV, in the emulator; returns bytes."""
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     from ferry_cli.batch_files import csv_bytes
-    from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, create_resources
     from ferry_core.builder import build_credit_risk
     from ferry_core.card import Lineage
     from ferry_core.registration import register_built
     from ferry_core.registry import RegistryWriter
+    from ferry_local.moto_stack import FAKE_CREDENTIALS, LocalResources, clients, create_resources
 
     os.environ.update(FAKE_CREDENTIALS)
     res = LocalResources()
@@ -133,7 +133,7 @@ def run_batch_bench(
             except OSError:
                 time.sleep(0.1)
         size = _setup(rows, estimators, endpoint)
-        from ferry_cli.local_aws import FAKE_CREDENTIALS
+        from ferry_local.moto_stack import FAKE_CREDENTIALS
 
         env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
         ctx = mp.get_context("spawn")

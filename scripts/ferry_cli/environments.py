@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from ferry_cli.functions import REPO_ROOT
+from ferry_local.handlers import REPO_ROOT
 
 ENV_NAMES = ("local", "dev", "prod")
 LOCAL_CONFIG = Path(".ferry") / "local.json"

@@ -653,12 +653,12 @@ def demo_steps(
     LocalResources; `expect(cond, message)` fails a step; `served_version()` (optional) asks
     the scoring API which version production serves, to show it follows the rollback.
     """
-    from ferry_cli.functions import REPO_ROOT
     from ferry_core.governance import connect
     from ferry_core.intake import build_from_onnx
     from ferry_core.lineage import capture
     from ferry_core.registration import register as register_version
     from ferry_core.registry import RegistryReader
+    from ferry_local.handlers import REPO_ROOT
 
     cache = tempfile.mkdtemp(prefix="ferry-demo-gov-")
     gov = connect(

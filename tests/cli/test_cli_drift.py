@@ -12,13 +12,13 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from ferry_cli.local_aws import LocalResources, create_resources
 from ferry_cli.main import app
 from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records, to_model_frame
 from ferry_core.capture import CaptureBuffer
 from ferry_core.card import Lineage
 from ferry_core.registration import register_built
 from ferry_core.registry import RegistryWriter
+from ferry_local.moto_stack import LocalResources, create_resources
 
 MODEL = "credit-risk"
 

@@ -16,11 +16,11 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from ferry_cli.functions import REPO_ROOT
-from ferry_cli.local_aws import LocalResources, create_resources, serialized_dynamodb
 from ferry_cli.main import app
 from ferry_core.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
 from ferry_core.store import sha256_hex
+from ferry_local.handlers import REPO_ROOT
+from ferry_local.moto_stack import LocalResources, create_resources, serialized_dynamodb
 
 MODEL = "credit-risk"
 OUTPUTS = {

@@ -1,7 +1,8 @@
-"""The in-process Lambda runtime and its hook into moto: every invocation path runs the handler.
+"""The local Lambda runtime and its hook into moto: every invocation path runs the handler.
 
 If a moto upgrade moves or reshapes `LambdaFunction._invoke_lambda`, the first two tests fail
-and say so; the round trips below prove the hook through boto3 → moto → hook → handler.
+and say so; the round trips below prove the hook through boto3 → moto → hook → the function's
+own process → handler.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import inspect
 import io
 import json
 import os
-import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -25,8 +25,9 @@ import pytest
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 
-from ferry_cli.local import lambda_runtime
-from ferry_cli.local.lambda_runtime import MOTO_VERSION, FunctionRuntime
+from ferry_local import moto_hooks
+from ferry_local.lambda_runtime import FunctionRuntime
+from ferry_local.moto_hooks import MOTO_VERSION
 
 HANDLER = """
 import json, os, time
@@ -76,11 +77,11 @@ def runtime(tmp_path: Path) -> Iterator[FunctionRuntime]:
     seen: list[tuple[str, str]] = []
     rt = FunctionRuntime(tmp_path, on_logs=lambda name, logs: seen.append((name, logs)))
     rt.seen = seen  # type: ignore[attr-defined]
-    lambda_runtime.install(rt)
     try:
-        yield rt
+        with moto_hooks.installed(runtime=rt):
+            yield rt
     finally:
-        lambda_runtime.uninstall()
+        rt.close()
 
 
 def _create(name: str, env: dict[str, str]) -> None:
@@ -224,13 +225,3 @@ def test_sqs_event_source_mapping_and_s3_notification_reach_the_handler(
     assert events[0]["Records"][0]["body"] == "job-1"
     # Keys arrive URL-encoded, as from S3 (moto also encodes "/"; handlers unquote_plus them).
     assert unquote_plus(events[1]["Records"][0]["s3"]["object"]["key"]) == "in/file.csv"
-
-
-def test_uninstall_gives_moto_and_the_process_back_their_own() -> None:
-    original = LambdaFunction.__dict__["_invoke_lambda"]
-    environ, stdout = os.environ, sys.stdout
-    lambda_runtime.install(FunctionRuntime(Path.cwd()))
-    assert LambdaFunction.__dict__["_invoke_lambda"] is not original
-    lambda_runtime.uninstall()
-    assert LambdaFunction.__dict__["_invoke_lambda"] is original
-    assert os.environ is environ and sys.stdout is stdout

@@ -10,8 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ferry_cli.events import LambdaContext, http_api_event
-from ferry_cli.functions import load_handler
 from ferry_core.builder import (
     AGE_BANDS,
     CREDIT_RISK_SCHEMA,
@@ -22,6 +20,8 @@ from ferry_core.builder import (
 )
 from ferry_core.card import Lineage
 from ferry_core.registration import register
+from ferry_local.events import LambdaContext, http_api_event
+from ferry_local.handlers import load_handler
 
 MODEL = "credit-risk"
 

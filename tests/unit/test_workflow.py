@@ -16,8 +16,6 @@ import boto3
 import pytest
 from pydantic import ValidationError
 
-from ferry_cli.functions import load_handler
-from ferry_cli.local_aws import REGION
 from ferry_core.candidate import Bundle, CandidateUnavailable, write_bundle, write_report
 from ferry_core.card import Lineage
 from ferry_core.errors import PromotionRefused
@@ -35,6 +33,8 @@ from ferry_core.workflow import (
     WorkflowSettings,
     decide,
 )
+from ferry_local.handlers import load_handler
+from ferry_local.moto_stack import REGION
 
 MODEL = "credit-risk"
 LOCAL_ROLE = "arn:aws:iam::123456789012:role/ferry-local"

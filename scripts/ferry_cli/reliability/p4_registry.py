@@ -452,7 +452,7 @@ def run_stateful(
     from hypothesis import HealthCheck, Phase, settings
     from hypothesis.stateful import run_state_machine_as_test
 
-    from ferry_cli.local_aws import local_aws
+    from ferry_local.moto_stack import local_aws
 
     stats = Stats()
     with local_aws(cache_dir=str(workdir / "scoring-cache")) as res:
@@ -539,14 +539,14 @@ def run_concurrent(
     """`rounds` rounds of `n` promoters (plus archivers) released at once by a barrier."""
     import boto3
 
-    from ferry_cli.local_aws import (
+    from ferry_core.card import Lineage
+    from ferry_core.registration import register
+    from ferry_local.moto_stack import (
         FAKE_CREDENTIALS,
         LocalResources,
         create_resources,
         serialized_dynamodb,
     )
-    from ferry_core.card import Lineage
-    from ferry_core.registration import register
 
     race = Race()
     n, rounds = mode.size(6, 16), mode.size(2, 8)

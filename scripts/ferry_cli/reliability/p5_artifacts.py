@@ -69,7 +69,7 @@ class Harness:
     governance: Any
 
     def predict(self, version: int | None = None, model: str = MODEL) -> tuple[int, dict]:
-        from ferry_cli.events import LambdaContext, http_api_event
+        from ferry_local.events import LambdaContext, http_api_event
 
         query = {"version": str(version)} if version is not None else None
         body = json.dumps({"instances": valid_instances()[:20]})
@@ -86,12 +86,12 @@ class Harness:
 
 @contextlib.contextmanager
 def harness() -> Iterator[Harness]:
-    from ferry_cli.functions import load_handler
-    from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
     from ferry_core.governance import connect
     from ferry_core.registration import register_built
     from ferry_core.registry import RegistryWriter
+    from ferry_local.handlers import load_handler
+    from ferry_local.moto_stack import clients, local_aws
 
     built = small_model()
     # v2: the same graph with another doc string, so other bytes and sha256, same scores.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ENV = "local"
 LOCAL_STACK = "Ferry-local"
 DEFAULT_REGION = "us-east-1"
@@ -180,7 +180,7 @@ def _synth(repo_root: Path, cache: Path) -> None:
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "JSII_RUNTIME_PACKAGE_CACHE_ROOT": str(repo_root / ".cache" / "jsii"),
     }
-    command = [sys.executable, "-m", "ferry_cli.local.template", str(work)]
+    command = [sys.executable, "-m", "ferry_local.template", str(work)]
     done = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)

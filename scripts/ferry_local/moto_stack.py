@@ -161,36 +161,3 @@ def clients(region: str = REGION) -> dict[str, Any]:
         "dynamodb": boto3.client("dynamodb", region_name=region),
         "sqs": boto3.client("sqs", region_name=region),
     }
-
-
-@contextmanager
-def serialized_dynamodb() -> Iterator[None]:
-    """Make moto's DynamoDB apply each request atomically, as DynamoDB does.
-
-    moto's `transact_write_items` snapshots the tables and, on a cancelled transaction,
-    restores the snapshot, which erases writes other threads committed meanwhile. Real
-    DynamoDB serialises transactions per item; one lock over moto's item operations gives
-    concurrent callers (threads, a threaded moto server) the same guarantee.
-    """
-    import threading
-
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    names = ("transact_write_items", "put_item", "update_item", "delete_item", "get_item", "query")
-    saved = {n: getattr(DynamoDBBackend, n) for n in names}
-
-    def guarded(fn: Any) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return fn(*args, **kwargs)
-
-        return call
-
-    for n, fn in saved.items():
-        setattr(DynamoDBBackend, n, guarded(fn))
-    try:
-        yield
-    finally:
-        for n, fn in saved.items():
-            setattr(DynamoDBBackend, n, fn)

@@ -23,8 +23,8 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from ferry_cli.local.lambda_runtime import DEFAULT_HANDLER, FunctionRuntime
-from ferry_cli.local.template import REPO_ROOT, Resolver, SynthesizedStack, TemplateError
+from ferry_local.lambda_runtime import DEFAULT_HANDLER, FunctionRuntime
+from ferry_local.template import REPO_ROOT, Resolver, SynthesizedStack, TemplateError
 
 Outputs = dict[str, Any]
 
@@ -48,7 +48,7 @@ NOT_EMULATED: dict[str, str] = {
     "Custom::LogRetention": "log retention is not emulated",
     "AWS::SSM::Parameter": "not needed by the platform",
 }
-# Created by workflows.create_workflows (engineer 3b).
+# Created by workflows.create_workflows.
 WORKFLOW_TYPES = frozenset(
     {
         "AWS::StepFunctions::StateMachine",
@@ -60,7 +60,7 @@ WORKFLOW_TYPES = frozenset(
 )
 
 
-class Clients:
+class EndpointClients:
     """boto3 clients for one endpoint, created on first use: `clients["s3"]`."""
 
     def __init__(self, endpoint_url: str | None, region: str = "us-east-1") -> None:
@@ -152,13 +152,8 @@ def create_resources(
 def _create_workflows(
     template: dict[str, Any], resolver: Resolver, clients: Any, report: BuildReport
 ) -> None:
-    try:
-        from ferry_cli.local.workflows import create_workflows
-    except ImportError:  # engineer 3b's module; until it exists the types are reported skipped
-        for lid, res in template.get("Resources", {}).items():
-            if res["Type"] in WORKFLOW_TYPES:
-                report.skipped[lid] = "workflows.py is not available"
-        return
+    from ferry_local.workflows import create_workflows
+
     create_workflows(template, resolver, clients)
     for lid, res in template.get("Resources", {}).items():
         if res["Type"] in WORKFLOW_TYPES:
@@ -385,7 +380,7 @@ def _log_group(b: _Build, lid: str) -> None:
 
 
 def _placeholder_zip(note: str) -> bytes:
-    """moto needs code bytes; the real code runs in-process (lambda_runtime.py)."""
+    """moto needs code bytes; the real code runs in the local runtime (lambda_runtime.py)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("README.txt", note)
