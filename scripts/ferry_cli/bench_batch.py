@@ -41,9 +41,9 @@ def _child(rows: int, chunk_rows: int, env: dict[str, str], out: Any) -> None:
     from ferry_core.registry import RegistryReader
     from ferry_core.scoring import ScoringService
     from ferry_core.store import ModelStore
-    from ferry_local.moto_stack import LocalResources, clients
+    from ferry_local.moto_stack import clients, stack_resources
 
-    res = LocalResources()
+    res = stack_resources()
     c = clients()
     service = ScoringService(
         RegistryReader(c["dynamodb"], res.registry_table),
@@ -98,11 +98,10 @@ def _setup(rows: int, estimators: int, endpoint: str) -> int:
     from ferry_core.card import Lineage
     from ferry_core.registration import register_built
     from ferry_core.registry import RegistryWriter
-    from ferry_local.moto_stack import FAKE_CREDENTIALS, LocalResources, clients, create_resources
+    from ferry_local.moto_stack import FAKE_CREDENTIALS, clients, create_resources
 
     os.environ.update(FAKE_CREDENTIALS)
-    res = LocalResources()
-    create_resources(res)
+    res = create_resources()
     c = clients()
     writer = RegistryWriter(c["dynamodb"], res.registry_table)
     built = build_credit_risk(rows=6000, n_estimators=estimators)

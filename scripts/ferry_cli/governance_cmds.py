@@ -650,7 +650,7 @@ def demo_steps(
     """(title, step) pairs showing registration, promotion, rollback and audit verify.
 
     `aws` holds `s3` and `dynamodb` clients (and optionally `events`), `res` the
-    LocalResources; `expect(cond, message)` fails a step; `served_version()` (optional) asks
+    StackResources; `expect(cond, message)` fails a step; `served_version()` (optional) asks
     the scoring API which version production serves, to show it follows the rollback.
     """
     from ferry_core.governance import connect

@@ -1,151 +1,174 @@
-"""An in-process AWS (moto) holding Ferry's buckets and tables, for the demo and benchmarks.
+"""The stack's resources in moto's in-process mock (`mock_aws`), for tests, the demo and benchmarks.
 
-The same resources the stack defines: a versioned model bucket, a data bucket, the registry
-table (`model`/`sk`) and the audit table (`model`/`seq`). `environment()` is what the stack
-gives the scoring function, so the real handler runs against it unchanged.
+Built from the synthesized `Ferry-local` template, as the local platform builds them
+(`resources.create_resources`): the same bucket, table and queue names and properties as the
+stack, and each function's environment as the template sets it (its Lambda resource's
+`Environment.Variables`, resolved). Nothing here lists Ferry's resources or re-types settings.
+
+The template is synthesized once per source fingerprint (cached on disk under `.ferry/cdk.out`)
+and once per process here; creating the resources is per `mock_aws`, so per test. Only the
+types a caller needs are created (`STORAGE_TYPES` by default: no functions, state machines or
+alarms, which need the whole platform).
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 
-REGION = "us-east-1"
+from ferry_local.template import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_REGION,
+    REPO_ROOT,
+    Resolver,
+    SynthesizedStack,
+    synthesize_local,
+)
+
+REGION = DEFAULT_REGION
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
 }
+# Buckets (with their notifications), tables and queues: what the core needs. KMS keys are left
+# out (moto does not check a bucket's key, and creating them doubles the cost).
+STORAGE_TYPES = frozenset({"AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SQS::Queue"})
+
+
+@functools.cache
+def local_stack(repo_root: Path = REPO_ROOT) -> SynthesizedStack:
+    """`Ferry-local`, synthesized (or read from the cache) once per process."""
+    return synthesize_local(repo_root, repo_root / ".ferry" / "cdk.out")
+
+
+def _resolver(stack: SynthesizedStack) -> Resolver:
+    return Resolver(
+        stack.template, stack_name=stack.name, region=REGION, account_id=DEFAULT_ACCOUNT
+    )
 
 
 @dataclass(frozen=True)
-class LocalResources:
-    model_bucket: str = "ferry-local-models"
-    data_bucket: str = "ferry-local-data"
-    registry_table: str = "ferry-local-registry"
-    audit_table: str = "ferry-local-audit"
-    anchor_bucket: str = "ferry-local-audit-anchors"
-    anchor_retention_days: int = 1
-    # Batch scoring (issue 5): S3 → SQS (redrive to a DLQ) → batch function, idempotency table.
-    batch_queue: str = "ferry-local-batch"
-    batch_dlq: str = "ferry-local-batch-dlq"
-    idempotency_table: str = "ferry-local-batch-idempotency"
+class StackResources:
+    """The names of the stack's resources (its outputs) and its functions' environments."""
 
-    def batch_environment(self, cache_dir: str) -> dict[str, str]:
-        """The batch function's environment, as infra/batch.py sets it."""
-        return {
-            **self.environment(cache_dir),
-            "IDEMPOTENCY_TABLE": self.idempotency_table,
-            "AUDIT_ANCHOR_BUCKET": self.anchor_bucket,
-            "POWERTOOLS_SERVICE_NAME": "ferry-batch",
-        }
+    model_bucket: str
+    data_bucket: str
+    registry_table: str
+    audit_table: str
+    anchor_bucket: str
+    idempotency_table: str
+    batch_queue: str
+    batch_dlq: str
+    environments: Mapping[str, Mapping[str, str]]  # "scoring", "batch", … → variables
 
-    def environment(self, cache_dir: str) -> dict[str, str]:
-        """The scoring function's environment, as the stack sets it."""
-        return {
-            "FERRY_ENV": "local",
-            "MODEL_BUCKET": self.model_bucket,
-            "DATA_BUCKET": self.data_bucket,
-            "REGISTRY_TABLE": self.registry_table,
-            "AUDIT_TABLE": self.audit_table,
-            "REGISTRY_CACHE_SECONDS": "5",
-            "MODEL_CACHE_DIR": cache_dir,
-            "POWERTOOLS_SERVICE_NAME": "ferry-scoring",
-            "POWERTOOLS_METRICS_NAMESPACE": "Ferry",
-        }
-
-
-def create_resources(res: LocalResources, region: str = REGION) -> None:
-    """Create the buckets and tables in whatever AWS endpoint boto3 points at (moto here)."""
-    s3 = boto3.client("s3", region_name=region)
-    for bucket in (res.model_bucket, res.data_bucket):
-        s3.create_bucket(Bucket=bucket)
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    # The audit anchor bucket: Object Lock in compliance mode, as infra/governance.py makes it.
-    s3.create_bucket(Bucket=res.anchor_bucket, ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(
-        Bucket=res.anchor_bucket,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": res.anchor_retention_days}},
-        },
-    )
-    ddb = boto3.client("dynamodb", region_name=region)
-    tables: list[tuple[str, str, str, str]] = [
-        (res.registry_table, "model", "sk", "S"),
-        (res.audit_table, "model", "seq", "N"),
-    ]
-    for name, pk, sk, sk_type in tables:
-        ddb.create_table(
-            TableName=name,
-            KeySchema=[
-                {"AttributeName": pk, "KeyType": "HASH"},
-                {"AttributeName": sk, "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": pk, "AttributeType": "S"},
-                {"AttributeName": sk, "AttributeType": sk_type},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+    @classmethod
+    def from_stack(cls, stack: SynthesizedStack) -> StackResources:
+        resolver = _resolver(stack)
+        outputs = {k: resolver.resolve(o["Value"]) for k, o in stack.template["Outputs"].items()}
+        queue = str(outputs["BatchQueueUrl"]).rsplit("/", 1)[1]
+        return cls(
+            model_bucket=outputs["ModelBucketName"],
+            data_bucket=outputs["DataBucketName"],
+            registry_table=outputs["RegistryTableName"],
+            audit_table=outputs["AuditTableName"],
+            anchor_bucket=outputs["AuditAnchorBucketName"],
+            idempotency_table=outputs["IdempotencyTableName"],
+            batch_queue=queue,
+            batch_dlq=_dead_letter_queue(resolver, queue),
+            environments=_function_environments(resolver, outputs),
         )
-    create_batch_resources(res, region)
+
+    def function_environment(
+        self, function: str, tmp_dir: str | os.PathLike[str]
+    ) -> dict[str, str]:
+        """`function`'s variables as the template sets them, its /tmp paths under `tmp_dir`
+        (Lambda gives each function its own /tmp)."""
+        return {k: _own_tmp(v, Path(tmp_dir)) for k, v in self.environments[function].items()}
+
+    def environment(self, tmp_dir: str | os.PathLike[str]) -> dict[str, str]:
+        """The scoring function's environment."""
+        return self.function_environment("scoring", tmp_dir)
+
+    def batch_environment(self, tmp_dir: str | os.PathLike[str]) -> dict[str, str]:
+        """The batch function's environment."""
+        return self.function_environment("batch", tmp_dir)
 
 
-def create_batch_resources(res: LocalResources, region: str = REGION) -> None:
-    """The batch path as infra/batch.py builds it: queue + DLQ, S3 notification, idempotency."""
-    import json
+def _dead_letter_queue(resolver: Resolver, queue_name: str) -> str:
+    for logical_id, resource in resolver.resources.items():
+        if resource["Type"] == "AWS::SQS::Queue" and resolver.physical_id(logical_id) == queue_name:
+            redrive = resolver.resolve(resource["Properties"]["RedrivePolicy"])
+            return str(redrive["deadLetterTargetArn"]).rsplit(":", 1)[1]
+    raise KeyError(f"no queue {queue_name} in the template")
 
-    boto3.client("dynamodb", region_name=region).create_table(
-        TableName=res.idempotency_table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    sqs = boto3.client("sqs", region_name=region)
-    dlq_url = sqs.create_queue(QueueName=res.batch_dlq)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
-    redrive = {"deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": "3"}
-    url = sqs.create_queue(
-        QueueName=res.batch_queue,
-        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "60"},
-    )["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
-    boto3.client("s3", region_name=region).put_bucket_notification_configuration(
-        Bucket=res.data_bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": arn["QueueArn"],
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {
-                        "Key": {"FilterRules": [{"Name": "prefix", "Value": "batch/incoming/"}]}
-                    },
-                }
-            ]
-        },
-    )
+
+def _function_environments(
+    resolver: Resolver, outputs: Mapping[str, Any]
+) -> dict[str, dict[str, str]]:
+    """Each `<Name>FunctionName` output's function → its resolved variables, keyed `name`."""
+    by_physical = {
+        resolver.physical_id(lid): resource
+        for lid, resource in resolver.resources.items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+    environments = {}
+    for key, name in outputs.items():
+        if key.endswith("FunctionName") and name in by_physical:
+            props = by_physical[name].get("Properties", {})
+            variables = resolver.resolve(props.get("Environment", {}).get("Variables", {}))
+            environments[key.removesuffix("FunctionName").lower()] = {
+                k: str(v) for k, v in variables.items()
+            }
+    return environments
+
+
+def _own_tmp(value: str, tmp_dir: Path) -> str:
+    if value == "/tmp" or value.startswith("/tmp/"):
+        return str(tmp_dir / value[len("/tmp") :].lstrip("/"))
+    return value
+
+
+@functools.cache
+def stack_resources(repo_root: Path = REPO_ROOT) -> StackResources:
+    return StackResources.from_stack(local_stack(repo_root))
+
+
+def create_resources(
+    types: Collection[str] = STORAGE_TYPES, region: str = REGION
+) -> StackResources:
+    """Create the template's resources of `types` in whatever endpoint boto3 points at."""
+    from ferry_local.resources import create_resources as create
+
+    stack = local_stack()
+    endpoint = _creating_clients(region, os.environ.get("AWS_ENDPOINT_URL"))
+    create(stack.template, _resolver(stack), endpoint, stack=stack, types=types)
+    return stack_resources()
 
 
 @contextmanager
 def local_aws(
-    res: LocalResources | None = None, cache_dir: str = "/tmp/ferry-local-models"
-) -> Iterator[LocalResources]:
-    """moto in this process, with Ferry's resources created and the function env exported."""
+    tmp_dir: str | os.PathLike[str] = "/tmp/ferry-local", types: Collection[str] = STORAGE_TYPES
+) -> Iterator[StackResources]:
+    """moto in this process, with the stack's resources created and this process given the
+    scoring function's environment (so its handler runs here unchanged); restored after."""
     from moto import mock_aws
 
-    res = res or LocalResources()
-    saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, *res.environment(cache_dir)]}
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ.update(res.environment(cache_dir))
+    res = stack_resources()
+    exported = {**FAKE_CREDENTIALS, **res.environment(tmp_dir)}
+    saved = {k: os.environ.get(k) for k in exported}
+    os.environ.update(exported)
     try:
         with mock_aws():
-            create_resources(res)
+            create_resources(types)
             yield res
     finally:
         for k, v in saved.items():
@@ -153,6 +176,15 @@ def local_aws(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@functools.cache
+def _creating_clients(region: str, endpoint_url: str | None) -> Any:
+    """Clients of boto3's endpoint (the mock while one runs, else AWS_ENDPOINT_URL), made
+    once per endpoint: creating them is half the cost of building the resources."""
+    from ferry_local.resources import EndpointClients
+
+    return EndpointClients(endpoint_url, region)
 
 
 def clients(region: str = REGION) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -113,11 +113,13 @@ def create_resources(
     stack: SynthesizedStack | None = None,
     repo_root: Path = REPO_ROOT,
     report: BuildReport | None = None,
+    types: Collection[str] | None = None,
 ) -> Outputs:
     """Create every resource of `template` in the endpoint `clients` point at; return outputs.
 
     With `runtime` and `stack` (for the asset manifest), each function is also registered with
-    the runtime, so invoking it runs its real handler in this process.
+    the runtime, so invoking it runs its real handler. `types` limits what is created to those
+    resource types (a test that needs only the buckets and tables); the rest is skipped.
     """
     build = _Build(resolver, clients, runtime, stack, repo_root, report or BuildReport())
     resources = template.get("Resources", {})
@@ -127,6 +129,9 @@ def create_resources(
         rtype = resource["Type"]
         if "Condition" in resource and not resolver.condition(resource["Condition"]):
             build.report.skipped[logical_id] = "its condition is false"
+            continue
+        if types is not None and rtype not in types:
+            build.report.skipped[logical_id] = "not requested"
             continue
         creator = CREATORS.get(rtype)
         if creator is not None:
@@ -141,7 +146,8 @@ def create_resources(
             continue
         else:
             build.report.skipped[logical_id] = NOT_EMULATED.get(rtype, f"{rtype} is not emulated")
-    _create_workflows(template, resolver, clients, build.report)
+    if types is None or WORKFLOW_TYPES & set(types):
+        _create_workflows(template, resolver, clients, build.report)
     return {
         output_id: resolver.resolve(output["Value"])
         for output_id, output in template.get("Outputs", {}).items()

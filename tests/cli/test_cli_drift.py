@@ -18,7 +18,7 @@ from ferry_core.capture import CaptureBuffer
 from ferry_core.card import Lineage
 from ferry_core.registration import register_built
 from ferry_core.registry import RegistryWriter
-from ferry_local.moto_stack import LocalResources, create_resources
+from ferry_local.moto_stack import create_resources
 
 MODEL = "credit-risk"
 
@@ -33,9 +33,8 @@ def platform(tmp_path, monkeypatch, built, fitted) -> Iterator[dict[str, Any]]:
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     requests.post(f"{url}/moto-api/reset", timeout=10)
-    res = LocalResources()
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    create_resources(res)
+    res = create_resources()
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("s3", "dynamodb")}
     writer = RegistryWriter(clients["dynamodb"], res.registry_table)
     card = register_built(built, MODEL, clients["s3"], res.model_bucket, writer, Lineage())

@@ -611,7 +611,7 @@ def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
     from ferry_local.moto_stack import clients, local_aws
 
     built = small_model()
-    with tempfile.TemporaryDirectory() as cache_dir, local_aws(cache_dir=cache_dir) as res:
+    with tempfile.TemporaryDirectory() as tmp, local_aws(tmp) as res:
         boto = clients()
         writer = RegistryWriter(boto["dynamodb"], res.registry_table)
         card = register_built(built, MODEL, boto["s3"], res.model_bucket, writer, Lineage())

@@ -104,7 +104,7 @@ def batch_platform(
     from ferry_local.moto_stack import clients, local_aws
 
     built = built_model()
-    with local_aws(cache_dir=str(workdir / "scoring-cache")) as res:
+    with local_aws(workdir / "scoring-tmp") as res:
         if before_clients is not None:
             before_clients()
         c = clients()
@@ -118,7 +118,7 @@ def batch_platform(
             roleArn="arn:aws:iam::123456789012:role/ferry-local",
         )["stateMachineArn"]
         env = {
-            **res.batch_environment(str(workdir / "batch-cache")),
+            **res.batch_environment(workdir / "batch-tmp"),
             "BATCH_CHUNK_ROWS": str(chunk_rows),
             "BATCH_FANOUT_THRESHOLD_BYTES": str(fanout_bytes),
             "BATCH_PART_BYTES": str(part_bytes),

@@ -455,7 +455,7 @@ def run_stateful(
     from ferry_local.moto_stack import local_aws
 
     stats = Stats()
-    with local_aws(cache_dir=str(workdir / "scoring-cache")) as res:
+    with local_aws(workdir / "scoring-tmp") as res:
         clients = {n: boto3.client(n) for n in ("s3", "dynamodb", "events")}
         machine = _make_machine(Ctx(res, clients, workdir, factory, stats))
         config = settings(
@@ -541,22 +541,17 @@ def run_concurrent(
 
     from ferry_core.card import Lineage
     from ferry_core.registration import register
-    from ferry_local.moto_stack import (
-        FAKE_CREDENTIALS,
-        LocalResources,
-        create_resources,
-        serialized_dynamodb,
-    )
+    from ferry_local import moto_hooks
+    from ferry_local.moto_stack import FAKE_CREDENTIALS, create_resources
 
     race = Race()
     n, rounds = mode.size(6, 16), mode.size(2, 8)
     saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL"]}
     os.environ.update(FAKE_CREDENTIALS)
     try:
-        with moto_server() as url, serialized_dynamodb():
+        with moto_server() as url, moto_hooks.installed():
             os.environ["AWS_ENDPOINT_URL"] = url
-            res = LocalResources()
-            create_resources(res)
+            res = create_resources()
 
             def governance(tag: str) -> Any:
                 return factory(

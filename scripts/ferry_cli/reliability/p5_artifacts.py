@@ -100,7 +100,7 @@ def harness() -> Iterator[Harness]:
     graph = onnx.load_from_string(built.onnx_bytes)
     graph.doc_string = "credit-risk v2 (reliability property 5)"
     built_v2 = dataclasses.replace(built, onnx_bytes=graph.SerializeToString())
-    with tempfile.TemporaryDirectory() as tmp, local_aws(cache_dir=f"{tmp}/cache") as res:
+    with tempfile.TemporaryDirectory() as tmp, local_aws(tmp) as res:
         boto = clients()
         writer = RegistryWriter(boto["dynamodb"], res.registry_table)
         v1 = register_built(built, MODEL, boto["s3"], res.model_bucket, writer, Lineage())
@@ -121,7 +121,15 @@ def harness() -> Iterator[Harness]:
         handler.logger.setLevel(logging.CRITICAL)  # refusals log a line each
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                yield Harness(handler, boto, res, Path(tmp) / "cache", v1, v2, governance)
+                yield Harness(
+                    handler,
+                    boto,
+                    res,
+                    Path(res.environment(tmp)["MODEL_CACHE_DIR"]),
+                    v1,
+                    v2,
+                    governance,
+                )
         finally:
             handler.logger.setLevel(level)
             handler.service.cache_clear()
