@@ -104,6 +104,8 @@ class FunctionRuntime:
         module_file = path / (handler.rpartition(".")[0].replace(".", "/") + ".py")
         if not module_file.is_file():
             raise FileNotFoundError(f"{function_name}: no handler module {module_file}")
+        if function_name in self._functions:  # new code or settings: a new container
+            self._stop(self._functions[function_name])
         self._functions[function_name] = _Function(
             function_name,
             path,
@@ -187,7 +189,10 @@ class FunctionRuntime:
 
     def _start_worker(self, fn: _Function) -> subprocess.Popen[str]:
         kept = {k: os.environ[k] for k in PROCESS_VARIABLES if k in os.environ}
-        env = {**kept, "PYTHONPATH": str(PACKAGE_ROOT), **self._environment(fn)}
+        # The platform's PYTHONPATH too: code put on it (a custom trainer) is in the image in AWS.
+        paths = (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", ""))
+        python_path = os.pathsep.join(p for p in paths if p)
+        env = {**kept, "PYTHONPATH": python_path, **self._environment(fn)}
         command = [sys.executable, "-m", "ferry_local.lambda_worker", str(fn.folder), fn.handler]
         return subprocess.Popen(
             command,
@@ -200,19 +205,24 @@ class FunctionRuntime:
         )
 
     def close(self) -> None:
-        """Stop every function's process (closing its stdin ends it); safe to call twice."""
+        """Stop every function's process; safe to call twice."""
         for fn in self._functions.values():
-            worker, fn.worker = fn.worker, None
-            if worker is None:
-                continue
-            for stream in (worker.stdin, worker.stdout):
-                if stream is not None:
-                    stream.close()
-            try:
-                worker.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            self._stop(fn)
+
+    @staticmethod
+    def _stop(fn: _Function) -> None:
+        """Stop the function's process: closing its stdin ends it (killed if it hangs)."""
+        worker, fn.worker = fn.worker, None
+        if worker is None:
+            return
+        for stream in (worker.stdin, worker.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            worker.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
     def _environment(self, fn: _Function) -> dict[str, str]:
         """What Lambda sets (minus LAMBDA_TASK_ROOT, so Powertools' tracer stays off locally)."""

@@ -19,8 +19,8 @@ The local platform needs moto 5.2.5 (`MOTO_VERSION`) to behave as AWS does where
   One lock over them gives concurrent callers DynamoDB's per-request atomicity.
 
 `install()` checks moto's version first and refuses any other; `uninstall()` puts back every
-original. Installs nest (a count): the last `uninstall()` restores. `tests/e2e/
-test_local_moto_hooks.py` proves install → uninstall restores every attribute it touched.
+original. Installs nest (a count): the last `uninstall()` restores.
+`tests/e2e/test_local_moto_hooks.py` proves install → uninstall restores every attribute.
 """
 
 from __future__ import annotations

@@ -20,25 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import boto3
 
-from ferry_local.template import (
-    DEFAULT_ACCOUNT,
-    DEFAULT_REGION,
-    REPO_ROOT,
-    Resolver,
-    SynthesizedStack,
-    synthesize_local,
-)
+from ferry_local import template
+from ferry_local.template import FAKE_CREDENTIALS, REPO_ROOT, SynthesizedStack
 
-REGION = DEFAULT_REGION
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
+REGION = template.DEFAULT_REGION
 # Buckets (with their notifications), tables and queues: what the core needs. KMS keys are left
 # out (moto does not check a bucket's key, and creating them doubles the cost).
 STORAGE_TYPES = frozenset({"AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SQS::Queue"})
@@ -47,12 +36,12 @@ STORAGE_TYPES = frozenset({"AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SQS:
 @functools.cache
 def local_stack(repo_root: Path = REPO_ROOT) -> SynthesizedStack:
     """`Ferry-local`, synthesized (or read from the cache) once per process."""
-    return synthesize_local(repo_root, repo_root / ".ferry" / "cdk.out")
+    return template.synthesize_local(repo_root, repo_root / ".ferry" / "cdk.out")
 
 
-def _resolver(stack: SynthesizedStack) -> Resolver:
-    return Resolver(
-        stack.template, stack_name=stack.name, region=REGION, account_id=DEFAULT_ACCOUNT
+def _resolver(stack: SynthesizedStack) -> template.Resolver:
+    return template.Resolver(
+        stack.template, stack_name=stack.name, region=REGION, account_id=template.DEFAULT_ACCOUNT
     )
 
 
@@ -103,7 +92,7 @@ class StackResources:
         return self.function_environment("batch", tmp_dir)
 
 
-def _dead_letter_queue(resolver: Resolver, queue_name: str) -> str:
+def _dead_letter_queue(resolver: template.Resolver, queue_name: str) -> str:
     for logical_id, resource in resolver.resources.items():
         if resource["Type"] == "AWS::SQS::Queue" and resolver.physical_id(logical_id) == queue_name:
             redrive = resolver.resolve(resource["Properties"]["RedrivePolicy"])
@@ -112,7 +101,7 @@ def _dead_letter_queue(resolver: Resolver, queue_name: str) -> str:
 
 
 def _function_environments(
-    resolver: Resolver, outputs: Mapping[str, Any]
+    resolver: template.Resolver, outputs: Mapping[str, Any]
 ) -> dict[str, dict[str, str]]:
     """Each `<Name>FunctionName` output's function → its resolved variables, keyed `name`."""
     by_physical = {
@@ -164,18 +153,9 @@ def local_aws(
 
     res = stack_resources()
     exported = {**FAKE_CREDENTIALS, **res.environment(tmp_dir)}
-    saved = {k: os.environ.get(k) for k in exported}
-    os.environ.update(exported)
-    try:
-        with mock_aws():
-            create_resources(types)
-            yield res
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with patch.dict(os.environ, exported), mock_aws():
+        create_resources(types)
+        yield res
 
 
 @functools.cache

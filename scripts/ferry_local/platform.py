@@ -38,17 +38,13 @@ from ferry_local.resources import BuildReport, EndpointClients, create_resources
 from ferry_local.template import (
     DEFAULT_ACCOUNT,
     DEFAULT_REGION,
+    FAKE_CREDENTIALS,
     REPO_ROOT,
     Resolver,
     SynthesizedStack,
     synthesize_local,
 )
 
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
 SNAPSHOT_FORMAT = 1
 
 

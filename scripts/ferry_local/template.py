@@ -30,6 +30,13 @@ LOCAL_ENV = "local"
 LOCAL_STACK = "Ferry-local"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
+# moto takes any credentials; these keep boto3 from looking for real ones.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": DEFAULT_REGION,
+}
 # What shapes the synthesized template (DESIGN.md §2: the stack is infra + app + cdk.json; the
 # functions folders are its image assets).
 FINGERPRINT_SOURCES = ("app.py", "cdk.json", "infra", "functions")

@@ -12,6 +12,7 @@ import inspect
 import io
 import json
 import os
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ def lambda_handler(event, context):
     if "Records" in event and os.environ.get("RECORD_FILE"):
         with open(os.environ["RECORD_FILE"], "a") as fh:
             fh.write(json.dumps(event) + "\\n")
-    return {"greeting": os.environ.get("GREETING"), "calls": len(CALLS),
+    return {"greeting": os.environ.get("GREETING"), "calls": len(CALLS), "pid": os.getpid(),
             "remaining_ms": context.get_remaining_time_in_millis()}
 """
 
@@ -225,3 +226,24 @@ def test_sqs_event_source_mapping_and_s3_notification_reach_the_handler(
     assert events[0]["Records"][0]["body"] == "job-1"
     # Keys arrive URL-encoded, as from S3 (moto also encodes "/"; handlers unquote_plus them).
     assert unquote_plus(events[1]["Records"][0]["s3"]["object"]["key"]) == "in/file.csv"
+
+
+def test_each_function_runs_in_its_own_process_and_this_one_is_untouched(
+    runtime: FunctionRuntime, function_dir: Path
+) -> None:
+    """While an invocation runs, this process keeps its own environ and streams objects."""
+    runtime.register("slow", function_dir, {"GREETING": "slow"})
+    runtime.register("other", function_dir, {})
+    environ, stdout, stderr = os.environ, sys.stdout, sys.stderr
+    seen: list[dict[str, Any]] = []
+    worker = threading.Thread(
+        target=lambda: seen.append(json.loads(runtime.invoke("slow", {"sleep": 0.5})[0]))
+    )
+    worker.start()
+    while worker.is_alive():
+        assert os.environ is environ and sys.stdout is stdout and sys.stderr is stderr
+        assert "GREETING" not in os.environ
+        worker.join(0.05)
+    other = json.loads(runtime.invoke("other", {})[0])
+    assert seen[0]["greeting"] == "slow"
+    assert len({seen[0]["pid"], other["pid"], os.getpid()}) == 3
