@@ -1,4 +1,4 @@
-"""The scoring handler while a canary runs (issue 6): routing by share, one version a response,
+"""The scoring handler while a canary runs: routing by share, one version a response,
 and the per-variant metrics the canary verdict compares."""
 
 from __future__ import annotations
