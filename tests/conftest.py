@@ -1,4 +1,4 @@
-"""Shared fixtures: fake credentials, a tiny real model, and Ferry's resources under moto.
+"""Shared fixtures: fake credentials, a tiny real model, and the stack's resources under moto.
 
 Models are real: a small gradient-boosting pipeline trained on generated credit data and
 converted to ONNX, built once per session (about two seconds).
@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, local_aws
+from ferry_local.moto_stack import (
+    FAKE_CREDENTIALS,
+    StackResources,
+    clients,
+    local_aws,
+    stack_resources,
+)
 
 os.environ.update(FAKE_CREDENTIALS)
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -40,20 +46,28 @@ def built(fitted: tuple[Any, Any, Any]) -> Any:
     return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
 
 
+@pytest.fixture(scope="session")
+def stack() -> StackResources:
+    """The synthesized `Ferry-local` stack's names and environments (synthesized once per
+    source fingerprint, cached under .ferry/cdk.out)."""
+    return stack_resources()
+
+
 @pytest.fixture
-def aws(tmp_path: Path) -> Iterator[LocalResources]:
-    """moto with Ferry's buckets and tables, and the scoring function's environment set."""
-    with local_aws(cache_dir=str(tmp_path / "model-cache")) as res:
+def aws(stack: StackResources, tmp_path: Path) -> Iterator[StackResources]:
+    """moto with the stack's buckets, tables and queues, created from the template, and the
+    scoring function's environment (as the template sets it) in this process."""
+    with local_aws(tmp_path / "tmp") as res:
         yield res
 
 
 @pytest.fixture
-def boto(aws: LocalResources) -> dict[str, Any]:
+def boto(aws: StackResources) -> dict[str, Any]:
     return clients()
 
 
 @pytest.fixture
-def registered(aws: LocalResources, boto: dict[str, Any], built: Any) -> Any:
+def registered(aws: StackResources, boto: dict[str, Any], built: Any) -> Any:
     """credit-risk v1 registered and promoted to production; returns its card."""
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built

@@ -7,15 +7,15 @@ import json
 from typing import Any
 
 from ferry_cli.batch_files import applications, encode
-from ferry_cli.events import LambdaContext, sqs_event
-from ferry_cli.functions import load_handler
-from ferry_cli.local_aws import LocalResources
+from ferry_local.events import LambdaContext, sqs_event
+from ferry_local.handlers import load_handler
+from ferry_local.moto_stack import StackResources
 
 DEMO_KEY = "batch/incoming/credit-risk/demo/applications.csv"
 
 
 def run_batch_step(
-    res: LocalResources, clients: dict[str, Any], rows: int = 2_000
+    res: StackResources, clients: dict[str, Any], rows: int = 2_000
 ) -> dict[str, Any]:
     """Upload, drain the queue into the batch function (as the event source mapping would).
 

@@ -90,18 +90,17 @@ def _seed_server(built: Any, endpoint: str, workdir: Path, rows: list[dict]) -> 
     """Register the model in a moto server; return the scoring function's environment for it."""
     import boto3
 
-    from ferry_cli.events import http_api_event
-    from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, create_resources
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
+    from ferry_local.events import http_api_event
+    from ferry_local.moto_stack import FAKE_CREDENTIALS, create_resources
 
-    res = LocalResources()
     env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        create_resources(res)
+        res = create_resources()
         s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
         writer = RegistryWriter(ddb, res.registry_table)
         card = register_built(built, MODEL, s3, res.model_bucket, writer, Lineage())
@@ -121,7 +120,7 @@ def _seed_server(built: Any, endpoint: str, workdir: Path, rows: list[dict]) -> 
         path_parameters={"model": MODEL},
     )
     (workdir / "event.json").write_text(json.dumps(event))
-    return {**env, **res.environment(str(workdir / "cache"))}
+    return {**env, **res.environment(workdir / "tmp")}
 
 
 def _cold_child(mode: str, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -280,9 +279,6 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
     """Measure, print the figures (Rich tables or one JSON object); True if all targets held."""
     import onnxruntime as ort
 
-    from ferry_cli.events import LambdaContext, http_api_event
-    from ferry_cli.functions import load_handler
-    from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
@@ -294,6 +290,9 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
         to_model_frame,
     )
     from ferry_core.serving.inference import OnnxModel, session_options
+    from ferry_local.events import LambdaContext, http_api_event
+    from ferry_local.handlers import load_handler
+    from ferry_local.moto_stack import clients, local_aws
 
     if iterations < 1 or cold_runs < 0:
         raise ValueError("iterations must be ≥ 1 and cold_runs ≥ 0")
@@ -315,7 +314,7 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
         Path(os.devnull).open("w") as sink,
     ):
         workdir = Path(tmp)
-        with local_aws(cache_dir=str(workdir / "cache")) as res:
+        with local_aws(workdir / "tmp") as res:
             aws = clients()
             writer = RegistryWriter(aws["dynamodb"], res.registry_table)
             lineage = Lineage(entry_point="ferry_core.retrain.builder:fit_credit_risk")

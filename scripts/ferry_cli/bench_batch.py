@@ -36,15 +36,15 @@ def _child(rows: int, chunk_rows: int, env: dict[str, str], out: Any) -> None:
     os.environ.update(env)
     import numpy as np
 
-    from ferry_cli.local_aws import LocalResources, clients
     from ferry_core.batch.keys import ObjectRef
     from ferry_core.batch.run import BatchRunner
     from ferry_core.batch.settings import BatchSettings
     from ferry_core.registry.reader import RegistryReader
     from ferry_core.serving.scoring import ScoringService
     from ferry_core.store import ModelStore
+    from ferry_local.moto_stack import clients, stack_resources
 
-    res = LocalResources()
+    res = stack_resources()
     c = clients()
     service = ScoringService(
         RegistryReader(c["dynamodb"], res.registry_table),
@@ -95,15 +95,14 @@ def _setup(rows: int, estimators: int, endpoint: str) -> int:
     """Resources, the registered model and the uploaded CSV, in the emulator; returns bytes."""
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     from ferry_cli.batch_files import csv_bytes
-    from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, create_resources
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
     from ferry_core.retrain.builder import build_credit_risk
+    from ferry_local.moto_stack import FAKE_CREDENTIALS, clients, create_resources
 
     os.environ.update(FAKE_CREDENTIALS)
-    res = LocalResources()
-    create_resources(res)
+    res = create_resources()
     c = clients()
     writer = RegistryWriter(c["dynamodb"], res.registry_table)
     built = build_credit_risk(rows=6000, n_estimators=estimators)
@@ -134,7 +133,7 @@ def run_batch_bench(
             except OSError:
                 time.sleep(0.1)
         size = _setup(rows, estimators, endpoint)
-        from ferry_cli.local_aws import FAKE_CREDENTIALS
+        from ferry_local.moto_stack import FAKE_CREDENTIALS
 
         env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
         ctx = mp.get_context("spawn")

@@ -49,7 +49,7 @@ def _handler(workdir: str) -> dict:
 
     event = json.loads(Path(workdir, "event.json").read_text())
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from ferry_cli.events import LambdaContext
+    from ferry_local.events import LambdaContext
 
     context = LambdaContext("ferry-scoring")
     modules_before = len(sys.modules)

@@ -109,7 +109,7 @@ def _target(api_url: str | None, log: Any) -> Iterator[Target]:
         log(f"using the running local platform at {running.api_url}")
         yield running
         return
-    from ferry_cli.local.platform import LocalPlatform
+    from ferry_local.platform import LocalPlatform
 
     log("no local platform running: starting one for this run")
     with (

@@ -115,8 +115,8 @@ def _resources(outputs: dict[str, Any]) -> SimpleNamespace:
 def core_steps(ctx: DemoContext, rows: int, estimators: int) -> list[tuple[str, Callable[[], str]]]:
     """Start the platform, build, govern, score and refuse: the foundation of the story."""
     from ferry_cli.governance_cmds import demo_steps
-    from ferry_cli.local.platform import LocalPlatform
     from ferry_core.retrain.builder import build_credit_risk, generate_credit_data, records
+    from ferry_local.platform import LocalPlatform
 
     console = ctx.console
 
@@ -258,9 +258,9 @@ def drift_step(ctx: DemoContext, rows: int = 1500) -> str:
     import boto3
     from typer.testing import CliRunner
 
-    from ferry_cli.local.alarms import wait_for_alarm_state
     from ferry_cli.main import app
     from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+    from ferry_local.alarms import wait_for_alarm_state
 
     shifted = records(generate_credit_data(rows, seed=123, shift=1.0), CREDIT_RISK_SCHEMA)
     for start in range(0, rows, 500):

@@ -27,8 +27,8 @@ def thresholds_for(env_name: str) -> tuple[Any, float]:
     """(DriftThresholds, window hours) of an environment; `local` uses dev's settings."""
     import sys
 
-    from ferry_cli.functions import REPO_ROOT
     from ferry_core.monitoring.drift import DriftThresholds
+    from ferry_local.handlers import REPO_ROOT
 
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))

@@ -17,10 +17,15 @@ from typing import Any
 
 import boto3
 
-from ferry_cli.functions import REPO_ROOT
+from ferry_local.handlers import REPO_ROOT
 
 ENV_NAMES = ("local", "dev", "prod")
 LOCAL_CONFIG = Path(".ferry") / "local.json"
+LOCAL_CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "aws_session_token": "testing",
+}
 
 
 class EnvironmentUnavailable(Exception):
@@ -51,8 +56,9 @@ class Environment:
         """A boto3 client for this environment (cached; boto3 clients are thread-safe)."""
         if service not in self._clients:
             kwargs: dict[str, Any] = {"region_name": self.region}
-            if self.endpoint_url:
+            if self.endpoint_url:  # the local platform: moto takes any credentials
                 kwargs["endpoint_url"] = self.endpoint_url
+                kwargs.update(LOCAL_CREDENTIALS)
             self._clients[service] = boto3.client(service, **kwargs)
         return self._clients[service]
 

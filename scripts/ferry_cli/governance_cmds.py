@@ -653,16 +653,16 @@ def demo_steps(
     """(title, step) pairs showing registration, promotion, rollback and audit verify.
 
     `aws` holds `s3` and `dynamodb` clients (and optionally `events`), `res` the
-    LocalResources; `expect(cond, message)` fails a step; `served_version()` (optional) asks
+    StackResources; `expect(cond, message)` fails a step; `served_version()` (optional) asks
     the scoring API which version production serves, to show it follows the rollback.
     """
-    from ferry_cli.functions import REPO_ROOT
     from ferry_core.audit.table import AuditEntry
     from ferry_core.registry.governance import connect
     from ferry_core.registry.intake import build_from_onnx
     from ferry_core.registry.lineage import capture
     from ferry_core.registry.reader import RegistryReader
     from ferry_core.registry.registration import register as register_version
+    from ferry_local.handlers import REPO_ROOT
 
     cache = tempfile.mkdtemp(prefix="ferry-demo-gov-")
     gov = connect(

@@ -36,8 +36,8 @@ def up(
     ),
 ) -> None:
     """Start the platform, print its endpoints, keep serving until Ctrl-C, then snapshot."""
-    from ferry_cli.local.platform import LocalPlatform, PlatformError
-    from ferry_cli.local.template import TemplateError
+    from ferry_local.platform import LocalPlatform, PlatformError
+    from ferry_local.template import TemplateError
 
     console = Console()
     stopping = threading.Event()

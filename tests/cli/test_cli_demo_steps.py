@@ -7,9 +7,9 @@ import json
 import pytest
 from rich.console import Console
 
-from ferry_cli.events import LambdaContext, http_api_event
-from ferry_cli.functions import load_handler
 from ferry_cli.governance_cmds import demo_steps
+from ferry_local.events import LambdaContext, http_api_event
+from ferry_local.handlers import load_handler
 
 
 class StepFailed(Exception):

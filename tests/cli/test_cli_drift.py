@@ -12,7 +12,6 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from ferry_cli.local_aws import LocalResources, create_resources
 from ferry_cli.main import app
 from ferry_core.card import Lineage
 from ferry_core.monitoring.capture import CaptureBuffer
@@ -24,6 +23,7 @@ from ferry_core.retrain.builder import (
     records,
     to_model_frame,
 )
+from ferry_local.moto_stack import create_resources
 
 MODEL = "credit-risk"
 
@@ -38,9 +38,8 @@ def platform(tmp_path, monkeypatch, built, fitted) -> Iterator[dict[str, Any]]:
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     requests.post(f"{url}/moto-api/reset", timeout=10)
-    res = LocalResources()
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    create_resources(res)
+    res = create_resources()
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("s3", "dynamodb")}
     writer = RegistryWriter(clients["dynamodb"], res.registry_table)
     card = register_built(built, MODEL, clients["s3"], res.model_bucket, writer, Lineage())

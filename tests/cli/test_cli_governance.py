@@ -16,11 +16,12 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from ferry_cli.functions import REPO_ROOT
-from ferry_cli.local_aws import LocalResources, create_resources, serialized_dynamodb
 from ferry_cli.main import app
 from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
 from ferry_core.store import sha256_hex
+from ferry_local import moto_hooks
+from ferry_local.handlers import REPO_ROOT
+from ferry_local.moto_stack import StackResources, create_resources
 
 MODEL = "credit-risk"
 OUTPUTS = {
@@ -35,7 +36,7 @@ OUTPUTS = {
 @dataclass
 class Local:
     url: str
-    res: LocalResources
+    res: StackResources
     files: dict[str, Path]
 
     def client(self, service: str) -> Any:
@@ -53,9 +54,8 @@ def local(tmp_path, monkeypatch, fitted) -> Iterator[Local]:
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     requests.post(f"{url}/moto-api/reset", timeout=10)  # moto's state is process-global
-    res = LocalResources()
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    create_resources(res)
+    res = create_resources()
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     config = {
         "api_url": url,
@@ -81,7 +81,7 @@ def local(tmp_path, monkeypatch, fitted) -> Iterator[Local]:
     ref = pipe.predict_proba(to_model_frame(valid, CREDIT_RISK_SCHEMA))[:, 1]
     valid.assign(source_score=ref).to_parquet(files["valid_ref"], index=False)
     files["schema"].write_text(CREDIT_RISK_SCHEMA.model_dump_json())
-    with serialized_dynamodb():
+    with moto_hooks.installed():
         yield Local(url, res, files)
     requests.post(f"{url}/moto-api/reset", timeout=10)
     server.stop()

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ferry_cli.local.emf import Datapoint, MetricSink, MetricStore, dims, parse_line, parse_logs
+from ferry_local.emf import Datapoint, MetricSink, MetricStore, dims, parse_line, parse_logs
 
 
 def powertools_output() -> str:
@@ -143,7 +143,7 @@ def test_sink_forwards_metrics_to_cloudwatch_on_flush() -> None:
 
 
 def test_lambda_report_lines_become_the_aws_lambda_metrics() -> None:
-    from ferry_cli.local.emf import lambda_report_points
+    from ferry_local.emf import lambda_report_points
 
     logs = (
         "START RequestId: a Version: $LATEST\n"

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from ferry_cli.local import eventbridge
-from ferry_cli.local.alarms import (
+from ferry_local import eventbridge, moto_hooks
+from ferry_local.alarms import (
     AlarmEvaluator,
     evaluate_expression,
     search_series,
     statistic,
 )
-from ferry_cli.local.emf import MetricSink, dims
-from ferry_cli.local.service_metrics import ServiceSampler
+from ferry_local.emf import MetricSink, dims
+from ferry_local.service_metrics import ServiceSampler
 
 REGION = "us-east-1"
 T0 = 2_000_000_000.0
@@ -51,13 +51,13 @@ class Rig:
         self.cw = clients["cloudwatch"]
         self.now = T0
         self.sink = MetricSink()
-        self.dispatcher = eventbridge.install(eventbridge.Dispatcher(eventbridge.Clients(clients)))
+        self.dispatcher = eventbridge.Dispatcher(eventbridge.RegionalClients(clients))
         self.evaluator = AlarmEvaluator(
             clients,
             self.sink,
             self.dispatcher,
             clock=lambda: self.now,
-            sampler=ServiceSampler(eventbridge.Clients(clients), self.sink),
+            sampler=ServiceSampler(eventbridge.RegionalClients(clients), self.sink),
         )
 
     def publish(self, name: str, values: list[float], ago: float = 1.0, **dims: str) -> None:
@@ -98,11 +98,11 @@ def rig() -> Iterator[Rig]:
         services = ("cloudwatch", "events", "stepfunctions", "sqs", "sns")
         # the sampler stamps datapoints with the rig's clock; moto stamps executions with now
         rig = Rig({s: boto3.client(s, region_name=REGION) for s in services})
-        try:
-            yield rig
-        finally:
-            rig.dispatcher.drain()
-            eventbridge.uninstall()
+        with moto_hooks.installed(dispatcher=rig.dispatcher):
+            try:
+                yield rig
+            finally:
+                rig.dispatcher.drain()
 
 
 def test_statistics_match_cloudwatch_definitions() -> None:

@@ -10,17 +10,13 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from ferry_cli.local import percentiles
+from ferry_local import moto_hooks
 
 
 @pytest.fixture
 def cloudwatch() -> Iterator[object]:
-    with mock_aws():
-        percentiles.install()
-        try:
-            yield boto3.client("cloudwatch", region_name="us-east-1")
-        finally:
-            percentiles.uninstall()
+    with mock_aws(), moto_hooks.installed():
+        yield boto3.client("cloudwatch", region_name="us-east-1")
 
 
 def _query(stat: str) -> dict:
@@ -54,13 +50,3 @@ def test_p99_and_p50_are_the_inverted_cdf_of_the_datapoints(cloudwatch: object) 
     assert got["qp99"] == float(np.percentile(values, 99, method="inverted_cdf")) == 198.0
     assert got["qp50"] == 100.0
     assert got["qaverage"] == pytest.approx(100.5)
-
-
-def test_uninstall_gives_moto_its_own_method_back() -> None:
-    from moto.cloudwatch import models
-
-    original = models.Statistics.get_statistics_for_type
-    percentiles.install()
-    assert models.Statistics.get_statistics_for_type is not original
-    percentiles.uninstall()
-    assert models.Statistics.get_statistics_for_type is original

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.local.http_api import ROUTE_HEADER
-from ferry_cli.local.template import LOCAL_STACK, REPO_ROOT, Resolver, SynthesizedStack
+from ferry_local.http_api import ROUTE_HEADER
+from ferry_local.template import LOCAL_STACK, REPO_ROOT, Resolver, SynthesizedStack
 
 RunningPlatform = Any  # tests/e2e/conftest.py: the `ferry local up` child process
 

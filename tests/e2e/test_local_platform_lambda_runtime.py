@@ -1,7 +1,8 @@
-"""The in-process Lambda runtime and its hook into moto: every invocation path runs the handler.
+"""The local Lambda runtime and its hook into moto: every invocation path runs the handler.
 
 If a moto upgrade moves or reshapes `LambdaFunction._invoke_lambda`, the first two tests fail
-and say so; the round trips below prove the hook through boto3 → moto → hook → handler.
+and say so; the round trips below prove the hook through boto3 → moto → hook → the function's
+own process → handler.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import pytest
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 
-from ferry_cli.local import lambda_runtime
-from ferry_cli.local.lambda_runtime import MOTO_VERSION, FunctionRuntime
+from ferry_local import moto_hooks
+from ferry_local.lambda_runtime import FunctionRuntime
+from ferry_local.moto_hooks import MOTO_VERSION
 
 HANDLER = """
 import json, os, time
@@ -42,7 +44,7 @@ def lambda_handler(event, context):
     if "Records" in event and os.environ.get("RECORD_FILE"):
         with open(os.environ["RECORD_FILE"], "a") as fh:
             fh.write(json.dumps(event) + "\\n")
-    return {"greeting": os.environ.get("GREETING"), "calls": len(CALLS),
+    return {"greeting": os.environ.get("GREETING"), "calls": len(CALLS), "pid": os.getpid(),
             "remaining_ms": context.get_remaining_time_in_millis()}
 """
 
@@ -76,11 +78,11 @@ def runtime(tmp_path: Path) -> Iterator[FunctionRuntime]:
     seen: list[tuple[str, str]] = []
     rt = FunctionRuntime(tmp_path, on_logs=lambda name, logs: seen.append((name, logs)))
     rt.seen = seen  # type: ignore[attr-defined]
-    lambda_runtime.install(rt)
     try:
-        yield rt
+        with moto_hooks.installed(runtime=rt):
+            yield rt
     finally:
-        lambda_runtime.uninstall()
+        rt.close()
 
 
 def _create(name: str, env: dict[str, str]) -> None:
@@ -226,11 +228,22 @@ def test_sqs_event_source_mapping_and_s3_notification_reach_the_handler(
     assert unquote_plus(events[1]["Records"][0]["s3"]["object"]["key"]) == "in/file.csv"
 
 
-def test_uninstall_gives_moto_and_the_process_back_their_own() -> None:
-    original = LambdaFunction.__dict__["_invoke_lambda"]
-    environ, stdout = os.environ, sys.stdout
-    lambda_runtime.install(FunctionRuntime(Path.cwd()))
-    assert LambdaFunction.__dict__["_invoke_lambda"] is not original
-    lambda_runtime.uninstall()
-    assert LambdaFunction.__dict__["_invoke_lambda"] is original
-    assert os.environ is environ and sys.stdout is stdout
+def test_each_function_runs_in_its_own_process_and_this_one_is_untouched(
+    runtime: FunctionRuntime, function_dir: Path
+) -> None:
+    """While an invocation runs, this process keeps its own environ and streams objects."""
+    runtime.register("slow", function_dir, {"GREETING": "slow"})
+    runtime.register("other", function_dir, {})
+    environ, stdout, stderr = os.environ, sys.stdout, sys.stderr
+    seen: list[dict[str, Any]] = []
+    worker = threading.Thread(
+        target=lambda: seen.append(json.loads(runtime.invoke("slow", {"sleep": 0.5})[0]))
+    )
+    worker.start()
+    while worker.is_alive():
+        assert os.environ is environ and sys.stdout is stdout and sys.stderr is stderr
+        assert "GREETING" not in os.environ
+        worker.join(0.05)
+    other = json.loads(runtime.invoke("other", {})[0])
+    assert seen[0]["greeting"] == "slow"
+    assert len({seen[0]["pid"], other["pid"], os.getpid()}) == 3

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from ferry_cli.local.platform import LocalPlatform, PlatformError
+from ferry_local.platform import LocalPlatform, PlatformError
 
 MODEL = "credit-risk"
 APPLICATION = {

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.local.http_api import Route, lambda_response, match_route, routes_from_template
-from ferry_cli.local.template import Resolver, TemplateError
+from ferry_local.http_api import Route, lambda_response, match_route, routes_from_template
+from ferry_local.template import Resolver, TemplateError
 
 TEMPLATE: dict[str, Any] = {
     "Parameters": {"Stage": {"Type": "String", "Default": "local"}},

@@ -14,8 +14,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ferry_cli.local import eventbridge
-from ferry_cli.local.eventbridge import (
+from ferry_local import eventbridge, moto_hooks
+from ferry_local.eventbridge import (
     Dispatcher,
     Scheduler,
     cron_matches,
@@ -36,13 +36,13 @@ def aws() -> Iterator[dict[str, Any]]:
             s: boto3.client(s, region_name=REGION)
             for s in ("events", "stepfunctions", "sqs", "sns", "lambda")
         }
-        dispatcher = eventbridge.install(Dispatcher(eventbridge.Clients(clients)))
+        dispatcher = Dispatcher(eventbridge.RegionalClients(clients))
         clients["dispatcher"] = dispatcher
-        try:
-            yield clients
-        finally:
-            dispatcher.drain()
-            eventbridge.uninstall()
+        with moto_hooks.installed(dispatcher=dispatcher):
+            try:
+                yield clients
+            finally:
+                dispatcher.drain()
 
 
 def queue(aws: dict[str, Any], name: str) -> tuple[str, str]:
@@ -70,7 +70,7 @@ def put(aws: dict[str, Any], detail: dict[str, Any], source: str = "ferry.test")
 
 
 def test_the_moto_hook_point_still_has_the_shape_it_was_written_for() -> None:
-    """Fails loudly when a moto upgrade moves or changes what eventbridge.install wraps."""
+    """Fails loudly when a moto upgrade moves or changes what moto_hooks wraps for rules."""
     from moto.events.models import Rule
 
     params = list(inspect.signature(Rule.send_to_targets).parameters)

@@ -21,14 +21,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ferry_cli.local import lambda_runtime
-from ferry_cli.local.alarms import LocalMonitoring, wait_for_alarm_state
-from ferry_cli.local.emf import MetricSink
-from ferry_cli.local.resources import create_resources
-from ferry_cli.local.template import Resolver, SynthesizedStack
-from ferry_cli.local.workflows import (
+from ferry_local import moto_hooks
+from ferry_local.alarms import LocalMonitoring, wait_for_alarm_state
+from ferry_local.emf import MetricSink
+from ferry_local.lambda_runtime import FunctionRuntime
+from ferry_local.resources import create_resources
+from ferry_local.template import Resolver, SynthesizedStack
+from ferry_local.workflows import (
     create_workflows,
-    default_execution_names,
     wait_for_executions,
 )
 
@@ -167,8 +167,8 @@ def built(synthesized: SynthesizedStack, tmp_path: Path) -> Iterator[Built]:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         clients = {s: boto3.client(s, region_name=REGION) for s in (*services, "cloudwatch")}
         sink = MetricSink()
-        runtime = lambda_runtime.FunctionRuntime(tmp_path, on_logs=sink, log_dir=tmp_path / "logs")
-        lambda_runtime.install(runtime)
+        runtime = FunctionRuntime(tmp_path, on_logs=sink, log_dir=tmp_path / "logs")
+        moto_hooks.install(runtime=runtime)
         built = Built(synthesized, clients, sink)
         try:
             create_resources(
@@ -181,7 +181,8 @@ def built(synthesized: SynthesizedStack, tmp_path: Path) -> Iterator[Built]:
             )
             yield built
         finally:
-            lambda_runtime.uninstall()
+            moto_hooks.uninstall(runtime=runtime)
+            runtime.close()
 
 
 def test_the_state_machine_is_the_synthesized_definition(built: Built) -> None:
@@ -217,7 +218,6 @@ def test_a_failing_task_is_caught(built: Built) -> None:
 
 
 def test_executions_without_a_name_get_distinct_ones(built: Built) -> None:
-    default_execution_names()  # idempotent
     sfn = built.clients["stepfunctions"]
     arns = {
         sfn.start_execution(stateMachineArn=built.machine_arn, input='{"n": 3}')["executionArn"]

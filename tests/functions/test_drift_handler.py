@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.events import LambdaContext, http_api_event
-from ferry_cli.functions import load_handler
 from ferry_core.monitoring.capture import ROWS_PREFIX, read_report
 from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+from ferry_local.events import LambdaContext, http_api_event
+from ferry_local.handlers import load_handler
 
 PREDICT = "/v1/models/credit-risk/predict"
 LATEST = "capture/reports/credit-risk/latest.json"

@@ -31,8 +31,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ferry_cli.events import http_api_event, sqs_event
-from ferry_cli.local_aws import FAKE_CREDENTIALS, REGION, LocalResources, create_resources
+from ferry_local.events import http_api_event, sqs_event
+from ferry_local.moto_stack import FAKE_CREDENTIALS, REGION, LocalResources, create_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "images"

@@ -10,8 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ferry_cli.events import LambdaContext, http_api_event
-from ferry_cli.functions import load_handler
 from ferry_core.card import Lineage
 from ferry_core.registry.registration import register
 from ferry_core.retrain.builder import (
@@ -22,6 +20,8 @@ from ferry_core.retrain.builder import (
     records,
     to_model_frame,
 )
+from ferry_local.events import LambdaContext, http_api_event
+from ferry_local.handlers import load_handler
 
 MODEL = "credit-risk"
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.events import LambdaContext, http_api_event
-from ferry_cli.functions import load_handler
 from ferry_core.card import Lineage
 from ferry_core.registry.registration import register_built
 from ferry_core.registry.writer import RegistryWriter
 from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records
+from ferry_local.events import LambdaContext, http_api_event
+from ferry_local.handlers import load_handler
 
 PREDICT = "/v1/models/credit-risk/predict"
 

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ferry_cli.events import LambdaContext, http_api_event
-from ferry_cli.functions import load_handler
 from ferry_core.registry.writer import RegistryWriter
 from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
+from ferry_local.events import LambdaContext, http_api_event
+from ferry_local.handlers import load_handler
 
 PREDICT = "/v1/models/credit-risk/predict"
 

@@ -11,12 +11,12 @@ from types import ModuleType
 import pytest
 from pydantic import ValidationError
 
-from ferry_cli.events import LambdaContext
-from ferry_cli.functions import load_handler
 from ferry_core.retrain.builder import generate_credit_data
 from ferry_core.retrain.candidate import read_bundle
 from ferry_core.retrain.training import TrainingFailed
 from ferry_core.store import sha256_hex
+from ferry_local.events import LambdaContext
+from ferry_local.handlers import load_handler
 
 MODEL = "credit-risk"
 

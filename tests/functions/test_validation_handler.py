@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from ferry_cli.events import LambdaContext
-from ferry_cli.functions import load_handler
 from ferry_core.card import Lineage
 from ferry_core.errors import ModelUnavailable
 from ferry_core.registry.governance import validation_problem
@@ -37,6 +35,8 @@ from ferry_core.retrain.candidate import (
     write_bundle,
 )
 from ferry_core.store import sha256_hex
+from ferry_local.events import LambdaContext
+from ferry_local.handlers import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "credit-risk"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferry_cli.functions import load_handler
+from ferry_local.handlers import load_handler
 
 
 def test_handler_route_table_equals_the_stacks_routes(template_json: dict[str, Any]) -> None:

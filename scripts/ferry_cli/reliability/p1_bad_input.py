@@ -540,7 +540,7 @@ def request_strategy() -> Any:
 
 def send_event(invoke: Invoke, routes: Any, req: Request, tally: Tally) -> None:
     """Build the payload-2.0 event of `req`, invoke, and judge the response."""
-    from ferry_cli.events import http_api_event
+    from ferry_local.events import http_api_event
 
     event = http_api_event(req.method, req.path, req.body, req.query, routes=routes)
     if req.base64:
@@ -603,15 +603,15 @@ def fuzz_handler(examples: int, invoke: Invoke, routes: Any, tally: Tally) -> No
 @contextlib.contextmanager
 def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
     """The real scoring handler in this process, with the model registered under moto."""
-    from ferry_cli.events import LambdaContext
-    from ferry_cli.functions import load_handler
-    from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
+    from ferry_local.events import LambdaContext
+    from ferry_local.handlers import load_handler
+    from ferry_local.moto_stack import clients, local_aws
 
     built = small_model()
-    with tempfile.TemporaryDirectory() as cache_dir, local_aws(cache_dir=cache_dir) as res:
+    with tempfile.TemporaryDirectory() as tmp, local_aws(tmp) as res:
         boto = clients()
         writer = RegistryWriter(boto["dynamodb"], res.registry_table)
         card = register_built(built, MODEL, boto["s3"], res.model_bucket, writer, Lineage())

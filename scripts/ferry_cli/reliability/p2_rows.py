@@ -6,7 +6,7 @@ and cells, blank and whitespace lines, ragged CSV rows, invalid UTF-8, non-objec
 truncated last line, …), plus whole files that must fail with a reason. They are uploaded to
 the data bucket under moto; the S3 events S3 put on the batch queue are replayed (each 1 to 5
 times), mixed with poison messages, shuffled and sent back to the queue; the local platform's
-SQS event-source poller (`ferry_cli.local.pollers.SqsPoller`) feeds them to the real batch
+SQS event-source poller (`ferry_local.pollers.SqsPoller`) feeds them to the real batch
 handler in batches of 1 to 10, deleting what succeeded, so failed messages come back and the
 queue's redrive policy moves them to the DLQ, as in AWS. Files above the fan-out threshold
 start the Distributed Map execution; its split / part / merge steps run as the Map runs them
@@ -97,14 +97,14 @@ def batch_platform(
     """
     import boto3
 
-    from ferry_cli.functions import load_handler
-    from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
+    from ferry_local.handlers import load_handler
+    from ferry_local.moto_stack import clients, local_aws
 
     built = built_model()
-    with local_aws(cache_dir=str(workdir / "scoring-cache")) as res:
+    with local_aws(workdir / "scoring-tmp") as res:
         if before_clients is not None:
             before_clients()
         c = clients()
@@ -118,7 +118,7 @@ def batch_platform(
             roleArn="arn:aws:iam::123456789012:role/ferry-local",
         )["stateMachineArn"]
         env = {
-            **res.batch_environment(str(workdir / "batch-cache")),
+            **res.batch_environment(workdir / "batch-tmp"),
             "BATCH_CHUNK_ROWS": str(chunk_rows),
             "BATCH_FANOUT_THRESHOLD_BYTES": str(fanout_bytes),
             "BATCH_PART_BYTES": str(part_bytes),
@@ -407,7 +407,7 @@ class Invoker:
         self.consumed_metric = 0
 
     def invoke(self, function_name: str, event: dict[str, Any]) -> tuple[bytes, bool, str]:
-        from ferry_cli.events import LambdaContext
+        from ferry_local.events import LambdaContext
 
         self.invocations += 1
         bodies = {r["messageId"]: r["body"] for r in event["Records"]}
@@ -445,7 +445,7 @@ def drain(p: BatchPlatform, invoker: Invoker, rng: random.Random, max_polls: int
 
     A poll that raises (an SQS fault on receive or delete) is retried, as the poller does.
     """
-    from ferry_cli.local.pollers import SqsPoller
+    from ferry_local.pollers import SqsPoller
 
     mapping = {
         "UUID": "reliability",
@@ -509,7 +509,7 @@ def run_fanouts(
     machine's Catch does (the execution input before Split, Split's pinned object after it);
     a Fail step that fails too fails the execution (the pipeline alarm's business).
     """
-    from ferry_cli.events import LambdaContext
+    from ferry_local.events import LambdaContext
 
     ctx = LambdaContext(timeout_seconds=900)
     runs = parts = 0

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry_cli.local_aws import LocalResources
 from ferry_cli.reliability.core import Mode, PropertyResult, prop
 from ferry_cli.reliability.p2_rows import (
     INCOMING,
@@ -58,6 +57,7 @@ from ferry_cli.reliability.p2_rows import (
     verify_file,
     version_index,
 )
+from ferry_local.moto_stack import stack_resources
 
 SERVICES = ("s3", "dynamodb", "sqs", "sfn", "eventbridge")
 JSON_TYPES = {"eventbridge": "application/x-amz-json-1.1"}
@@ -265,7 +265,7 @@ def _ddb(op: str, code: str = "ThrottlingException", status: int = 400, **kw: An
 
 # ---- batch cases -------------------------------------------------------------------------------
 
-_RES = LocalResources()  # the names batch_platform creates (local_aws's defaults)
+_RES = stack_resources()  # the names batch_platform creates: the stack's
 RES_TABLES = {
     "idempotency": _RES.idempotency_table,
     "registry": _RES.registry_table,

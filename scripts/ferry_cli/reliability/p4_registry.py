@@ -447,10 +447,10 @@ def run_stateful(
     from hypothesis import HealthCheck, Phase, settings
     from hypothesis.stateful import run_state_machine_as_test
 
-    from ferry_cli.local_aws import local_aws
+    from ferry_local.moto_stack import local_aws
 
     stats = Stats()
-    with local_aws(cache_dir=str(workdir / "scoring-cache")) as res:
+    with local_aws(workdir / "scoring-tmp") as res:
         clients = {n: boto3.client(n) for n in ("s3", "dynamodb", "events")}
         machine = _make_machine(Ctx(res, clients, workdir, factory, stats))
         config = settings(
@@ -534,24 +534,19 @@ def run_concurrent(
     """`rounds` rounds of `n` promoters (plus archivers) released at once by a barrier."""
     import boto3
 
-    from ferry_cli.local_aws import (
-        FAKE_CREDENTIALS,
-        LocalResources,
-        create_resources,
-        serialized_dynamodb,
-    )
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register
+    from ferry_local import moto_hooks
+    from ferry_local.moto_stack import FAKE_CREDENTIALS, create_resources
 
     race = Race()
     n, rounds = mode.size(6, 16), mode.size(2, 8)
     saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL"]}
     os.environ.update(FAKE_CREDENTIALS)
     try:
-        with moto_server() as url, serialized_dynamodb():
+        with moto_server() as url, moto_hooks.installed():
             os.environ["AWS_ENDPOINT_URL"] = url
-            res = LocalResources()
-            create_resources(res)
+            res = create_resources()
 
             def governance(tag: str) -> Any:
                 return factory(

@@ -69,7 +69,7 @@ class Harness:
     governance: Any
 
     def predict(self, version: int | None = None, model: str = MODEL) -> tuple[int, dict]:
-        from ferry_cli.events import LambdaContext, http_api_event
+        from ferry_local.events import LambdaContext, http_api_event
 
         query = {"version": str(version)} if version is not None else None
         body = json.dumps({"instances": valid_instances()[:20]})
@@ -86,12 +86,12 @@ class Harness:
 
 @contextlib.contextmanager
 def harness() -> Iterator[Harness]:
-    from ferry_cli.functions import load_handler
-    from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
     from ferry_core.registry.governance import connect
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
+    from ferry_local.handlers import load_handler
+    from ferry_local.moto_stack import clients, local_aws
 
     built = small_model()
     # v2: the same graph with another doc string, so other bytes and sha256, same scores.
@@ -100,7 +100,7 @@ def harness() -> Iterator[Harness]:
     graph = onnx.load_from_string(built.onnx_bytes)
     graph.doc_string = "credit-risk v2 (reliability property 5)"
     built_v2 = dataclasses.replace(built, onnx_bytes=graph.SerializeToString())
-    with tempfile.TemporaryDirectory() as tmp, local_aws(cache_dir=f"{tmp}/cache") as res:
+    with tempfile.TemporaryDirectory() as tmp, local_aws(tmp) as res:
         boto = clients()
         writer = RegistryWriter(boto["dynamodb"], res.registry_table)
         v1 = register_built(built, MODEL, boto["s3"], res.model_bucket, writer, Lineage())
@@ -121,7 +121,15 @@ def harness() -> Iterator[Harness]:
         handler.logger.setLevel(logging.CRITICAL)  # refusals log a line each
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                yield Harness(handler, boto, res, Path(tmp) / "cache", v1, v2, governance)
+                yield Harness(
+                    handler,
+                    boto,
+                    res,
+                    Path(res.environment(tmp)["MODEL_CACHE_DIR"]),
+                    v1,
+                    v2,
+                    governance,
+                )
         finally:
             handler.logger.setLevel(level)
             handler.service.cache_clear()

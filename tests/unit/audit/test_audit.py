@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.local_aws import serialized_dynamodb
 from ferry_core.audit.anchors import AnchorStore
 from ferry_core.audit.chain import GENESIS, AuditLog
 from ferry_core.audit.table import AuditEntry, canonical
 from ferry_core.errors import AnchorFailed
+from ferry_local import moto_hooks
 
 MODEL = "credit-risk"
 
@@ -202,7 +202,7 @@ def test_failed_anchor_write_keeps_the_event_and_says_so(boto, aws) -> None:
 def test_concurrent_appends_take_distinct_consecutive_seqs(log: AuditLog) -> None:
     """Given 20 threads appending at once (batch runs), every append lands exactly once and
     the chain verifies."""
-    with serialized_dynamodb():
+    with moto_hooks.installed():
         threads = [
             threading.Thread(
                 target=log.append,

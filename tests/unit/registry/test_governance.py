@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.local_aws import serialized_dynamodb
 from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Lineage
 from ferry_core.errors import (
@@ -20,6 +19,7 @@ from ferry_core.errors import (
 from ferry_core.registry.governance import Governance, GovernanceRequest, connect, run_request
 from ferry_core.registry.registration import register, register_built
 from ferry_core.store import ModelStore, parse_s3_uri
+from ferry_local import moto_hooks
 
 MODEL = "credit-risk"
 
@@ -182,7 +182,7 @@ def test_twenty_concurrent_promotions_leave_one_consistent_pointer(
         except RegistryConflict:
             lost.append(v)
 
-    with serialized_dynamodb():
+    with moto_hooks.installed():
         threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
         for t in threads:
             t.start()

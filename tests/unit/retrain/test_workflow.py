@@ -16,8 +16,6 @@ import boto3
 import pytest
 from pydantic import ValidationError
 
-from ferry_cli.functions import load_handler
-from ferry_cli.local_aws import REGION
 from ferry_core.card import Lineage
 from ferry_core.errors import PromotionRefused
 from ferry_core.registry.governance import Governance, GovernanceRequest, connect
@@ -29,6 +27,8 @@ from ferry_core.retrain.gate.validate import validate_candidate
 from ferry_core.retrain.lock import RetrainLock, RetrainRunning
 from ferry_core.retrain.workflow import RunInput, Workflow, WorkflowRequest, WorkflowSettings
 from ferry_core.store import ModelStore, sha256_hex
+from ferry_local.handlers import load_handler
+from ferry_local.moto_stack import REGION
 
 MODEL = "credit-risk"
 LOCAL_ROLE = "arn:aws:iam::123456789012:role/ferry-local"

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ferry_cli.local.emf import MetricSink, dims
-from ferry_cli.local.eventbridge import Clients, Dispatcher, Periodic, arn_parts
-from ferry_cli.local.service_metrics import ServiceSampler
+from ferry_local.emf import MetricSink, dims
+from ferry_local.eventbridge import Dispatcher, Periodic, RegionalClients, arn_parts
+from ferry_local.service_metrics import ServiceSampler
 
 log = logging.getLogger("ferry.local.alarms")
 
@@ -295,7 +295,7 @@ class AlarmEvaluator(Periodic):
 
     def __init__(
         self,
-        clients: Clients | Mapping[str, Any],
+        clients: RegionalClients | Mapping[str, Any],
         sink: MetricSink,
         dispatcher: Dispatcher,
         interval: float = 5.0,
@@ -305,7 +305,7 @@ class AlarmEvaluator(Periodic):
     ) -> None:
         if interval <= 0 or time_scale <= 0:
             raise ValueError("interval and time_scale must be positive")
-        self.clients = clients if isinstance(clients, Clients) else Clients(clients)
+        self.clients = clients if isinstance(clients, RegionalClients) else RegionalClients(clients)
         self.sink = sink
         self.dispatcher = dispatcher
         self.interval = interval
@@ -531,12 +531,14 @@ class LocalMonitoring:
         interval: float = 5.0,
         time_scale: float = 1.0,
     ) -> None:
-        from ferry_cli.local import eventbridge
+        from ferry_local import moto_hooks
+        from ferry_local.eventbridge import Scheduler
 
-        self._eventbridge = eventbridge
-        self.clients = Clients(clients)
-        self.dispatcher = eventbridge.install(Dispatcher(self.clients))
-        self.scheduler = eventbridge.Scheduler(self.dispatcher, interval)
+        self._moto_hooks = moto_hooks
+        self.clients = RegionalClients(clients)
+        self.dispatcher = Dispatcher(self.clients)
+        moto_hooks.install(dispatcher=self.dispatcher)
+        self.scheduler = Scheduler(self.dispatcher, interval)
         self.evaluator = AlarmEvaluator(
             self.clients,
             sink,
@@ -556,7 +558,7 @@ class LocalMonitoring:
         self.scheduler.stop()
         self.dispatcher.drain()
         self.dispatcher.shutdown()
-        self._eventbridge.uninstall()
+        self._moto_hooks.uninstall(dispatcher=self.dispatcher)
 
     def __enter__(self) -> LocalMonitoring:
         return self.start()

@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ferry_cli.events import http_api_event
-from ferry_cli.local.template import Resolver, TemplateError, _references
 from ferry_core import errors
 from ferry_core.serving import api
+from ferry_local.events import http_api_event
+from ferry_local.template import Resolver, TemplateError, _references
 
 # Lambda refuses synchronous request payloads over 6 MB; API Gateway answers 413 before that.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
 # An oversized body is drained (in 1 MiB reads, never held) up to this size so the client can
 # read its 413: a client that sends the whole body before reading (urllib, requests) got a
-# broken pipe instead when the connection closed on unread data (16 MiB before; issue 8, P1).
+# broken pipe instead when the connection closed on unread data (a 16 MiB limit was too small).
 DISCARD_LIMIT = 1024 * 1024 * 1024
 
 # Local only (API Gateway has no such header): which template route served the request.

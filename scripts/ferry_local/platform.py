@@ -5,11 +5,12 @@
         platform.aws_endpoint_url   # moto: point boto3 here (endpoint_url=...)
         platform.outputs            # the stack outputs: bucket and table names, ...
 
-Start: synthesize `Ferry-local` (cached), start moto's server on 127.0.0.1 with Step Functions
-executing state machines, install the in-process Lambda runtime, create the template's
-resources (and 3b's workflows), restore the last snapshot, start the HTTP API and the alarm
-evaluator, and write `.ferry/local.json`. Stop: snapshot S3 objects (every version, with their
-version ids) and DynamoDB items to `.ferry/state/`, then shut everything down.
+Start: synthesize `Ferry-local` (cached), start moto's server on 127.0.0.1, install
+`moto_hooks` (Lambda invocations go to the local runtime, each function in its own process),
+create the template's resources (state machines, rules and alarms too), restore the last
+snapshot, start the HTTP API and the alarm evaluator, and write `.ferry/local.json`. Stop:
+snapshot S3 objects (every version, with their version ids) and DynamoDB items to
+`.ferry/state/`, stop the functions' processes, then shut everything down.
 
 Not snapshotted: queue messages, executions, metrics and alarm states (they are transient in
 the platform's story; a restart begins with empty queues and alarms in INSUFFICIENT_DATA).
@@ -27,24 +28,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ferry_cli.local import lambda_runtime, percentiles
-from ferry_cli.local.http_api import LocalHttpApi, routes_from_template
-from ferry_cli.local.lambda_runtime import MOTO_VERSION, FunctionRuntime
-from ferry_cli.local.resources import BuildReport, Clients, create_resources
-from ferry_cli.local.template import (
+from ferry_local import moto_hooks
+from ferry_local.alarms import LocalMonitoring
+from ferry_local.emf import MetricSink
+from ferry_local.http_api import LocalHttpApi, routes_from_template
+from ferry_local.lambda_runtime import FunctionRuntime
+from ferry_local.moto_hooks import MOTO_VERSION
+from ferry_local.resources import BuildReport, EndpointClients, create_resources
+from ferry_local.template import (
     DEFAULT_ACCOUNT,
     DEFAULT_REGION,
+    FAKE_CREDENTIALS,
     REPO_ROOT,
     Resolver,
     SynthesizedStack,
     synthesize_local,
 )
 
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
 SNAPSHOT_FORMAT = 1
 
 
@@ -102,10 +102,10 @@ class LocalPlatform:
         self._monitoring: Any = None
         self._pollers: list[Any] = []
         self._saved_env: dict[str, str | None] = {}
-        self._saved_sfn_config: bool | None = None
+        self._hooked = False
         self.runtime: FunctionRuntime | None = None
         self.resolver: Resolver | None = None
-        self.clients: Clients | None = None
+        self.clients: EndpointClients | None = None
 
     # -- public surface -----------------------------------------------------------------------
 
@@ -157,7 +157,6 @@ class LocalPlatform:
         return self
 
     def _start(self) -> None:
-        from moto.core.config import default_user_config
         from moto.moto_api._internal.models import moto_api_backend
         from moto.server import ThreadedMotoServer
 
@@ -167,9 +166,6 @@ class LocalPlatform:
                 self.stack = synthesize_local(self.repo_root, self.cache_dir)
         with self._timed("moto"):
             moto_api_backend.reset()  # one platform per process: start from nothing
-            sfn = default_user_config.setdefault("stepfunctions", {})
-            self._saved_sfn_config = sfn.get("execute_state_machine", False)
-            sfn["execute_state_machine"] = True
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call
             self._moto = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
             self._moto.start()
@@ -183,7 +179,7 @@ class LocalPlatform:
                         "AWS_DEFAULT_REGION": self.region,
                     }
                 )
-        sink = _metric_sink()
+        sink = MetricSink()
         self.runtime = FunctionRuntime(
             self.repo_root,
             on_logs=sink,
@@ -196,9 +192,9 @@ class LocalPlatform:
             account_id=self.account_id,
             tmp_dir=self.state_dir / "tmp",
         )
-        lambda_runtime.install(self.runtime)
-        percentiles.install()  # GetMetricData pNN, as CloudWatch answers it
-        self.clients = Clients(self.aws_endpoint_url, self.region)
+        moto_hooks.install(runtime=self.runtime)
+        self._hooked = True
+        self.clients = EndpointClients(self.aws_endpoint_url, self.region)
         self.resolver = Resolver(
             self.stack.template,
             stack_name=self.stack.name,
@@ -231,13 +227,12 @@ class LocalPlatform:
             self._api.start()
             self.outputs = self._localize_outputs(self.outputs)
         if self.runtime is not None and self.clients is not None:
-            from ferry_cli.local.pollers import start_pollers
+            from ferry_local.pollers import start_pollers
 
             self._pollers = start_pollers(self.clients, self.runtime, self.region)
-        if sink is not None:
-            self._monitoring = _monitoring(
-                self.clients, sink, self.alarm_interval, self.alarm_time_scale
-            )
+        self._monitoring = LocalMonitoring(
+            self.clients, sink, interval=self.alarm_interval, time_scale=self.alarm_time_scale
+        ).start()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.local_json.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.info(), indent=2) + "\n")
@@ -264,8 +259,6 @@ class LocalPlatform:
 
     def stop(self, snapshot: bool = True) -> None:
         """Snapshot (unless told not to), then stop everything started; safe to call twice."""
-        from moto.core.config import default_user_config
-
         for poller in self._pollers:
             poller.stop()
         for poller in self._pollers:
@@ -282,11 +275,11 @@ class LocalPlatform:
                 self.snapshot()
             self._moto.stop()
             self._moto = None
-        lambda_runtime.uninstall()
-        percentiles.uninstall()
-        if self._saved_sfn_config is not None:
-            default_user_config["stepfunctions"]["execute_state_machine"] = self._saved_sfn_config
-            self._saved_sfn_config = None
+        if self._hooked:
+            moto_hooks.uninstall(runtime=self.runtime)
+            self._hooked = False
+        if self.runtime is not None:
+            self.runtime.close()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -399,21 +392,3 @@ class _Timer:
 
 def _paginate(client: Any, method: str, key: str, **kwargs: Any) -> list[Any]:
     return [item for page in client.get_paginator(method).paginate(**kwargs) for item in page[key]]
-
-
-def _metric_sink() -> Any:
-    """3b's EMF sink (the runtime's on_logs), when its module is present."""
-    try:
-        from ferry_cli.local.emf import MetricSink
-    except ImportError:
-        return None
-    return MetricSink()
-
-
-def _monitoring(clients: Clients, sink: Any, interval: float, time_scale: float) -> Any:
-    """3b's EventBridge delivery, schedules and alarm evaluator, when present."""
-    try:
-        from ferry_cli.local.alarms import LocalMonitoring
-    except ImportError:
-        return None
-    return LocalMonitoring(clients, sink, interval=interval, time_scale=time_scale).start()

@@ -4,7 +4,7 @@
 and creates them through the ordinary AWS APIs: a state machine from its resolved
 `DefinitionString` (CDK's `Fn::Join`, `DefinitionSubstitutions` applied), an EventBridge rule
 with its pattern or schedule and its targets, a CloudWatch alarm with every property CDK gave
-it. Nothing here is a list of Ferry's resources: whatever a later issue adds to the stack is
+it. Nothing here is a list of Ferry's resources: whatever is added to the stack later is
 picked up by its type. moto's CloudFormation cannot do this part (it skips alarms, and with
 `execute_state_machine` on it hides the state machines it made).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -93,9 +92,8 @@ def create_workflows(
 ) -> Workflows:
     """Create every workflow, rule and alarm of `template` in the endpoint `clients` talk to.
 
-    `clients[service]` is a boto3 client (a dict or resources.Clients).
+    `clients[service]` is a boto3 client (a dict or resources.EndpointClients).
     """
-    default_execution_names()
     made = Workflows()
     resources: Mapping[str, Any] = template.get("Resources", {})
     creators: list[tuple[str, Callable[..., None]]] = [
@@ -233,32 +231,6 @@ def _target_value(key: str, value: Any) -> Any:
     if key == "Input" and not isinstance(value, str):
         return json.dumps(value)
     return value
-
-
-# ---------------------------------------------------------------- moto 5.2.5 gap
-
-_patched = False
-
-
-def default_execution_names() -> None:
-    """StartExecution without a name gets a UUID, as in AWS.
-
-    moto 5.2.5's interpreter backend names such executions `None`, so the second one fails
-    with ExecutionAlreadyExists. Idempotent; tests/e2e/test_local_workflows_stack.py checks it.
-    """
-    global _patched
-    if _patched:
-        return
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-
-    original = StepFunctionsParserBackend.start_execution
-
-    def start_execution(self: Any, state_machine_arn: str, name: Any = None, *a: Any, **kw: Any):
-        return original(self, state_machine_arn, name or str(uuid.uuid4()), *a, **kw)
-
-    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
-    _patched = True
-    log.debug("patched moto Step Functions: default execution names")
 
 
 def wait_for_executions(

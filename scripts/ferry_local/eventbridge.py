@@ -3,11 +3,10 @@
 moto 5.2.5 matches `put_events` against the rules of a bus but delivers only to log groups,
 archives, SQS and other buses, raises NotImplementedError for Step Functions and Lambda
 targets, ignores a target's `Input`/`InputPath`, delivers to disabled rules too, and never
-fires `ScheduleExpression` rules. `install()` wraps `moto.events.models.Rule.send_to_targets`
-(the one hook, pinned to moto 5.2.5; tests/e2e/test_local_workflows_eventbridge.py fails
-loudly if an upgrade moves it) so that every enabled rule delivers, asynchronously as AWS does,
-to Step Functions (StartExecution), Lambda (asynchronous Invoke, which the in-process runtime
-runs), SQS and SNS, with the target's input (Input, InputPath or InputTransformer) and its
+fires `ScheduleExpression` rules. `moto_hooks` routes moto's rule deliveries to a
+`Dispatcher` here, so that every enabled rule delivers, asynchronously as AWS does, to Step
+Functions (StartExecution), Lambda (asynchronous Invoke, which the local runtime runs), SQS
+and SNS, with the target's input (Input, InputPath or InputTransformer) and its
 dead-letter queue on failure. Those deliveries go through the ordinary AWS APIs of whatever
 endpoint boto3 is configured for (the local moto server), never through moto internals.
 `Scheduler` fires schedule rules (`rate(…)`, `cron(…)`) the same way.
@@ -15,7 +14,6 @@ endpoint boto3 is configured for (the local moto server), never through moto int
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
@@ -111,9 +109,9 @@ _PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.\-]+)>")
 # ---------------------------------------------------------------- delivery through the AWS APIs
 
 
-class Clients:
+class RegionalClients:
     """boto3 clients per (service, region), created once. `given[service]` (a dict of clients
-    or `resources.Clients`) serves its own region; other regions get clients that follow
+    or `resources.EndpointClients`) serves its own region; other regions get clients that follow
     boto3's configuration (AWS_ENDPOINT_URL → the local moto server)."""
 
     def __init__(self, given: Any = None, region: str | None = None) -> None:
@@ -164,7 +162,7 @@ def arn_parts(arn: str) -> tuple[str, str, str, str]:
     return parts[2], parts[3], parts[4], parts[5]
 
 
-def deliver(clients: Clients, target: Mapping[str, Any], payload: str) -> str:
+def deliver(clients: RegionalClients, target: Mapping[str, Any], payload: str) -> str:
     """Send `payload` to one target through its service's API; returns what the service said."""
     arn = target["Arn"]
     service, region, account, resource = arn_parts(arn)
@@ -196,8 +194,8 @@ def deliver(clients: Clients, target: Mapping[str, Any], payload: str) -> str:
 class Dispatcher:
     """Delivers on a small thread pool (EventBridge is asynchronous) and keeps a record."""
 
-    def __init__(self, clients: Clients | None = None, workers: int = 4) -> None:
-        self.clients = clients or Clients()
+    def __init__(self, clients: RegionalClients | None = None, workers: int = 4) -> None:
+        self.clients = clients or RegionalClients()
         self.deliveries: list[Delivery] = []
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferry-events")
         self._pending: set[Future[None]] = set()
@@ -251,58 +249,6 @@ class Dispatcher:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
-
-
-# ---------------------------------------------------------------- the moto hook
-
-_dispatcher: Dispatcher | None = None
-_original_send_to_targets: Callable[..., None] | None = None
-
-
-def install(dispatcher: Dispatcher | None = None) -> Dispatcher:
-    """Route moto's rule deliveries for states/lambda/sqs/sns targets through `dispatcher`."""
-    from moto.events.models import Rule
-
-    global _dispatcher, _original_send_to_targets
-    if _original_send_to_targets is None:
-        _original_send_to_targets = Rule.send_to_targets
-        Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
-    _dispatcher = dispatcher or _dispatcher or Dispatcher()
-    return _dispatcher
-
-
-def uninstall() -> None:
-    """Restore moto's own delivery (tests)."""
-    from moto.events.models import Rule
-
-    global _dispatcher, _original_send_to_targets
-    if _original_send_to_targets is not None:
-        Rule.send_to_targets = _original_send_to_targets  # type: ignore[method-assign]
-    _dispatcher, _original_send_to_targets = None, None
-
-
-def _send_to_targets(
-    rule: Any, original_event: dict[str, Any], transform_input: bool = True
-) -> None:
-    """Replacement of moto's `Rule.send_to_targets`: ours for the services above, moto's for
-    the rest (log groups, archives, buses, API destinations)."""
-    if rule.state != "ENABLED" or not rule.event_pattern.get_pattern():
-        return  # a schedule-only rule gets no bus events (moto's empty pattern matches all)
-    if not rule.event_pattern.matches_event(original_event):
-        return
-    event = json.loads(json.dumps(original_event, default=str))
-    if isinstance(event.get("time"), int | float):
-        event["time"] = datetime.fromtimestamp(event["time"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    event.pop("ingestion-time", None)
-    ours = [t for t in rule.targets if arn_parts(t["Arn"])[0] in DELIVERED_SERVICES]
-    for target in ours:
-        assert _dispatcher is not None
-        _dispatcher.submit(rule.arn, target, event)
-    theirs = [t for t in rule.targets if t not in ours]
-    if theirs and _original_send_to_targets is not None:
-        view = copy.copy(rule)
-        view.targets = theirs
-        _original_send_to_targets(view, original_event, transform_input)
 
 
 # ---------------------------------------------------------------- schedules

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -23,8 +23,8 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from ferry_cli.local.lambda_runtime import DEFAULT_HANDLER, FunctionRuntime
-from ferry_cli.local.template import REPO_ROOT, Resolver, SynthesizedStack, TemplateError
+from ferry_local.lambda_runtime import DEFAULT_HANDLER, FunctionRuntime
+from ferry_local.template import REPO_ROOT, Resolver, SynthesizedStack, TemplateError
 
 Outputs = dict[str, Any]
 
@@ -48,7 +48,7 @@ NOT_EMULATED: dict[str, str] = {
     "Custom::LogRetention": "log retention is not emulated",
     "AWS::SSM::Parameter": "not needed by the platform",
 }
-# Created by workflows.create_workflows (engineer 3b).
+# Created by workflows.create_workflows.
 WORKFLOW_TYPES = frozenset(
     {
         "AWS::StepFunctions::StateMachine",
@@ -60,7 +60,7 @@ WORKFLOW_TYPES = frozenset(
 )
 
 
-class Clients:
+class EndpointClients:
     """boto3 clients for one endpoint, created on first use: `clients["s3"]`."""
 
     def __init__(self, endpoint_url: str | None, region: str = "us-east-1") -> None:
@@ -113,11 +113,13 @@ def create_resources(
     stack: SynthesizedStack | None = None,
     repo_root: Path = REPO_ROOT,
     report: BuildReport | None = None,
+    types: Collection[str] | None = None,
 ) -> Outputs:
     """Create every resource of `template` in the endpoint `clients` point at; return outputs.
 
     With `runtime` and `stack` (for the asset manifest), each function is also registered with
-    the runtime, so invoking it runs its real handler in this process.
+    the runtime, so invoking it runs its real handler. `types` limits what is created to those
+    resource types (a test that needs only the buckets and tables); the rest is skipped.
     """
     build = _Build(resolver, clients, runtime, stack, repo_root, report or BuildReport())
     resources = template.get("Resources", {})
@@ -127,6 +129,9 @@ def create_resources(
         rtype = resource["Type"]
         if "Condition" in resource and not resolver.condition(resource["Condition"]):
             build.report.skipped[logical_id] = "its condition is false"
+            continue
+        if types is not None and rtype not in types:
+            build.report.skipped[logical_id] = "not requested"
             continue
         creator = CREATORS.get(rtype)
         if creator is not None:
@@ -141,7 +146,8 @@ def create_resources(
             continue
         else:
             build.report.skipped[logical_id] = NOT_EMULATED.get(rtype, f"{rtype} is not emulated")
-    _create_workflows(template, resolver, clients, build.report)
+    if types is None or WORKFLOW_TYPES & set(types):
+        _create_workflows(template, resolver, clients, build.report)
     return {
         output_id: resolver.resolve(output["Value"])
         for output_id, output in template.get("Outputs", {}).items()
@@ -152,13 +158,8 @@ def create_resources(
 def _create_workflows(
     template: dict[str, Any], resolver: Resolver, clients: Any, report: BuildReport
 ) -> None:
-    try:
-        from ferry_cli.local.workflows import create_workflows
-    except ImportError:  # engineer 3b's module; until it exists the types are reported skipped
-        for lid, res in template.get("Resources", {}).items():
-            if res["Type"] in WORKFLOW_TYPES:
-                report.skipped[lid] = "workflows.py is not available"
-        return
+    from ferry_local.workflows import create_workflows
+
     create_workflows(template, resolver, clients)
     for lid, res in template.get("Resources", {}).items():
         if res["Type"] in WORKFLOW_TYPES:
@@ -385,7 +386,7 @@ def _log_group(b: _Build, lid: str) -> None:
 
 
 def _placeholder_zip(note: str) -> bytes:
-    """moto needs code bytes; the real code runs in-process (lambda_runtime.py)."""
+    """moto needs code bytes; the real code runs in the local runtime (lambda_runtime.py)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("README.txt", note)

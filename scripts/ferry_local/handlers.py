@@ -1,4 +1,7 @@
-"""Load the real Lambda handlers from `functions/` in this process, as the runtime would."""
+"""Load a real Lambda handler from `functions/` into this process (tests, demo, benchmarks).
+
+The local platform runs each function in a process of its own instead (`lambda_runtime`).
+"""
 
 from __future__ import annotations
 

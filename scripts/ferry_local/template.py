@@ -25,11 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ENV = "local"
 LOCAL_STACK = "Ferry-local"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
+# moto takes any credentials; these keep boto3 from looking for real ones.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": DEFAULT_REGION,
+}
 # What shapes the synthesized template (DESIGN.md §2: the stack is infra + app + cdk.json; the
 # functions folders are its image assets).
 FINGERPRINT_SOURCES = ("app.py", "cdk.json", "infra", "functions")
@@ -180,7 +187,7 @@ def _synth(repo_root: Path, cache: Path) -> None:
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "JSII_RUNTIME_PACKAGE_CACHE_ROOT": str(repo_root / ".cache" / "jsii"),
     }
-    command = [sys.executable, "-m", "ferry_cli.local.template", str(work)]
+    command = [sys.executable, "-m", "ferry_local.template", str(work)]
     done = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ferry_cli.local.emf import Datapoint, MetricSink, dims
+from ferry_local.emf import Datapoint, MetricSink, dims
 
 _TERMINAL = {
     "SUCCEEDED": "ExecutionsSucceeded",
@@ -27,7 +27,7 @@ class ServiceSampler:
     that started or finished since the last sample."""
 
     def __init__(self, clients: Any, sink: MetricSink) -> None:
-        self.clients = clients  # eventbridge.Clients
+        self.clients = clients  # eventbridge.RegionalClients
         self.sink = sink
         self._executions: dict[str, str] = {}  # execution ARN → status last seen
 

@@ -16,7 +16,7 @@ import json
 import threading
 from typing import Any
 
-from ferry_cli.local.lambda_runtime import FunctionRuntime
+from ferry_local.lambda_runtime import FunctionRuntime
 
 
 def _function_name(arn_or_name: str) -> str:

@@ -1,0 +1,285 @@
+"""Every patch of a moto internal, in one module, installed and removed as a unit.
+
+The local platform needs moto 5.2.5 (`MOTO_VERSION`) to behave as AWS does where it does not:
+
+- Lambda: `LambdaFunction._invoke_lambda` runs code only in Docker. Routed to the local
+  runtime (`lambda_runtime.FunctionRuntime.invoke`): every invocation path of moto goes
+  through it (Invoke, S3 notifications, SQS event source mappings, EventBridge targets, Step
+  Functions tasks). With no runtime routed, moto's own method runs.
+- EventBridge: `Rule.send_to_targets` delivers to neither Step Functions nor Lambda, ignores a
+  target's input and delivers to disabled rules. Routed to `eventbridge.Dispatcher.submit` for
+  states/lambda/sqs/sns targets of enabled rules; moto keeps the other targets.
+- CloudWatch: `Statistics.get_statistics_for_type` computes no percentiles (a `p99` query
+  answers HTTP 500); pNN[.N] is computed with the alarm evaluator's definition.
+- Step Functions: `StepFunctionsParserBackend.start_execution` names an unnamed execution
+  `None` (the second one fails with ExecutionAlreadyExists): it gets a UUID, as in AWS. And
+  moto's `execute_state_machine` setting is on, so executions run their states.
+- DynamoDB: moto's item operations are not atomic across threads (a cancelled
+  `transact_write_items` restores a snapshot, erasing what other threads committed meanwhile).
+  One lock over them gives concurrent callers DynamoDB's per-request atomicity.
+
+`install()` checks moto's version first and refuses any other; `uninstall()` puts back every
+original. Installs nest (a count): the last `uninstall()` restores.
+`tests/e2e/test_local_moto_hooks.py` proves install → uninstall restores every attribute.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import threading
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from typing import Any, Protocol
+
+MOTO_VERSION = "5.2.5"
+
+
+class MotoVersionError(RuntimeError):
+    """The installed moto is not the version these hooks were written for."""
+
+
+class LambdaInvoker(Protocol):
+    def invoke(self, function_name: str, event: Any) -> tuple[bytes, bool, str]: ...
+
+
+class RuleTargetDelivery(Protocol):
+    def submit(self, rule_arn: str, target: Mapping[str, Any], event: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One attribute of a moto object, replaced by `wrap(original)` while installed."""
+
+    module: str
+    owner: str
+    attribute: str
+    wrap: Callable[[Any], Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}.{self.owner}.{self.attribute}"
+
+    def owner_object(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.owner)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.depth = 0
+        self.originals: dict[str, Any] = {}
+        self.saved_sfn_setting: Any = None
+        self.runtime: LambdaInvoker | None = None
+        self.dispatcher: RuleTargetDelivery | None = None
+
+
+_state = _State()
+
+
+def check_moto_version(found: str | None = None) -> None:
+    """Raise `MotoVersionError` unless moto is `MOTO_VERSION` (each hook reaches inside it)."""
+    found = found or version("moto")
+    if found != MOTO_VERSION:
+        names = ", ".join(p.name for p in PATCHES)
+        raise MotoVersionError(
+            f"moto is {found}; the local platform's hooks were written for moto {MOTO_VERSION}. "
+            f"Install moto=={MOTO_VERSION} (requirements/dev.txt), or re-check {names} against "
+            "the new moto and update MOTO_VERSION in ferry_local/moto_hooks.py."
+        )
+
+
+def install(
+    *, runtime: LambdaInvoker | None = None, dispatcher: RuleTargetDelivery | None = None
+) -> None:
+    """Apply every patch (the first install), and route Lambda and rules to what is given."""
+    with _state.lock:
+        if _state.depth == 0:
+            check_moto_version()
+            for patch in PATCHES:
+                owner = patch.owner_object()
+                original = owner.__dict__[patch.attribute]
+                _state.originals[patch.name] = original
+                setattr(owner, patch.attribute, patch.wrap(original))
+            sfn = _moto_config().setdefault("stepfunctions", {})
+            _state.saved_sfn_setting = sfn.get("execute_state_machine", False)
+            sfn["execute_state_machine"] = True
+        _state.depth += 1
+        if runtime is not None:
+            _state.runtime = runtime
+        if dispatcher is not None:
+            _state.dispatcher = dispatcher
+
+
+def uninstall(
+    *, runtime: LambdaInvoker | None = None, dispatcher: RuleTargetDelivery | None = None
+) -> None:
+    """Undo one `install()`: stop routing to what it gave; the last one restores moto."""
+    with _state.lock:
+        if _state.depth == 0:
+            return
+        if runtime is not None and _state.runtime is runtime:
+            _state.runtime = None
+        if dispatcher is not None and _state.dispatcher is dispatcher:
+            _state.dispatcher = None
+        _state.depth -= 1
+        if _state.depth:
+            return
+        for patch in PATCHES:
+            setattr(patch.owner_object(), patch.attribute, _state.originals.pop(patch.name))
+        _moto_config()["stepfunctions"]["execute_state_machine"] = _state.saved_sfn_setting
+        _state.runtime = _state.dispatcher = None
+
+
+@contextmanager
+def installed(
+    *, runtime: LambdaInvoker | None = None, dispatcher: RuleTargetDelivery | None = None
+) -> Iterator[None]:
+    install(runtime=runtime, dispatcher=dispatcher)
+    try:
+        yield
+    finally:
+        uninstall(runtime=runtime, dispatcher=dispatcher)
+
+
+def is_installed() -> bool:
+    return _state.depth > 0
+
+
+def _moto_config() -> dict[str, Any]:
+    from moto.core.config import default_user_config
+
+    return default_user_config  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- Lambda
+
+
+def _invoke_lambda(original: Callable[..., Any]) -> Callable[..., Any]:
+    def invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        """`LambdaFunction._invoke_lambda`: same arguments, same (payload, errored, logs)."""
+        runtime = _state.runtime
+        if runtime is None:
+            return original(self, event)  # type: ignore[no-any-return]
+        if isinstance(event, str | bytes):
+            event = json.loads(event or "{}")
+        payload, errored, logs = runtime.invoke(self.function_name, {} if event is None else event)
+        try:  # moto's CloudWatch Logs, as its Docker path does (best effort)
+            self.logs_backend.ensure_log_group(self.logs_group_name)
+            self.save_logs(logs)
+        except Exception:
+            traceback.print_exc()
+        return payload.decode(), errored, logs
+
+    return invoke_lambda
+
+
+# ---------------------------------------------------------------- EventBridge
+
+
+def _send_to_targets(original: Callable[..., Any]) -> Callable[..., Any]:
+    def send_to_targets(
+        rule: Any, original_event: dict[str, Any], transform_input: bool = True
+    ) -> None:
+        """`Rule.send_to_targets`: the dispatcher for states/lambda/sqs/sns, moto for the rest
+        (log groups, archives, buses, API destinations)."""
+        from ferry_local.eventbridge import DELIVERED_SERVICES, arn_parts
+
+        dispatcher = _state.dispatcher
+        if dispatcher is None:
+            return original(rule, original_event, transform_input)  # type: ignore[no-any-return]
+        if rule.state != "ENABLED" or not rule.event_pattern.get_pattern():
+            return None  # a schedule-only rule gets no bus events (moto's empty pattern matches)
+        if not rule.event_pattern.matches_event(original_event):
+            return None
+        event = json.loads(json.dumps(original_event, default=str))
+        if isinstance(event.get("time"), int | float):
+            stamp = datetime.fromtimestamp(event["time"], UTC)
+            event["time"] = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        event.pop("ingestion-time", None)
+        ours = [t for t in rule.targets if arn_parts(t["Arn"])[0] in DELIVERED_SERVICES]
+        for target in ours:
+            dispatcher.submit(rule.arn, target, event)
+        theirs = [t for t in rule.targets if t not in ours]
+        if theirs:
+            view = copy.copy(rule)
+            view.targets = theirs
+            original(view, original_event, transform_input)
+        return None
+
+    return send_to_targets
+
+
+# ---------------------------------------------------------------- CloudWatch
+
+
+def _statistics_with_percentiles(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get_statistics_for_type(self: Any, stat: str) -> Any:
+        if stat.startswith("p") and stat[1:].replace(".", "", 1).isdigit():
+            from ferry_local.alarms import statistic
+
+            return statistic([float(v) for v in self.metric_single_values_list], stat)
+        return original(self, stat)
+
+    return get_statistics_for_type
+
+
+# ---------------------------------------------------------------- Step Functions
+
+
+def _named_executions(original: Callable[..., Any]) -> Callable[..., Any]:
+    def start_execution(
+        self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        return original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    return start_execution
+
+
+# ---------------------------------------------------------------- DynamoDB
+
+_DYNAMODB_LOCK = threading.RLock()
+_DYNAMODB_ITEM_OPERATIONS = (
+    "transact_write_items",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "get_item",
+    "query",
+)
+
+
+def _serialized(original: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return original(*args, **kwargs)
+
+    return call
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch("moto.awslambda.models", "LambdaFunction", "_invoke_lambda", _invoke_lambda),
+    Patch("moto.events.models", "Rule", "send_to_targets", _send_to_targets),
+    Patch(
+        "moto.cloudwatch.models",
+        "Statistics",
+        "get_statistics_for_type",
+        _statistics_with_percentiles,
+    ),
+    Patch(
+        "moto.stepfunctions.parser.models",
+        "StepFunctionsParserBackend",
+        "start_execution",
+        _named_executions,
+    ),
+    *(
+        Patch("moto.dynamodb.models", "DynamoDBBackend", name, _serialized)
+        for name in _DYNAMODB_ITEM_OPERATIONS
+    ),
+)

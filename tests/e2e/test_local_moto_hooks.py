@@ -1,0 +1,53 @@
+"""moto_hooks: every patch of a moto internal goes in and comes out as a unit, on one moto."""
+
+from __future__ import annotations
+
+import pytest
+from moto.core.config import default_user_config
+
+from ferry_local import moto_hooks
+from ferry_local.moto_hooks import PATCHES, MotoVersionError
+
+
+def _current() -> dict[str, object]:
+    return {p.name: p.owner_object().__dict__[p.attribute] for p in PATCHES}
+
+
+def test_install_then_uninstall_restores_every_original() -> None:
+    """Given moto untouched, when the hooks go in, every patched attribute is replaced; when
+    they come out, every attribute is the very object it was, and so is moto's setting."""
+    before = _current()
+    sfn_before = default_user_config.get("stepfunctions", {}).get("execute_state_machine")
+    moto_hooks.install()
+    try:
+        during = _current()
+        assert all(during[name] is not before[name] for name in before)
+        assert default_user_config["stepfunctions"]["execute_state_machine"] is True
+    finally:
+        moto_hooks.uninstall()
+    assert not moto_hooks.is_installed()
+    after = _current()
+    assert all(after[name] is before[name] for name in before)
+    restored = default_user_config.get("stepfunctions", {}).get("execute_state_machine")
+    assert bool(restored) == bool(sfn_before)
+
+
+def test_installs_nest_and_the_last_uninstall_restores() -> None:
+    before = _current()
+    with moto_hooks.installed():
+        with moto_hooks.installed():
+            pass
+        assert moto_hooks.is_installed()
+        assert all(_current()[n] is not before[n] for n in before)
+    assert all(_current()[n] is before[n] for n in before)
+
+
+def test_every_patched_attribute_exists_in_this_moto() -> None:
+    for patch in PATCHES:
+        assert patch.attribute in patch.owner_object().__dict__, f"{patch.name} is gone"
+
+
+def test_another_moto_version_is_refused_with_the_reason() -> None:
+    with pytest.raises(MotoVersionError, match=r"moto is 9\.9\.9.*written for moto 5\.2\.5"):
+        moto_hooks.check_moto_version("9.9.9")
+    moto_hooks.check_moto_version()  # the installed moto is the one they were written for
