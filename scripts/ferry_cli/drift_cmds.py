@@ -25,13 +25,7 @@ STATUS_STYLE = {"ok": "green", "warn": "yellow", "alarm": "bold red", "insuffici
 
 def thresholds_for(env_name: str) -> tuple[Any, float]:
     """(DriftThresholds, window hours) of an environment; `local` uses dev's settings."""
-    import sys
-
-    from ferry_cli.functions import REPO_ROOT
     from ferry_core.drift import DriftThresholds
-
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     from infra.config import ENVIRONMENTS
 
     c = ENVIRONMENTS.get(env_name, ENVIRONMENTS["dev"])

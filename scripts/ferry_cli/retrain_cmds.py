@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ferry_cli.environments import Environment, resolve
-from ferry_cli.governance_cmds import ENV_OPTION, JSON_OPTION, emit, fail, reporting
+from ferry_cli.shell import ENV_OPTION, JSON_OPTION, emit, fail, reporting
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 

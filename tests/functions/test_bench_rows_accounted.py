@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.reliability.core import Mode, PropertyResult
-from ferry_cli.reliability.p2_rows import RowsPlan, check, make_file, run_rows
+from ferry_bench.properties import Mode, PropertyResult
+from ferry_bench.rows_accounted import RowsPlan, check, make_file, run_rows
 from ferry_core.batch import formats
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ferry_cli.bench_load import LoadBenchError, run_time_seconds, wait_until_served
+from ferry_bench.http_load import LoadBenchError, run_time_seconds, wait_until_served
 from ferry_cli.main import app
 
 

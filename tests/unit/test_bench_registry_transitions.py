@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ferry_cli.reliability.core import Mode, PropertyResult
-from ferry_cli.reliability.p4_registry import check, default_governance, run_registry
+from ferry_bench.properties import Mode, PropertyResult
+from ferry_bench.registry_transitions import check, default_governance, run_registry
 
 
 def test_governed_transitions_keep_the_registry_and_the_audit_chain_consistent() -> None:

@@ -1,7 +1,7 @@
 """Locust users for `ferry bench load`: real predict requests plus a share of bad ones.
 
 Run by `ferry bench load` in its own process (Locust's gevent patches the process it runs in):
-`locust -f bench_locustfile.py --host API_URL`. Settings come from the environment:
+`locust -f locustfile.py --host API_URL`. Settings come from the environment:
 FERRY_LOAD_ROWS (a JSON file of valid instances from the demo model's data generator),
 FERRY_LOAD_MODEL, FERRY_LOAD_INSTANCES (instances per request), FERRY_LOAD_BAD_PERCENT.
 A bad request counts as a success only when the API refuses it with the documented status and

@@ -30,7 +30,6 @@ MODEL = "credit-risk"
 ESTIMATORS = 100
 SIZES = (1, 100)
 ROUNDS = 10  # each case runs in this many interleaved blocks, so noise hits all alike
-COLD_CHILD = Path(__file__).with_name("bench_cold.py")
 COLD_MODES = ("handler", "bare", "bare-boto3")
 
 
@@ -127,8 +126,8 @@ def _seed_server(built: Any, endpoint: str, workdir: Path, rows: list[dict]) -> 
 def _cold_child(mode: str, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
     cache = Path(tempfile.mkdtemp(prefix="ferry-cold-cache-", dir=workdir))  # empty: a real fetch
     proc = subprocess.run(
-        # -P: not the script's folder on sys.path (its functions.py would shadow functions/)
-        [sys.executable, "-P", str(COLD_CHILD), mode, str(workdir)],
+        # -P: nothing of the working directory on sys.path, only the installed packages
+        [sys.executable, "-P", "-m", "ferry_bench.cold_start", mode, str(workdir)],
         env={**os.environ, **env, "MODEL_CACHE_DIR": str(cache)},
         capture_output=True,
         text=True,

@@ -13,13 +13,13 @@ from typing import Any
 
 # The property modules, imported on demand (each pulls its own heavy imports).
 MODULES = (
-    "ferry_cli.reliability.p1_bad_input",
-    "ferry_cli.reliability.p2_rows",
-    "ferry_cli.reliability.p3_faults",
-    "ferry_cli.reliability.p4_registry",
-    "ferry_cli.reliability.p5_artifacts",
-    "ferry_cli.reliability.p6_stack",
-    "ferry_cli.reliability.p7_load",
+    "ferry_bench.bad_input",
+    "ferry_bench.rows_accounted",
+    "ferry_bench.transient_faults",
+    "ferry_bench.registry_transitions",
+    "ferry_bench.artifact_integrity",
+    "ferry_bench.stack_lockdown",
+    "ferry_bench.load_held",
 )
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.reliability.core import Mode, PropertyResult
-from ferry_cli.reliability.p3_faults import SERVICES, Fault, FaultInjector, check, run_faults
+from ferry_bench.properties import Mode, PropertyResult
+from ferry_bench.transient_faults import SERVICES, Fault, FaultInjector, check, run_faults
 from ferry_core.audit import AnchorStore, AuditLog
 from ferry_core.batch import run as batch_run
 from ferry_core.errors import AnchorFailed

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ferry_cli.reliability.core import Mode, PropertyResult, prop
+from ferry_bench.properties import Mode, PropertyResult, prop
 
 MODEL = "credit-risk"
 PREDICT = f"/v1/models/{MODEL}/predict"
@@ -116,7 +116,7 @@ def local_platform() -> Iterator[Platform]:
     """
     script = Path(sys.executable).parent / "ferry"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "ferry_cli.main"]
-    repo_root = Path(__file__).resolve().parents[3]
+    repo_root = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory(prefix="ferry-reliability-") as tmp:
         state = Path(tmp)
         log = (state / "ferry-local-up.log").open("ab")

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry_cli.reliability.core import Mode, PropertyResult
-from ferry_cli.reliability.p5_artifacts import (
+from ferry_bench.artifact_integrity import (
     Corruptions,
     Inotify,
     Malicious,
@@ -24,6 +23,7 @@ from ferry_cli.reliability.p5_artifacts import (
     judge,
     malicious_loads,
 )
+from ferry_bench.properties import Mode, PropertyResult
 
 
 def test_fast_mode_refuses_every_corruption_and_every_malicious_file(tmp_path: Path) -> None:

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.reliability.core import Mode
-from ferry_cli.reliability.p1_bad_input import (
+from ferry_bench.bad_input import (
     LAMBDA_SYNC_LIMIT,
     Tally,
     check,
@@ -19,6 +18,7 @@ from ferry_cli.reliability.p1_bad_input import (
     fuzz_http,
     oversize_bodies,
 )
+from ferry_bench.properties import Mode
 from ferry_core.api import openapi_document
 
 ROUTES = (

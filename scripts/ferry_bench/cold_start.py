@@ -1,8 +1,6 @@
 """Cold-start child of `ferry bench scoring`: run as a script in a fresh interpreter.
 
-    python -P bench_cold.py bare|bare-boto3|handler WORKDIR
-
-(-P keeps this folder off sys.path: its functions.py would shadow the repo's functions/.)
+    python -P -m ferry_bench.cold_start bare|bare-boto3|handler WORKDIR
 
 `bare`: timer, then `import numpy, onnxruntime, boto3, pydantic` and one InferenceSession.
 `bare-boto3`: the same with boto3 imported before the timer (for reference).
@@ -48,7 +46,6 @@ def _handler(workdir: str) -> dict:
     from pathlib import Path
 
     event = json.loads(Path(workdir, "event.json").read_text())
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from ferry_cli.events import LambdaContext
 
     context = LambdaContext("ferry-scoring")

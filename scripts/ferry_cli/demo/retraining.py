@@ -1,4 +1,4 @@
-"""`ferry demo`'s retraining story (issue 6): drift starts a run; an approved canary promotes.
+"""Chapters 5 and 7: drift starts a retraining run; an approved canary promotes.
 
 1. Labelled recent applications land under `training/credit-risk/` (where the training
    function looks for the newest data).
@@ -20,9 +20,22 @@ from typing import Any
 
 from rich.table import Table
 
-from ferry_cli.demo import MODEL, DemoContext, expect
+from ferry_cli.demo.context import MODEL, DemoContext, Step, expect
 
 RUN_TIMEOUT_S = 240
+
+
+def data_steps(ctx: DemoContext) -> list[Step]:
+    """Chapter 5: labelled applications arrive where the training function looks."""
+    return [("Labelled applications arrive for retraining", lambda: labelled_step(ctx))]
+
+
+def steps(ctx: DemoContext) -> list[Step]:
+    """Chapter 7: the drift-started run, then a run behind an approval gate and a canary."""
+    return [
+        ("Drift starts retraining: validated and promoted", lambda: drift_retrain_step(ctx)),
+        ("Retrain behind an approval gate and a canary", lambda: canary_step(ctx)),
+    ]
 
 
 def labelled_step(ctx: DemoContext, rows: int = 6000) -> str:
@@ -104,17 +117,6 @@ def drift_retrain_step(ctx: DemoContext) -> str:
     )
 
 
-def _cli(ctx: DemoContext, *args: str) -> str:
-    from typer.testing import CliRunner
-
-    from ferry_cli.main import app
-
-    result = CliRunner().invoke(app, [*args, "--env", "local"])
-    ctx.console.print(result.output.rstrip())
-    expect(result.exit_code == 0, f"`ferry {' '.join(args)}` exited {result.exit_code}")
-    return result.output
-
-
 def canary_step(ctx: DemoContext) -> str:
     """A manual run with an approval gate and a canary, approved from the command line."""
     from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
@@ -142,8 +144,7 @@ def canary_step(ctx: DemoContext) -> str:
     thread = threading.Thread(target=traffic, daemon=True)
     thread.start()
     try:
-        out = _cli(
-            ctx,
+        out = ctx.ferry(
             "retrain",
             MODEL,
             "--params",
@@ -178,7 +179,7 @@ def canary_step(ctx: DemoContext) -> str:
             time.sleep(0.3)
         expect(version is not None, "the run never asked for an approval")
         ctx.console.print(f"v{version} is waiting for an approval; an operator approves it:")
-        _cli(ctx, "approve", MODEL, str(version), "--reason", "validation report reviewed")
+        ctx.ferry("approve", MODEL, str(version), "--reason", "validation report reviewed")
         desc = _wait(ctx, arn)
     finally:
         stop.set()

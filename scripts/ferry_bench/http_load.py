@@ -4,7 +4,7 @@ The target is the running local platform (`.ferry/local.json`, written by `ferry
 `--api-url`, or, when neither answers, a `LocalPlatform` this command starts (in a scratch state
 folder, so the user's own state is untouched) and stops. The demo model (`credit-risk`) is built
 and registered first if the platform does not have it. Locust runs in its own process (its
-gevent monkey-patches the process it runs in) with `bench_locustfile.py`: valid predict requests
+gevent monkey-patches the process it runs in) with `locustfile.py`: valid predict requests
 from the demo model's data generator plus a share of bad ones, which count as successes only
 when refused with the documented status and error code. The report is Locust's own figures
 (from its CSV): requests, failures, requests/s and the p50/p95/p99 response times.
@@ -31,7 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-LOCUSTFILE = Path(__file__).with_name("bench_locustfile.py")
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "credit-risk"
 PERCENTILES = ("50%", "95%", "99%")

@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry_cli.local_aws import LocalResources
-from ferry_cli.reliability.core import Mode, PropertyResult, prop
-from ferry_cli.reliability.p2_rows import (
+from ferry_bench.properties import Mode, PropertyResult, prop
+from ferry_bench.rows_accounted import (
     INCOMING,
     BatchPlatform,
     FileSpec,
@@ -58,6 +57,7 @@ from ferry_cli.reliability.p2_rows import (
     verify_file,
     version_index,
 )
+from ferry_cli.local_aws import LocalResources
 
 SERVICES = ("s3", "dynamodb", "sqs", "sfn", "eventbridge")
 JSON_TYPES = {"eventbridge": "application/x-amz-json-1.1"}

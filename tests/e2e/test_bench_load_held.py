@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.reliability.core import Mode, PropertyResult
-from ferry_cli.reliability.p1_bad_input import Platform
-from ferry_cli.reliability.p7_load import (
+from ferry_bench.bad_input import Platform
+from ferry_bench.load_held import (
     Probe,
     Step,
     Switch,
@@ -21,6 +20,7 @@ from ferry_cli.reliability.p7_load import (
     run,
     throttle_checks,
 )
+from ferry_bench.properties import Mode, PropertyResult
 from infra.config import ENVIRONMENTS
 
 
@@ -87,7 +87,7 @@ def test_probes_against_a_model_the_api_does_not_serve_count_drops(platform: Pla
 
 
 def test_a_stage_without_throttling_is_reported(local_platform: Any) -> None:
-    from ferry_cli.reliability.p7_load import _local_template
+    from ferry_bench.load_held import _local_template
 
     template = _local_template()
     assert template is not None, "the platform runs a synthesized Ferry-local template"

@@ -33,8 +33,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ferry_cli.reliability.core import Mode, PropertyResult, prop
-from ferry_cli.reliability.p2_rows import built_model
+from ferry_bench.properties import Mode, PropertyResult, prop
+from ferry_bench.rows_accounted import built_model
 
 STAGES = ("production", "staging")
 GovernanceFactory = Callable[..., Any]

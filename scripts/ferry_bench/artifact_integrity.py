@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ferry_cli.reliability.core import Mode, PropertyResult, prop
-from ferry_cli.reliability.p1_bad_input import small_model, valid_instances
+from ferry_bench.bad_input import small_model, valid_instances
+from ferry_bench.properties import Mode, PropertyResult, prop
 
 MODEL = "credit-risk"
 EVIL = "evil"

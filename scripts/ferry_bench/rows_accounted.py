@@ -38,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ferry_cli.reliability.core import Mode, PropertyResult, prop
+from ferry_bench.properties import Mode, PropertyResult, prop
 
 MODEL = "credit-risk"
 INCOMING = f"batch/incoming/{MODEL}/"

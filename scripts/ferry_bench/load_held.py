@@ -1,6 +1,6 @@
 """Property 7: load is held, and a promotion and a rollback under load drop nothing.
 
-Locust (through `ferry bench load`'s runner, scripts/ferry_cli/bench_load.py: headless, in its
+Locust (through `ferry bench load`'s runner, scripts/ferry_bench/http_load.py: headless, in its
 own process, bounded in time, 10% bad requests judged by their documented refusal) against the
 local HTTP API of a `ferry local up` child process (or a given platform):
 
@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry_cli.reliability.core import Mode, PropertyResult, prop
-from ferry_cli.reliability.p1_bad_input import (
+from ferry_bench.bad_input import (
     Platform,
     local_platform,
     small_model,
     valid_instances,
 )
+from ferry_bench.properties import Mode, PropertyResult, prop
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SUSTAINABLE_P99_MS = 1000.0  # a step whose p99 is over this is not sustained
 SUSTAINABLE_FAIL_RATIO = 0.001
 PROBE_INSTANCES = 8
@@ -79,8 +79,8 @@ class Step:
 
 
 def locust_step(platform: Platform, model: str, users: int, seconds: int) -> Step:
-    """One headless Locust run (bench_load's runner and locustfile) → its aggregated figures."""
-    from ferry_cli.bench_load import Target, _run_locust
+    """One headless Locust run (http_load's runner and locustfile) → its aggregated figures."""
+    from ferry_bench.http_load import Target, _run_locust
 
     target = Target(platform.api_url, platform.aws_endpoint_url, platform.outputs, False)
     with tempfile.TemporaryDirectory(prefix="ferry-p7-locust-") as tmp:
@@ -280,9 +280,6 @@ def stage_throttles(template: dict[str, Any]) -> list[tuple[float, int] | None]:
 
 
 def throttle_checks(templates: dict[str, dict[str, Any]], result: PropertyResult) -> None:
-    from ferry_cli.reliability.p6_stack import repo_on_path
-
-    repo_on_path()
     from infra.config import ENVIRONMENTS
 
     for env, template in sorted(templates.items()):
@@ -349,7 +346,7 @@ def run(
     mode: Mode, result: PropertyResult, platform: Platform | None = None
 ) -> tuple[list[Step], Step, Switch]:
     """Register v1 and v2 of a fresh model, run the steps, the switch and the throttle checks."""
-    from ferry_cli.bench_load import wait_until_served
+    from ferry_bench.http_load import wait_until_served
 
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -380,7 +377,7 @@ def run(
     if local is not None:
         templates["local"] = local
     if mode.long:
-        from ferry_cli.reliability.p6_stack import synthesize
+        from ferry_bench.stack_lockdown import synthesize
 
         with tempfile.TemporaryDirectory() as tmp:
             templates.update(synthesize(Path(tmp)).templates)
