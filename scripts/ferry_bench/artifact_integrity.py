@@ -26,26 +26,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import hashlib
 import io
 import json
 import logging
-import os
 import random
-import struct
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from ferry_bench.bad_input import small_model, valid_instances
+from ferry_bench.malicious_onnx import Inotify, OpenAudit, corpus, model_file
 from ferry_bench.properties import Mode, PropertyResult, prop
+from ferry_bench.running_platform import small_model, valid_instances
 
 MODEL = "credit-risk"
 EVIL = "evil"
@@ -57,7 +53,7 @@ SENTINEL = b"FERRY-SENTINEL--" + b"\x00\x00\x80\x3f" * 4  # a marker, then 4 flo
 
 
 @dataclass
-class Harness:
+class ScoringHarness:
     """The scoring handler, moto's clients and the resources, with v1 and v2 registered."""
 
     handler: Any
@@ -85,7 +81,7 @@ class Harness:
 
 
 @contextlib.contextmanager
-def harness() -> Iterator[Harness]:
+def harness() -> Iterator[ScoringHarness]:
     from ferry_cli.functions import load_handler
     from ferry_cli.local_aws import clients, local_aws
     from ferry_core.card import Lineage
@@ -121,13 +117,13 @@ def harness() -> Iterator[Harness]:
         handler.logger.setLevel(logging.CRITICAL)  # refusals log a line each
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                yield Harness(handler, boto, res, Path(tmp) / "cache", v1, v2, governance)
+                yield ScoringHarness(handler, boto, res, Path(tmp) / "cache", v1, v2, governance)
         finally:
             handler.logger.setLevel(level)
             handler.service.cache_clear()
 
 
-def _pinned_key(h: Harness, card: Any) -> Any:
+def _pinned_key(h: ScoringHarness, card: Any) -> Any:
     """moto's stored object version that `card.artifact` pins (what a GetObject returns)."""
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
@@ -165,7 +161,9 @@ class Corruptions:
     restored_serves: bool = False
 
 
-def corruption_trials(h: Harness, trials: int, cache_only: int, seed: int = 8) -> Corruptions:
+def corruption_trials(
+    h: ScoringHarness, trials: int, cache_only: int, seed: int = 8
+) -> Corruptions:
     """`trials` refused corruptions, `cache_only` healed ones, then the restoring control."""
     from ferry_core.errors import PromotionRefused
 
@@ -238,166 +236,6 @@ def corruption_trials(h: Harness, trials: int, cache_only: int, seed: int = 8) -
 # -- malicious ONNX files -----------------------------------------------------------------------
 
 
-def _external_tensor(name: str, location: str | None) -> Any:
-    """A float32 [4] tensor whose data is 'external': at `location` (None: no location)."""
-    import numpy as np
-    from onnx import TensorProto, numpy_helper
-
-    t = numpy_helper.from_array(np.ones((4,), dtype=np.float32), name)
-    t.ClearField("raw_data")
-    t.data_location = TensorProto.EXTERNAL
-    if location is not None:
-        for key, value in {"location": location, "offset": "16", "length": "16"}.items():
-            entry = t.external_data.add()
-            entry.key, entry.value = key, value
-    return t
-
-
-def _model(placement: str, location: str | None) -> bytes:
-    """A small valid-looking model with the external tensor in `placement`."""
-    from onnx import TensorProto, helper
-
-    opset = [helper.make_opsetid("", 17)]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
-    w = _external_tensor("w", location)
-    if placement == "initializer":
-        graph = helper.make_graph(
-            [helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w]
-        )
-    elif placement == "Constant attribute":
-        nodes = [
-            helper.make_node("Constant", [], ["w"], value=w),
-            helper.make_node("Add", ["x", "w"], ["y"]),
-        ]
-        graph = helper.make_graph(nodes, "g", [x], [y])
-    elif placement == "If branch":
-        branch_out = helper.make_tensor_value_info("w", TensorProto.FLOAT, [4])
-        branch = helper.make_graph([], "branch", [], [branch_out], initializer=[w])
-        cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
-        nodes = [
-            helper.make_node("If", ["c"], ["w"], then_branch=branch, else_branch=branch),
-            helper.make_node("Add", ["x", "w"], ["y"]),
-        ]
-        graph = helper.make_graph(nodes, "g", [x, cond], [y])
-    elif placement == "sparse initializer":
-        indices = helper.make_tensor("w_idx", TensorProto.INT64, [1], [0])
-        sparse = helper.make_sparse_tensor(w, indices, [4])
-        graph = helper.make_graph(
-            [helper.make_node("Add", ["x", "w"], ["y"])],
-            "g",
-            [x],
-            [y],
-            sparse_initializer=[sparse],
-        )
-    elif placement == "function":
-        body = [helper.make_node("Constant", [], ["w"], value=w)]
-        body.append(helper.make_node("Add", ["a", "w"], ["b"]))
-        fn = helper.make_function("ferry.evil", "AddW", ["a"], ["b"], body, opset)
-        node = helper.make_node("AddW", ["x"], ["y"], domain="ferry.evil")
-        graph = helper.make_graph([node], "g", [x], [y])
-        model = helper.make_model(
-            graph, opset_imports=[*opset, helper.make_opsetid("ferry.evil", 1)], functions=[fn]
-        )
-        return model.SerializeToString()
-    else:
-        raise ValueError(placement)
-    return helper.make_model(graph, opset_imports=opset).SerializeToString()
-
-
-PLACEMENTS = ("initializer", "Constant attribute", "If branch", "sparse initializer", "function")
-
-
-def corpus(outside: Path) -> list[tuple[str, bytes]]:
-    """(label, bytes) of every malicious file: each placement × each way out of the folder."""
-    sentinel = outside / "secret.bin"
-    locations: list[tuple[str, str | None]] = [
-        ("absolute path", str(sentinel)),
-        ("../ path", f"../{outside.name}/secret.bin"),
-        ("./../ path", f"./../{outside.name}/secret.bin"),
-        ("sub/../../ path", f"sub/../../{outside.name}/secret.bin"),
-        ("backslash ..\\ path", f"..\\{outside.name}\\secret.bin"),
-        ("symlink in the folder", "weights.bin"),
-        ("/proc/self/root path", f"/proc/self/root{sentinel}"),
-        ("no location", None),
-    ]
-    return [
-        (f"{where}, {how}", _model(where, location))
-        for where in PLACEMENTS
-        for how, location in locations
-    ]
-
-
-class Inotify:
-    """Kernel-level open/read events on watched paths (Linux), via libc; no extra package."""
-
-    IN_ACCESS = 0x001
-    IN_OPEN = 0x020
-
-    def __init__(self) -> None:
-        name = ctypes.util.find_library("c") or "libc.so.6"
-        self._libc = ctypes.CDLL(name, use_errno=True)
-        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        self._watches: dict[int, str] = {}
-
-    def watch(self, path: Path) -> None:
-        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), self.IN_OPEN | self.IN_ACCESS)
-        if wd < 0:
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch {path} failed")
-        self._watches[wd] = str(path)
-
-    def events(self) -> list[str]:
-        """Drain the queue: one `path[/name]` per open or read since the last call."""
-        found: list[str] = []
-        while True:
-            try:
-                buf = os.read(self.fd, 65536)
-            except BlockingIOError:
-                return found
-            pos = 0
-            while pos < len(buf):
-                wd, _mask, _cookie, size = struct.unpack_from("iIII", buf, pos)
-                name = buf[pos + 16 : pos + 16 + size].rstrip(b"\0").decode(errors="replace")
-                found.append(self._watches.get(wd, "?") + (f"/{name}" if name else ""))
-                pos += 16 + size
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class OpenAudit:
-    """Python-level `open` events under `root`, recorded while `recording` (an audit hook)."""
-
-    _hooked: ClassVar[list[OpenAudit]] = []
-
-    def __init__(self, root: Path) -> None:
-        self.root = str(root.resolve())
-        self.recording = False
-        self.paths: list[str] = []
-        if not OpenAudit._hooked:
-            sys.addaudithook(OpenAudit._hook)  # hooks cannot be removed: one per process
-        OpenAudit._hooked.append(self)
-
-    @staticmethod
-    def _hook(event: str, args: tuple[Any, ...]) -> None:
-        if event != "open" or not OpenAudit._hooked:
-            return
-        path = args[0]
-        if not isinstance(path, str | bytes | os.PathLike):
-            return
-        for audit in OpenAudit._hooked:
-            if audit.recording:
-                full = os.path.realpath(os.fsdecode(path))
-                if full.startswith(audit.root + os.sep) or full == audit.root:
-                    audit.paths.append(full)
-
-    def close(self) -> None:
-        self.recording = False
-        OpenAudit._hooked.remove(self)
-
-
 @dataclass
 class Malicious:
     files: int = 0
@@ -412,7 +250,7 @@ class Malicious:
     failures: list[str] = field(default_factory=list)
 
 
-def malicious_loads(h: Harness, work: Path) -> Malicious:
+def malicious_loads(h: ScoringHarness, work: Path) -> Malicious:
     """Serve every corpus file from bytes and from a file; watch the outside folder."""
     from ferry_core.card import Artifact
     from ferry_core.registry import RegistryWriter
@@ -522,7 +360,7 @@ def _controls(
     legit = work / "legit"
     legit.mkdir()
     (legit / "weights.bin").write_bytes(SENTINEL)
-    (legit / "model.onnx").write_bytes(_model("initializer", "weights.bin"))
+    (legit / "model.onnx").write_bytes(model_file("initializer", "weights.bin"))
     kernel.watch(legit)
     kernel.events()
     options = ort.SessionOptions()

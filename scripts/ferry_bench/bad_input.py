@@ -25,130 +25,23 @@ import http.client
 import io
 import json
 import logging
-import os
-import re
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ferry_bench.bad_requests import MODEL, PREDICT, Request, request_strategy
 from ferry_bench.properties import Mode, PropertyResult, prop
+from ferry_bench.running_platform import local_platform, small_model
 
-MODEL = "credit-risk"
-PREDICT = f"/v1/models/{MODEL}/predict"
 LAMBDA_SYNC_LIMIT = 6 * 1024 * 1024
-STARTUP_TIMEOUT_S = 240
 MAX_VIOLATIONS = 20  # distinct messages kept; the counts hold the totals
 
 Invoke = Callable[[dict[str, Any]], Any]
-
-
-# -- shared with properties 5 and 7: a small real model and a local platform ----------------
-
-
-@cache
-def small_model(seed: int = 11, trees: int = 15) -> Any:
-    """A small credit-risk model (about 3 s to fit and convert), built once per process."""
-    from ferry_core.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
-
-    pipe, train, valid = fit_credit_risk(rows=1600, n_estimators=trees, seed=seed)
-    return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
-
-
-@cache
-def valid_instances(count: int = 200) -> list[dict[str, Any]]:
-    """Applications the model has not seen (another seed than its training data)."""
-    from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
-
-    return records(generate_credit_data(count, seed=2024), CREDIT_RISK_SCHEMA)
-
-
-@dataclass
-class Platform:
-    """A running local platform, as its local.json describes it (API, AWS endpoint, outputs)."""
-
-    api_url: str
-    aws_endpoint_url: str
-    outputs: dict[str, Any]
-    region: str
-
-    def client(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=self.aws_endpoint_url,
-            region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    def register(self, built: Any, name: str, production: bool = True) -> Any:
-        """Register `built` as the next version of `name`; with `production`, point the (not
-        yet set) production stage at it, as `ferry register` + a first promotion would."""
-        from ferry_core.card import Lineage
-        from ferry_core.registration import register_built
-        from ferry_core.registry import RegistryWriter
-
-        writer = RegistryWriter(self.client("dynamodb"), self.outputs["RegistryTableName"])
-        bucket = self.outputs["ModelBucketName"]
-        card = register_built(built, name, self.client("s3"), bucket, writer, Lineage())
-        if production:
-            writer.set_stage(name, "production", card.version, None, actor="reliability")
-        return card
-
-
-@contextlib.contextmanager
-def local_platform() -> Iterator[Platform]:
-    """`ferry local up` on free ports in a scratch state folder, stopped on exit.
-
-    A child process, as tests/e2e/conftest.py starts it: its moto server and its in-process
-    Lambda runtime stay apart from this process (which may run moto's in-process mock).
-    """
-    script = Path(sys.executable).parent / "ferry"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "ferry_cli.main"]
-    repo_root = Path(__file__).resolve().parents[2]
-    with tempfile.TemporaryDirectory(prefix="ferry-reliability-") as tmp:
-        state = Path(tmp)
-        log = (state / "ferry-local-up.log").open("ab")
-        args = ["local", "up", "--api-port", "0", "--aws-port", "0", "--fresh"]
-        process = subprocess.Popen(
-            [*command, *args, "--state-dir", str(state)],
-            cwd=repo_root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "COLUMNS": "200"},
-        )
-        try:
-            local_json = state / "local.json"
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while not local_json.exists():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = (state / "ferry-local-up.log").read_text()[-2000:]
-                    raise RuntimeError(f"ferry local up did not come up:\n{tail}")
-                time.sleep(0.2)
-            info = json.loads(local_json.read_text())
-            yield Platform(
-                info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"]
-            )
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()
 
 
 # -- what a response must look like -----------------------------------------------------------
@@ -164,7 +57,7 @@ def _documented_codes() -> frozenset[str]:
 
 
 @dataclass
-class Tally:
+class ResponseTally:
     """Counts over every request of the property, and its distinct violations."""
 
     requests: int = 0
@@ -290,255 +183,7 @@ def prediction_problem(doc: Any, instances: int) -> str | None:
     return None
 
 
-# -- 1. Hypothesis against the handler --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Request:
-    """One generated request: the event's parts, and the statuses it must get (if known)."""
-
-    label: str
-    method: str
-    path: str
-    body: str | bytes | None
-    query: dict[str, str] | None = None
-    base64: bool = False
-    expect: frozenset[int] | None = None
-    instances: int | None = None
-
-
-def request_strategy() -> Any:
-    """Every kind of bad (and some good) request a client could send the scoring API."""
-    from hypothesis import strategies as st
-
-    rows = valid_instances()
-    json_leaf = (
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.integers(min_value=2**63 - 2, max_value=2**70)
-        | st.floats(allow_nan=True, allow_infinity=True)
-        | st.text(max_size=30)
-        | st.sampled_from(["NaN", "nan", "Infinity", "-inf", "1e999", "", " ", "0x10", "١٢"])
-    )
-    json_value = st.recursive(
-        json_leaf,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-        max_leaves=12,
-    )
-    # Values any JSON encoder writes and strict JSON reads back (no NaN, no 65-bit integers).
-    plain_json = st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers(min_value=-(2**53), max_value=2**53)
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(max_size=20),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
-        max_leaves=8,
-    )
-    bad_number_text = st.sampled_from(
-        ["1e400", "-1e400", "9" * 400, "NaN", "Infinity", "-Infinity", "1.7976931348623159e308"]
-    )
-    feature = st.sampled_from(sorted(rows[0]))
-    row = st.sampled_from(rows)
-
-    def dumps(value: Any) -> str:
-        return json.dumps(value, allow_nan=True)
-
-    def predict(label: str, body: Any, **kw: Any) -> Request:
-        return Request(label, "POST", PREDICT, body, **kw)
-
-    # A wrong type: a string or a container where a number or category is expected is 422.
-    wrong_type = st.builds(
-        lambda r, f, v: predict(
-            f"wrong type for {f}",
-            dumps({"instances": [{**r, f: v}]}),
-            expect=frozenset({422}),
-        ),
-        row,
-        feature,
-        st.lists(plain_json, max_size=2) | st.dictionaries(st.text(max_size=3), plain_json),
-    )
-    unknown_field = st.builds(
-        lambda r, name, v: predict(
-            "unknown field", dumps({"instances": [{**r, name: v}]}), expect=frozenset({422})
-        ),
-        row,
-        st.text(min_size=1, max_size=12).filter(lambda s: s not in rows[0]),
-        plain_json,
-    )
-    mutated = st.builds(
-        lambda r, f, v: predict("mutated value", dumps({"instances": [{**r, f: v}]})),
-        row,
-        feature,
-        json_value,
-    )
-    missing = st.builds(
-        lambda r, f: predict(
-            "missing field",
-            dumps({"instances": [{k: v for k, v in r.items() if k != f}]}),
-            expect=frozenset({200, 422}),  # nullable features may be omitted
-            instances=1,
-        ),
-        row,
-        feature,
-    )
-    huge_number = st.builds(
-        lambda r, f, text: predict(
-            "number outside a double",
-            dumps({"instances": [{**r, f: 0}]}).replace(f'"{f}": 0', f'"{f}": {text}'),
-            expect=frozenset({400}),
-        ),
-        row,
-        feature,
-        bad_number_text,
-    )
-    count = st.sampled_from([0, 1000, 1001]).map(
-        lambda n: predict(
-            f"{n} instances",
-            dumps({"instances": (rows * 6)[:n]}),
-            expect=frozenset({200} if n == 1000 else {400} if n == 0 else {413}),
-            instances=n if n == 1000 else None,
-        )
-    )
-    good = st.lists(row, min_size=1, max_size=20).map(
-        lambda rs: predict(
-            "valid instances",
-            dumps({"instances": rs}),
-            expect=frozenset({200}),
-            instances=len(rs),
-        )
-    )
-    nested = st.builds(
-        lambda depth, inside: predict(
-            f"nesting depth {depth}",
-            ('{"instances": [{"age": ' if inside else "")
-            + "[" * depth
-            + "]" * depth
-            + ("}]}" if inside else ""),
-            expect=frozenset({400, 422}),
-        ),
-        st.sampled_from([1, 64, 512, 1023, 1100, 20_000]),
-        st.booleans(),
-    )
-    arbitrary = st.one_of(
-        json_value.map(lambda v: predict("arbitrary JSON", dumps(v))),
-        json_value.map(lambda v: predict('{"instances": arbitrary}', dumps({"instances": v}))),
-        st.dictionaries(st.text(max_size=10), json_value, max_size=4).map(
-            lambda d: predict("arbitrary object", dumps(d))
-        ),
-        st.lists(st.dictionaries(st.text(max_size=8), json_value, max_size=4), max_size=3).map(
-            lambda xs: predict("arbitrary instances", dumps({"instances": xs}))
-        ),
-        st.text(max_size=200).map(lambda t: predict("arbitrary text", t)),
-    )
-    undecodable = st.binary(min_size=1, max_size=200).map(
-        lambda b: predict("raw bytes", b, expect=frozenset({400, 422}))
-    )
-    invalid_utf8 = row.map(
-        lambda r: predict(
-            "invalid UTF-8 inside JSON",
-            dumps({"instances": [r]}).encode().replace(b'"car"', b'"c\xff\xfer"', 1)
-            + (b"" if '"car"' in dumps(r) else b"\xc3"),
-            expect=frozenset({400}),
-        )
-    )
-    b64_good = row.map(
-        lambda r: predict(
-            "base64 of valid JSON",
-            base64.b64encode(dumps({"instances": [r]}).encode()).decode(),
-            base64=True,
-            expect=frozenset({200}),
-            instances=1,
-        )
-    )
-    b64_bad = st.text(min_size=1, max_size=60).map(
-        lambda t: predict("base64 flag on non-base64", t, base64=True)
-    )
-    b64_garbage = st.binary(min_size=1, max_size=100).map(
-        lambda b: predict("base64 of raw bytes", base64.b64encode(b).decode(), base64=True)
-    )
-    query = st.dictionaries(
-        st.sampled_from(["version", "stage", "x", ""]) | st.text(max_size=5),
-        st.sampled_from(["1", "0", "-1", "²", "١", "9" * 5000, "staging", "production", ""])
-        | st.text(max_size=12),
-        max_size=3,
-    )
-    with_query = st.builds(
-        lambda q, r, post: (
-            predict("odd query", dumps({"instances": [r]}), query=q)
-            if post
-            else Request("odd query", "GET", f"/v1/models/{MODEL}", None, query=q)
-        ),
-        query,
-        row,
-        st.booleans(),
-    )
-    # `version` must be 1-9 ASCII digits: other digits ("²", "١"), signs, 5,000 digits are 400.
-    version_text = st.one_of(
-        st.integers(min_value=-(10**12), max_value=10**12).map(str),
-        st.text(st.characters(categories=("Nd", "No")), min_size=1, max_size=6),
-        st.sampled_from(["1", "01", "0", "+1", " 1", "1.0", "1e3", "9" * 5000, "²", ""]),
-        st.text(max_size=8),
-    )
-
-    def odd_version_request(v: str, post: bool, r: dict[str, Any]) -> Request:
-        ok = re.fullmatch(r"[0-9]{1,9}", v) is not None and int(v) >= 1
-        if post:
-            return predict(
-                "odd version",
-                dumps({"instances": [r]}),
-                query={"version": v},
-                expect=frozenset({200, 404} if ok else {400}),
-                instances=1,
-            )
-        path = f"/v1/models/{MODEL}"
-        expect = frozenset({200, 404} if ok else {400})
-        return Request("odd version", "GET", path, None, {"version": v}, expect=expect)
-
-    odd_version = st.builds(odd_version_request, version_text, st.booleans(), row)
-    segment = st.text(min_size=1, max_size=80).map(lambda s: s.replace("/", "%2F"))
-    odd_model = st.builds(
-        lambda name, r, post: Request(
-            "odd model name",
-            "POST" if post else "GET",
-            f"/v1/models/{name}" + ("/predict" if post else ""),
-            dumps({"instances": [r]}) if post else None,
-        ),
-        segment | st.sampled_from(["..", "%00", "x" * 3000, "CREDIT-RISK", "credit-risk "]),
-        row,
-        st.booleans(),
-    )
-    odd_route = st.builds(
-        lambda method, path, body: Request("odd route", method, path, body),
-        st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
-        st.sampled_from(["/", "/v1", "/v1/models/", "/health/", "/v1/openapi.json"])
-        | st.text(max_size=40).map(lambda s: "/" + s),
-        st.none() | st.text(max_size=40),
-    )
-    return st.one_of(
-        wrong_type,
-        unknown_field,
-        mutated,
-        missing,
-        huge_number,
-        count,
-        good,
-        nested,
-        arbitrary,
-        undecodable,
-        invalid_utf8,
-        b64_good,
-        b64_bad,
-        b64_garbage,
-        with_query,
-        odd_version,
-        odd_model,
-        odd_route,
-    )
-
-
-def send_event(invoke: Invoke, routes: Any, req: Request, tally: Tally) -> None:
+def send_event(invoke: Invoke, routes: Any, req: Request, tally: ResponseTally) -> None:
     """Build the payload-2.0 event of `req`, invoke, and judge the response."""
     from ferry_cli.events import http_api_event
 
@@ -573,7 +218,7 @@ def send_event(invoke: Invoke, routes: Any, req: Request, tally: Tally) -> None:
     )
 
 
-def fuzz_handler(examples: int, invoke: Invoke, routes: Any, tally: Tally) -> None:
+def fuzz_handler(examples: int, invoke: Invoke, routes: Any, tally: ResponseTally) -> None:
     """Run `examples` Hypothesis-generated requests through `invoke` (never stops early)."""
     from hypothesis import HealthCheck, Phase, given, settings
 
@@ -634,7 +279,7 @@ def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
 # -- 2. Schemathesis against the local HTTP API ----------------------------------------------
 
 
-def fuzz_http(api_url: str, examples: int, tally: Tally) -> None:
+def fuzz_http(api_url: str, examples: int, tally: ResponseTally) -> None:
     """Schemathesis cases from the API's own OpenAPI document, sent to `api_url`."""
     import requests
     import schemathesis
@@ -708,7 +353,7 @@ def fuzz_http(api_url: str, examples: int, tally: Tally) -> None:
 # -- 3. Bodies over the Lambda synchronous limit, over HTTP ----------------------------------
 
 
-def oversize_bodies(api_url: str, tally: Tally, sizes: tuple[int, ...]) -> None:
+def oversize_bodies(api_url: str, tally: ResponseTally, sizes: tuple[int, ...]) -> None:
     """POST bodies of `sizes` bytes (and one chunked): each must be a readable 413."""
     split = urlsplit(api_url)
     for size, chunked in [*((s, False) for s in sizes), (LAMBDA_SYNC_LIMIT + 4096, True)]:
@@ -752,12 +397,12 @@ def run(
     result: PropertyResult,
     api_url: str | None = None,
     invoke: tuple[Invoke, Any] | None = None,
-) -> Tally:
+) -> ResponseTally:
     """Run the three parts; `api_url` targets a running API, `invoke` a given handler."""
     handler_examples = mode.size(800, 7500)  # ~200 requests/s in-process
     http_examples = mode.size(120, 3000)  # ~45 requests/s through the local HTTP API
     oversize = (LAMBDA_SYNC_LIMIT + 1, 10_000_000) + ((64_000_000,) if mode.long else ())
-    tally = Tally()
+    tally = ResponseTally()
     started = time.perf_counter()
     if invoke is None:
         with handler_under_moto() as real:

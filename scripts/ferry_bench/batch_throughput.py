@@ -93,8 +93,8 @@ def _free_port() -> int:
 def _setup(rows: int, estimators: int, endpoint: str) -> int:
     """Resources, the registered model and the uploaded CSV, in the emulator; returns bytes."""
     os.environ["AWS_ENDPOINT_URL"] = endpoint
-    from ferry_cli.batch_files import csv_bytes
     from ferry_cli.local_aws import FAKE_CREDENTIALS, LocalResources, clients, create_resources
+    from ferry_core.batch.sample_files import csv_bytes
     from ferry_core.builder import build_credit_risk
     from ferry_core.card import Lineage
     from ferry_core.registration import register_built

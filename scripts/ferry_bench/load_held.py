@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry_bench.bad_input import (
-    Platform,
+from ferry_bench.properties import Mode, PropertyResult, prop
+from ferry_bench.running_platform import (
+    RunningPlatform,
     local_platform,
     small_model,
     valid_instances,
 )
-from ferry_bench.properties import Mode, PropertyResult, prop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUSTAINABLE_P99_MS = 1000.0  # a step whose p99 is over this is not sustained
@@ -78,7 +78,7 @@ class Step:
         )
 
 
-def locust_step(platform: Platform, model: str, users: int, seconds: int) -> Step:
+def locust_step(platform: RunningPlatform, model: str, users: int, seconds: int) -> Step:
     """One headless Locust run (http_load's runner and locustfile) → its aggregated figures."""
     from ferry_bench.http_load import Target, _run_locust
 
@@ -212,7 +212,9 @@ class Probe:
         return True
 
 
-def _expected_scores(platform: Platform, model: str, versions: list[int]) -> dict[int, list[float]]:
+def _expected_scores(
+    platform: RunningPlatform, model: str, versions: list[int]
+) -> dict[int, list[float]]:
     """Each version's own scores for the probe applications, asked with `?version=N`."""
     import requests
 
@@ -227,7 +229,7 @@ def _expected_scores(platform: Platform, model: str, versions: list[int]) -> dic
 
 
 def switch_under_load(
-    platform: Platform, model: str, v1: int, v2: int, users: int, seconds: int, wait: float
+    platform: RunningPlatform, model: str, v1: int, v2: int, users: int, seconds: int, wait: float
 ) -> tuple[Step, Switch]:
     """A Locust step with a promotion of v2 and a rollback to v1 in its middle."""
     from ferry_core.governance import connect
@@ -343,7 +345,7 @@ def judge(steps: list[Step], step: Step, switch: Switch, result: PropertyResult)
 
 
 def run(
-    mode: Mode, result: PropertyResult, platform: Platform | None = None
+    mode: Mode, result: PropertyResult, platform: RunningPlatform | None = None
 ) -> tuple[list[Step], Step, Switch]:
     """Register v1 and v2 of a fresh model, run the steps, the switch and the throttle checks."""
     from ferry_bench.http_load import wait_until_served

@@ -67,6 +67,7 @@ class Property:
 
 
 PROPERTIES: dict[int, Property] = {}
+_MODULE_OF: dict[int, str] = {}  # number → the module that registered it
 
 
 def prop(number: int, title: str) -> Callable[[Callable[[Mode, PropertyResult], None]], Check]:
@@ -78,6 +79,7 @@ def prop(number: int, title: str) -> Callable[[Callable[[Mode, PropertyResult], 
 
     def wrap(fn: Callable[[Mode, PropertyResult], None]) -> Check:
         PROPERTIES[number] = Property(number, title, fn)
+        _MODULE_OF[number] = fn.__module__
 
         def run(mode: Mode) -> PropertyResult:
             return _run(PROPERTIES[number], mode)
@@ -106,7 +108,19 @@ def load_all() -> None:
         importlib.import_module(module)
 
 
+def select(names: Iterable[str]) -> list[int] | None:
+    """Property numbers from `--only` words: a number, or its module's name (`bad_input`)."""
+    load_all()
+    by_name = {m.rsplit(".", 1)[-1]: n for n, m in _MODULE_OF.items()}
+    wanted = [w.strip() for w in names if w.strip()]
+    unknown = [w for w in wanted if not w.isdigit() and w not in by_name]
+    if unknown:
+        raise KeyError(f"no reliability property {unknown}; known: {sorted(by_name)}")
+    return sorted({int(w) if w.isdigit() else by_name[w] for w in wanted}) or None
+
+
 def run_properties(numbers: Iterable[int] | None, mode: Mode) -> list[PropertyResult]:
+    """Run the properties numbered (all by default), in number order."""
     load_all()
     wanted = sorted(PROPERTIES) if numbers is None else sorted(set(numbers))
     unknown = [n for n in wanted if n not in PROPERTIES]

@@ -29,8 +29,8 @@ from hypothesis.stateful import (
     rule,
 )
 
+from ferry_bench.batch_harness import built_model
 from ferry_bench.properties import Mode, PropertyResult
-from ferry_bench.rows_accounted import built_model
 from ferry_core.card import Lineage
 from ferry_core.errors import FerryError
 from ferry_core.registration import register
@@ -72,7 +72,7 @@ class Stats:
 
 
 @dataclass
-class Ctx:
+class MachineRun:
     """What the state machine needs; set before a run (Hypothesis builds the machine itself)."""
 
     res: Any
@@ -104,7 +104,7 @@ class RegistryMachine(RuleBasedStateMachine):
     `ctx` (the moto resources, clients and tallies of one run) is set by `make_machine`.
     """
 
-    ctx: ClassVar[Ctx]
+    ctx: ClassVar[MachineRun]
 
     def __init__(self) -> None:
         super().__init__()
@@ -403,7 +403,7 @@ class RegistryMachine(RuleBasedStateMachine):
         self.ctx.stats.audit_entries += self.audit
 
 
-def make_machine(ctx: Ctx) -> type[RegistryMachine]:
+def make_machine(ctx: MachineRun) -> type[RegistryMachine]:
     """The machine bound to one run's resources and tallies."""
     return type("RegistryMachine", (RegistryMachine,), {"ctx": ctx})
 
@@ -450,7 +450,7 @@ def run_stateful(
     stats = Stats()
     with local_aws(cache_dir=str(workdir / "scoring-cache")) as res:
         clients = {n: boto3.client(n) for n in ("s3", "dynamodb", "events")}
-        machine = make_machine(Ctx(res, clients, workdir, factory, stats))
+        machine = make_machine(MachineRun(res, clients, workdir, factory, stats))
         config = settings(
             max_examples=mode.size(12, 50),
             stateful_step_count=mode.size(14, 30),

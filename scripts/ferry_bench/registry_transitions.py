@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ferry_bench.batch_harness import built_model
 from ferry_bench.properties import Mode, PropertyResult, prop
 from ferry_bench.registry_model import (
     GovernanceFactory,
     default_governance,
     run_stateful,
 )
-from ferry_bench.rows_accounted import built_model
 
 # ---- part two: concurrent promoters through a real HTTP moto server --------------------------
 

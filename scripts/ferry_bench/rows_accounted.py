@@ -23,329 +23,27 @@ and either reached the DLQ or was consumed and counted in the `BatchFailures` al
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import json
-import logging
-import os
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
+from ferry_bench.batch_harness import (
+    BatchPlatform,
+    Invoker,
+    batch_platform,
+    clear_idempotency,
+    drain,
+    read_object,
+    run_fanouts,
+    scored_rows,
+    send,
+    upload_events,
+    version_index,
+)
+from ferry_bench.defect_files import INCOMING, MODEL, FileSpec, failing_files, make_file
 from ferry_bench.properties import Mode, PropertyResult, prop
-
-MODEL = "credit-risk"
-INCOMING = f"batch/incoming/{MODEL}/"
-QUEUE_ATTRS = ["All"]
-FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ferry-local-batch"
-PART_BYTES = 9_973  # a prime: part boundaries fall anywhere inside a line
-
-
-@cache
-def built_model() -> Any:
-    """The small credit-risk model the tests use (built once per process, about 3 s)."""
-    from ferry_core.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
-
-    pipe, train, valid = fit_credit_risk(rows=1600, n_estimators=15, seed=11)
-    return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
-
-
-# ---- the platform: moto, Ferry's resources, the model in production, the batch handler ------
-
-
-@dataclass
-class BatchPlatform:
-    """Ferry's batch path in moto, with the real handler loaded and configured as the stack does."""
-
-    res: Any
-    s3: Any
-    ddb: Any
-    sqs: Any
-    sfn: Any
-    handler: ModuleType
-    queue_url: str
-    queue_arn: str
-    dlq_url: str
-    state_machine: str
-
-    @property
-    def bucket(self) -> str:
-        return self.res.data_bucket
-
-
-@contextlib.contextmanager
-def batch_platform(
-    workdir: Path,
-    *,
-    chunk_rows: int = 97,
-    fanout_bytes: int = 40_000,
-    part_bytes: int = PART_BYTES,
-    before_clients: Callable[[], None] | None = None,
-) -> Iterator[BatchPlatform]:
-    """moto with Ferry's resources, credit-risk v1 in production, the batch function's env set.
-
-    Small chunks (and so small CSV blocks) and a low fan-out threshold put chunk, block and
-    part boundaries all over the files. The queue's visibility timeout is 0, so a failed
-    message is visible again at once (the timeout "elapses" between polls). `before_clients`
-    runs before any client is made (fault hooks on the boto3 session go there).
-    """
-    import boto3
-
-    from ferry_cli.functions import load_handler
-    from ferry_cli.local_aws import clients, local_aws
-    from ferry_core.card import Lineage
-    from ferry_core.registration import register_built
-    from ferry_core.registry import RegistryWriter
-
-    built = built_model()
-    with local_aws(cache_dir=str(workdir / "scoring-cache")) as res:
-        if before_clients is not None:
-            before_clients()
-        c = clients()
-        sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        writer = RegistryWriter(c["dynamodb"], res.registry_table)
-        card = register_built(built, MODEL, c["s3"], res.model_bucket, writer, Lineage())
-        writer.set_stage(MODEL, "production", card.version, None, actor="reliability")
-        machine = sfn.create_state_machine(
-            name="ferry-local-batch-fanout",
-            definition=json.dumps({"StartAt": "Map", "States": {"Map": {"Type": "Succeed"}}}),
-            roleArn="arn:aws:iam::123456789012:role/ferry-local",
-        )["stateMachineArn"]
-        env = {
-            **res.batch_environment(str(workdir / "batch-cache")),
-            "BATCH_CHUNK_ROWS": str(chunk_rows),
-            "BATCH_FANOUT_THRESHOLD_BYTES": str(fanout_bytes),
-            "BATCH_PART_BYTES": str(part_bytes),
-            "BATCH_STATE_MACHINE_ARN": machine,
-        }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        url = c["sqs"].get_queue_url(QueueName=res.batch_queue)["QueueUrl"]
-        c["sqs"].set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "0"})
-        arn = c["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-        dlq = c["sqs"].get_queue_url(QueueName=res.batch_dlq)["QueueUrl"]
-        handler = load_handler("batch")
-        handler.runtime.cache_clear()
-        quiet = logging.getLogger(handler.logger.name)
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)  # the handler's JSON logs would bury the report
-        try:
-            yield BatchPlatform(
-                res,
-                c["s3"],
-                c["dynamodb"],
-                c["sqs"],
-                sfn,
-                handler,
-                url,
-                arn["Attributes"]["QueueArn"],
-                dlq,
-                machine,
-            )
-        finally:
-            handler.runtime.cache_clear()
-            quiet.setLevel(level)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-
-# ---- the files: what was written into them is the ground truth ------------------------------
-
-
-@dataclass
-class FileSpec:
-    """One uploaded file and what must become of it.
-
-    `expect[row]` is "scored" or "rejected" for every data row (1-based, as the outputs number
-    them); `fails` is a substring of the failed manifest's reason when the whole file must fail.
-    """
-
-    key: str
-    body: bytes
-    fmt: str
-    expect: dict[int, str] = field(default_factory=dict)
-    fails: str | None = None
-    kinds: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def rows(self) -> int:
-        return len(self.expect)
-
-
-def _names() -> list[str]:
-    from ferry_core.builder import CREDIT_RISK_SCHEMA
-
-    return [f.name for f in CREDIT_RISK_SCHEMA.features]
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _csv_line(rec: dict[str, Any]) -> bytes:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow([_cell(rec.get(n)) for n in _names()])
-    return buf.getvalue().encode()
-
-
-def _with(rec: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    return {**rec, **changes}
-
-
-def _csv_defects(good: dict[str, Any]) -> dict[str, bytes]:
-    """CSV lines the batch applications generator does not make, each one malformed."""
-    line = _csv_line(good)
-    cells = line.split(b",")
-    return {
-        "extra_cells": line + b",surplus,cells",
-        "ragged_short": b",".join(cells[:3]),
-        "nan_text": _csv_line(_with(good, loan_amount="NaN")),
-        "inf_text": _csv_line(_with(good, annual_income="-Infinity")),
-        "overflow": _csv_line(_with(good, loan_amount="1e999")),
-        "huge_integer": _csv_line(_with(good, age="1" + "0" * 400)),
-        "whitespace_line": b"   ",
-        "empty_cells": b"," * (len(cells) - 1),
-        "long_text": _csv_line(_with(good, employment="x" * 5000)),
-        "bad_boolean": _csv_line(_with(good, prior_default="maybe")),
-        "negative": _csv_line(_with(good, open_accounts=-1)),
-    }
-
-
-def _jsonl_defects(good: dict[str, Any]) -> dict[str, bytes]:
-    text = json.dumps(good)
-    return {
-        "nan_token": json.dumps(_with(good, loan_amount=float("nan"))).encode(),
-        "infinity_token": json.dumps(_with(good, annual_income=float("inf"))).encode(),
-        "invalid_utf8": text.encode().replace(b'"employment": "', b'"employment": "\xff', 1),
-        "blank_line": b"",
-        "whitespace_line": b"  \t ",
-        "json_array": b"[1, 2, 3]",
-        "json_number": b"42",
-        "json_string": b'"an application"',
-        "json_null": b"null",
-        "empty_object": b"{}",
-        "deeply_nested": b"[" * 5000 + b"]" * 5000,
-        "bool_for_integer": json.dumps(_with(good, age=True)).encode(),
-        "string_for_number": json.dumps(_with(good, loan_amount="12000")).encode(),
-        "extra_field": json.dumps(_with(good, nickname="ace")).encode(),
-        "overflow": text.replace('"age": ', '"age": 1' + "0" * 400 + ', "_": ', 1).encode(),
-    }
-
-
-def _parquet_defects(good: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {
-        "nan_value": _with(good, loan_amount=float("nan")),
-        "neg_inf": _with(good, credit_history_years=float("-inf")),
-        "null_required": _with(good, age=None),
-        "out_of_range": _with(good, loan_term_months=1000.0),
-        "unknown_category": _with(good, purpose="yacht"),
-        "not_whole": _with(good, open_accounts=2.5),
-    }
-
-
-def _spread(
-    base: list[tuple[bytes | dict[str, Any], str | None]], extra: list[Any], rng: random.Random
-) -> list[Any]:
-    out = list(base)
-    for item in extra:
-        out.insert(rng.randrange(len(out) + 1), item)
-    return out
-
-
-def make_file(fmt: str, n: int, seed: int, name: str, variant: str = "") -> FileSpec:
-    """A file of about `n` generated applications with every defect of its format mixed in.
-
-    `variant` (CSV): "crlf" line endings, "bom" (a UTF-8 byte order mark), "truncated" (the
-    last line cut mid-row, no newline); (JSON Lines): "truncated".
-    """
-    from ferry_cli.batch_files import applications, encode
-
-    rng = random.Random(seed)
-    rows = applications(n, fmt, share=0.04, seed=seed)
-    good = next(r.record for r in rows if r.kind is None and r.record)
-    kinds: Counter[str] = Counter(r.kind or "valid" for r in rows)
-    key = f"{INCOMING}{name}.{fmt}"
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from ferry_core.builder import CREDIT_RISK_SCHEMA
-
-        items: list[Any] = [(r.record, "rejected" if r.kind else "scored") for r in rows]
-        extras = [(rec, "rejected") for rec in _parquet_defects(good).values()]
-        kinds.update(_parquet_defects(good).keys())
-        items = _spread(items, extras, rng)
-        types = {"integer": pa.float64(), "number": pa.float64(), "boolean": pa.bool_()}
-        schema = pa.schema(
-            [(f.name, types.get(f.type, pa.string())) for f in CREDIT_RISK_SCHEMA.features]
-        )
-        table = pa.Table.from_pylist([rec for rec, _ in items], schema=schema)
-        sink = io.BytesIO()
-        pq.write_table(table, sink, row_group_size=max(1, len(items) // 5))
-        expect = {i + 1: side for i, (_, side) in enumerate(items)}
-        return FileSpec(key, sink.getvalue(), fmt, expect, kinds=kinds)
-    body = encode(rows, fmt)
-    lines = body.split(b"\n")[:-1]  # every line ends with a newline
-    header: list[bytes] = []
-    if fmt == "csv":
-        header, lines = lines[:1], lines[1:]
-    assert len(lines) == n, (len(lines), n)
-    base = [(line, "rejected" if r.kind else "scored") for line, r in zip(lines, rows, strict=True)]
-    defects = _csv_defects(good) if fmt == "csv" else _jsonl_defects(good)
-    kinds.update(defects.keys())
-    items = _spread(base, [(d, "rejected") for d in defects.values()], rng)
-    ending = b"\r\n" if variant == "crlf" else b"\n"
-    text = ending.join([*header, *(line for line, _ in items)]) + ending
-    if variant == "bom":
-        text = b"\xef\xbb\xbf" + text
-    expect = {i + 1: side for i, (_, side) in enumerate(items)}
-    if variant == "truncated":  # the upload was cut off: the last line stops mid-row
-        cut = (
-            b",".join(_csv_line(good).split(b",")[:4])
-            if fmt == "csv"
-            else json.dumps(good).encode()[:25]
-        )
-        text += cut
-        expect[len(expect) + 1] = "rejected"
-        kinds["truncated_last_line"] += 1
-    return FileSpec(key, text, fmt, expect, kinds=kinds)
-
-
-def failing_files(seed: int) -> list[FileSpec]:
-    """Whole files that cannot be scored as uploaded: each must end in a failed manifest."""
-    from ferry_cli.batch_files import applications, encode
-
-    csv_body = encode(applications(120, "csv", seed=seed), "csv")
-    lines = csv_body.split(b"\n")
-    bad_utf8 = b"\n".join([*lines[:60], lines[60].replace(b",", b",\xff\xfe", 1), *lines[61:]])
-    parquet = make_file("parquet", 200, seed, "x").body
-    wide = b"\n".join([lines[0] + b",nickname", *(ln + b",ace" for ln in lines[1:-1])]) + b"\n"
-    return [
-        FileSpec(f"{INCOMING}fail/invalid-utf8.csv", bad_utf8, "csv", fails="utf"),
-        FileSpec(f"{INCOMING}fail/unknown-column.csv", wide, "csv", fails="unknown column"),
-        FileSpec(
-            f"{INCOMING}fail/cut.parquet", parquet[: len(parquet) // 2], "parquet", fails="parquet"
-        ),
-        FileSpec(f"{INCOMING}fail/empty.csv", b"", "csv", fails="empty"),
-        FileSpec(f"{INCOMING}fail/header-only.csv", lines[0] + b"\n", "csv", fails="no data rows"),
-        FileSpec(f"{INCOMING}fail/blank.jsonl", b"", "jsonl", fails="no data rows"),
-        FileSpec("batch/incoming/no-such-model/a.csv", csv_body, "csv", fails="no model named"),
-        FileSpec(f"{INCOMING}fail/notes.txt", b"hello", "txt", fails="file type"),
-    ]
-
 
 # ---- poison: messages that are not uploads to score -------------------------------------------
 
@@ -387,231 +85,8 @@ def poison_messages(bucket: str, rng: random.Random) -> dict[str, tuple[str, str
     }
 
 
-# ---- the event-source mapping: the local platform's poller, the handler invoked in process ---
-
-
-class Invoker:
-    """What the Lambda service does for the poller: run the function, report its answer.
-
-    Records, per message, whether the function reported it failed, and the `BatchFailures`
-    metric each invocation emitted (EMF on stdout) without a model dimension (the count of
-    unreadable messages it consumed).
-    """
-
-    def __init__(self, handler: ModuleType) -> None:
-        self._handler = handler
-        self.invocations = 0
-        self.errors = 0
-        self.failed: Counter[str] = Counter()  # body → times reported failed
-        self.delivered: Counter[str] = Counter()  # body → deliveries
-        self.consumed_metric = 0
-
-    def invoke(self, function_name: str, event: dict[str, Any]) -> tuple[bytes, bool, str]:
-        from ferry_cli.events import LambdaContext
-
-        self.invocations += 1
-        bodies = {r["messageId"]: r["body"] for r in event["Records"]}
-        self.delivered.update(bodies.values())
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                result = self._handler.lambda_handler(event, LambdaContext(timeout_seconds=900))
-        except Exception as exc:  # the function errored: every message returns to the queue
-            self.errors += 1
-            self.failed.update(bodies.values())
-            return json.dumps({"errorMessage": str(exc)}).encode(), True, out.getvalue()
-        for f in result.get("batchItemFailures", []):
-            self.failed[bodies[f["itemIdentifier"]]] += 1
-        self.consumed_metric += _unrouted_failures(out.getvalue())
-        return json.dumps(result).encode(), False, out.getvalue()
-
-
-def _unrouted_failures(stdout: str) -> int:
-    """The `BatchFailures` values in EMF blobs with no `model` dimension."""
-    total = 0
-    for line in stdout.splitlines():
-        if not line.startswith("{") or '"BatchFailures"' not in line:
-            continue
-        blob = json.loads(line)
-        if "model" in blob:
-            continue
-        value = blob.get("BatchFailures", 0)
-        total += int(sum(value) if isinstance(value, list) else value)
-    return total
-
-
-def drain(p: BatchPlatform, invoker: Invoker, rng: random.Random, max_polls: int) -> int:
-    """Poll the queue with batch sizes 1-10 until it stays empty; returns the polls made.
-
-    A poll that raises (an SQS fault on receive or delete) is retried, as the poller does.
-    """
-    from ferry_cli.local.pollers import SqsPoller
-
-    mapping = {
-        "UUID": "reliability",
-        "EventSourceArn": p.queue_arn,
-        "FunctionArn": FUNCTION_ARN,
-        "FunctionResponseTypes": ["ReportBatchItemFailures"],
-    }
-    # The poller calls only `runtime.invoke(name, event)`: an `Invoker` is all it needs.
-    runtime: Any = invoker
-    pollers = [
-        SqsPoller({"sqs": p.sqs}, runtime, {**mapping, "BatchSize": b}, "us-east-1")
-        for b in (1, 3, 10)
-    ]
-    polls = empty = 0
-    while empty < 2 and polls < max_polls:
-        polls += 1
-        try:
-            got = rng.choice(pollers).poll_once(wait_seconds=0)
-        except Exception:  # the poller's own loop does the same: poll again
-            got = 1
-        empty = 0 if got else empty + 1
-    return polls
-
-
-def send(p: BatchPlatform, bodies: list[str]) -> None:
-    """Put message bodies on the batch queue, as S3 (or a redrive) would, in order."""
-    for i in range(0, len(bodies), 10):
-        entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i : i + 10])]
-        p.sqs.send_message_batch(QueueUrl=p.queue_url, Entries=entries)
-
-
-def upload_events(p: BatchPlatform, specs: list[FileSpec]) -> dict[str, str]:
-    """Upload each file and take the S3 event S3 put on the queue for it: key → event body."""
-    from urllib.parse import unquote_plus
-
-    for spec in specs:
-        p.s3.put_object(Bucket=p.bucket, Key=spec.key, Body=spec.body)
-    events: dict[str, str] = {}
-    while True:
-        got = p.sqs.receive_message(QueueUrl=p.queue_url, MaxNumberOfMessages=10)
-        messages = got.get("Messages", [])
-        if not messages:
-            break
-        for m in messages:
-            p.sqs.delete_message(QueueUrl=p.queue_url, ReceiptHandle=m["ReceiptHandle"])
-            body = json.loads(m["Body"])
-            for r in body.get("Records", []):
-                events[unquote_plus(r["s3"]["object"]["key"])] = m["Body"]
-            if body.get("Event") == "s3:TestEvent":
-                events["s3:TestEvent"] = m["Body"]
-    return events
-
-
-def run_fanouts(
-    p: BatchPlatform, rng: random.Random, seen: set[str], catch: bool = False
-) -> tuple[int, int]:
-    """Run every new fan-out execution as its Distributed Map would: split, each part (some
-    twice: an item retry), merge. Returns (executions run, part invocations).
-
-    With `catch`, a failing step goes to the Fail step with the state's object, as the state
-    machine's Catch does (the execution input before Split, Split's pinned object after it);
-    a Fail step that fails too fails the execution (the pipeline alarm's business).
-    """
-    from ferry_cli.events import LambdaContext
-
-    ctx = LambdaContext(timeout_seconds=900)
-    runs = parts = 0
-    with contextlib.redirect_stdout(io.StringIO()):  # the steps' EMF metrics
-        for arn in _new_executions(p, seen):
-            state = json.loads(p.sfn.describe_execution(executionArn=arn)["input"])
-            runs += 1
-            try:
-                plan = p.handler.split_handler(state, ctx)
-                if plan.get("status") != "ready":
-                    continue
-                state = plan
-                body = p.s3.get_object(Bucket=p.bucket, Key=plan["parts_key"])["Body"].read()
-                for item in json.loads(body):
-                    for _ in range(rng.choice((1, 1, 1, 2))):
-                        parts += 1
-                        p.handler.part_handler(
-                            {
-                                "object": plan["object"],
-                                "part": item,
-                                "model_version": plan["model_version"],
-                            },
-                            ctx,
-                        )
-                p.handler.merge_handler({"object": plan["object"]}, ctx)
-            except Exception as exc:
-                if not catch:
-                    raise
-                error = {"Error": type(exc).__name__, "Cause": str(exc)}
-                with contextlib.suppress(Exception):
-                    p.handler.fail_handler({"object": state["object"], "error": error}, ctx)
-    return runs, parts
-
-
-def _new_executions(p: BatchPlatform, seen: set[str]) -> list[str]:
-    new = []
-    for page in p.sfn.get_paginator("list_executions").paginate(stateMachineArn=p.state_machine):
-        for ex in page["executions"]:
-            if ex["executionArn"] not in seen:
-                seen.add(ex["executionArn"])
-                new.append(ex["executionArn"])
-    return new
-
-
-def clear_idempotency(p: BatchPlatform) -> int:
-    """Delete every idempotency record (as if their 7 days had passed); returns how many."""
-    table = p.res.idempotency_table
-    n = 0
-    for page in p.ddb.get_paginator("scan").paginate(TableName=table):
-        for item in page.get("Items", []):
-            if item["id"]["S"].startswith("batch-audit#"):
-                continue  # the once-per-run audit markers never expire
-            p.ddb.delete_item(TableName=table, Key={"id": item["id"]})
-            n += 1
-    return n
-
-
-# ---- reading the outputs back -----------------------------------------------------------------
-
-
-def read_object(p: BatchPlatform, key: str, version: str | None = None) -> bytes | None:
-    """An object's bytes (one version of it), or None when there is no such key."""
-    kwargs = {"Bucket": p.bucket, "Key": key} | ({"VersionId": version} if version else {})
-    try:
-        return p.s3.get_object(**kwargs)["Body"].read()
-    except p.s3.exceptions.NoSuchKey:
-        return None
-
-
-def version_index(p: BatchPlatform, *prefixes: str) -> dict[str, list[str]]:
-    """Every key under the prefixes → its version ids, oldest first (one listing each)."""
-    out: dict[str, list[str]] = {}
-    paginator = p.s3.get_paginator("list_object_versions")
-    for prefix in prefixes or ("batch/",):
-        for page in paginator.paginate(Bucket=p.bucket, Prefix=prefix):
-            for v in page.get("Versions", []):
-                out.setdefault(v["Key"], []).append(v["VersionId"])
-    return {k: vs[::-1] for k, vs in out.items()}  # S3 lists a key's versions newest first
-
-
-def scored_rows(fmt: str, body: bytes) -> list[int]:
-    """The `row` numbers of a scored output file, read with an independent reader."""
-    if fmt == "jsonl":
-        return [json.loads(line)["row"] for line in body.splitlines() if line.strip()]
-    if fmt == "csv":
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-
-        if not body.strip():
-            return []
-        table = pacsv.read_csv(
-            io.BytesIO(body),
-            convert_options=pacsv.ConvertOptions(column_types={"row": pa.int64()}),
-        )
-        return table.column("row").to_pylist()
-    import pyarrow.parquet as pq
-
-    return pq.read_table(io.BytesIO(body), columns=["row"]).column("row").to_pylist()
-
-
 @dataclass
-class Tally:
+class RowTally:
     """What the read-back found, summed over files."""
 
     rows_in: int = 0
@@ -629,7 +104,7 @@ class Tally:
 def verify_file(
     p: BatchPlatform,
     spec: FileSpec,
-    tally: Tally,
+    tally: RowTally,
     bad: list[str],
     index: dict[str, list[str]] | None = None,
     reruns: bool = False,
@@ -725,7 +200,7 @@ def verify_file(
 
 
 def verify_platform(
-    p: BatchPlatform, specs: list[FileSpec], tally: Tally, bad: list[str]
+    p: BatchPlatform, specs: list[FileSpec], tally: RowTally, bad: list[str]
 ) -> dict[str, int]:
     """Every output accounted for by a file; one audit entry per run; nothing left behind."""
     from ferry_core.audit import AnchorStore, AuditLog
@@ -827,7 +302,7 @@ def run_rows(plan: RowsPlan, result: PropertyResult, workdir: Path) -> None:
         more, more_parts = run_fanouts(p, rng, seen)
         if more:
             bad.append(f"late replays started {more} new fan-out execution(s)")
-        tally = Tally()
+        tally = RowTally()
         audit = verify_platform(p, specs, tally, bad)
         dlq = Counter(_dlq_bodies(p))
         judge_poison(poison, invoker, dlq, events, bad)

@@ -275,6 +275,46 @@ def _print_tables(
     console.print(g)
 
 
+def _cold_figures(
+    built: Any, workdir: Path, rows: list[dict], runs: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Cold starts against a moto server on 127.0.0.1 seeded with the model in production."""
+    from moto.server import ThreadedMotoServer
+
+    log(f"cold starts: {runs} fresh processes per mode, moto server on 127.0.0.1…")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        env = _seed_server(built, f"http://{host}:{port}", workdir, rows)
+        return _cold_starts(workdir, env, runs, log)
+    finally:
+        server.stop()
+
+
+def _json_doc(
+    meta: dict[str, Any],
+    figs: dict[str, dict[str, float]],
+    cold: dict[str, Any],
+    targets: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The figures as one JSON document, with the handler's overhead as ratios."""
+    ratios = {
+        f"handler_over_{k}_p50/{n}": figs[f"handler/{n}"]["p50_us"] / figs[f"{k}/{n}"]["p50_us"]
+        for n in SIZES
+        for k in ("ort", "sklearn")
+    }
+    passed = all(t["passed"] for t in targets)
+    return {
+        "meta": meta,
+        "warm": figs,
+        "ratios": ratios,
+        "cold": cold,
+        "targets": targets,
+        "passed": passed,
+    }
+
+
 def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
     """Measure, print the figures (Rich tables or one JSON object); True if all targets held."""
     import onnxruntime as ort
@@ -358,17 +398,7 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
                 _run_cases(cases, iterations)
             figs = {f"{c.name}/{c.instances}": c.stats() for c in cases}
         if cold_runs:
-            from moto.server import ThreadedMotoServer
-
-            log(f"cold starts: {cold_runs} fresh processes per mode, moto server on 127.0.0.1…")
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            server.start()
-            try:
-                host, port = server.get_host_and_port()
-                env = _seed_server(built, f"http://{host}:{port}", workdir, rows[:1])
-                cold = _cold_starts(workdir, env, cold_runs, log)
-            finally:
-                server.stop()
+            cold = _cold_figures(built, workdir, rows[:1], cold_runs, log)
 
     targets = _targets(figs, cold)
     passed = all(t["passed"] for t in targets)
@@ -384,20 +414,7 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
         "seconds": round(time.perf_counter() - started, 1),
     }
     if as_json:
-        ratios = {
-            f"handler_over_{k}_p50/{n}": figs[f"handler/{n}"]["p50_us"] / figs[f"{k}/{n}"]["p50_us"]
-            for n in SIZES
-            for k in ("ort", "sklearn")
-        }
-        doc = {
-            "meta": meta,
-            "warm": figs,
-            "ratios": ratios,
-            "cold": cold,
-            "targets": targets,
-            "passed": passed,
-        }
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(_json_doc(meta, figs, cold, targets), indent=2))
     else:
         _print_tables(console, figs, cold, targets, meta)
         verdict = "[green]all targets passed" if passed else "[red]some targets failed"

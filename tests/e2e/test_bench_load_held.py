@@ -1,4 +1,4 @@
-"""Reliability property 7: load is held through a promotion and a rollback (issue 8).
+"""Reliability property 7: load is held through a promotion and a rollback.
 
 Against the session's `ferry local up` (tests/e2e/conftest.py), with Locust in its own process.
 """
@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from ferry_bench.bad_input import Platform
 from ferry_bench.load_held import (
     Probe,
     Step,
@@ -21,16 +20,19 @@ from ferry_bench.load_held import (
     throttle_checks,
 )
 from ferry_bench.properties import Mode, PropertyResult
+from ferry_bench.running_platform import RunningPlatform
 from infra.config import ENVIRONMENTS
 
 
 @pytest.fixture(scope="module")
-def platform(local_platform: Any) -> Platform:
+def platform(local_platform: Any) -> RunningPlatform:
     info = local_platform.info
-    return Platform(info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"])
+    return RunningPlatform(
+        info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"]
+    )
 
 
-def test_fast_mode_holds_through_a_promotion_and_a_rollback(platform: Platform) -> None:
+def test_fast_mode_holds_through_a_promotion_and_a_rollback(platform: RunningPlatform) -> None:
     """
     Given the local platform serving v1 of a fresh model, with v2 registered
     When 10 Locust users load it and production moves to v2 and back to v1 meanwhile
@@ -78,7 +80,9 @@ def test_a_response_mixing_versions_or_lying_about_its_version_is_caught() -> No
     assert "promotion was never seen" in text
 
 
-def test_probes_against_a_model_the_api_does_not_serve_count_drops(platform: Platform) -> None:
+def test_probes_against_a_model_the_api_does_not_serve_count_drops(
+    platform: RunningPlatform,
+) -> None:
     probe = Probe(platform.api_url, "no-such-model", {1: [0.5]}, old=1)
     with probe:
         assert probe.wait_for("v2_seen_at", 0.5) is False

@@ -1,4 +1,4 @@
-"""Reliability property 1: bad input never reaches a 500 (issue 8), and the check can fail."""
+"""Reliability property 1: bad input never reaches a 500, and the check can fail."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from ferry_bench.bad_input import (
     LAMBDA_SYNC_LIMIT,
-    Tally,
+    ResponseTally,
     check,
     fuzz_handler,
     fuzz_http,
@@ -62,7 +62,7 @@ def _refusing_500(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_handler_answering_500_is_reported() -> None:
-    tally = Tally()
+    tally = ResponseTally()
     fuzz_handler(20, _refusing_500, ROUTES, tally)
     assert tally.server_errors == tally.requests >= 20
     assert tally.unhandled == tally.requests
@@ -73,7 +73,7 @@ def test_a_handler_that_raises_is_an_unhandled_exception() -> None:
     def raises(event: dict[str, Any]) -> dict[str, Any]:
         raise KeyError("requestContext")
 
-    tally = Tally()
+    tally = ResponseTally()
     fuzz_handler(10, raises, ROUTES, tally)
     assert tally.unhandled == tally.requests >= 10
     assert any("raised KeyError" in v for v in tally.violations)
@@ -87,7 +87,7 @@ def test_a_4xx_without_the_documented_shape_is_reported() -> None:
             "body": json.dumps({"message": "bad"}),
         }
 
-    tally = Tally()
+    tally = ResponseTally()
     fuzz_handler(10, bare_400, ROUTES, tally)
     assert tally.unshaped_4xx >= 10 and tally.shaped_4xx == 0
     assert any("has keys ['message']" in v for v in tally.violations)
@@ -138,7 +138,7 @@ def broken_api() -> Iterator[str]:
 
 
 def test_an_http_api_answering_500_fails_schemathesis_and_the_413_probe(broken_api: str) -> None:
-    tally = Tally()
+    tally = ResponseTally()
     fuzz_http(broken_api, 20, tally)
     oversize_bodies(broken_api, tally, (LAMBDA_SYNC_LIMIT + 1,))
     # every operation but GET /v1/openapi.json answers 500

@@ -1,4 +1,4 @@
-"""Property 2 (issue 8): no row lost, none counted twice, through the queue and the handler."""
+"""Property 2: no row lost, none counted twice, through the queue and the handler."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from ferry_bench.defect_files import make_file
 from ferry_bench.properties import Mode, PropertyResult
-from ferry_bench.rows_accounted import RowsPlan, check, make_file, run_rows
+from ferry_bench.rows_accounted import RowsPlan, check, run_rows
 from ferry_core.batch import formats
 
 

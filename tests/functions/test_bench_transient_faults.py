@@ -1,4 +1,4 @@
-"""Property 3 (issue 8): transient AWS faults are survived, persistent ones reach a failure path."""
+"""Property 3: transient AWS faults are survived, persistent ones reach a failure path."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from ferry_bench.fault_injection import SERVICES, Fault, FaultInjector
 from ferry_bench.properties import Mode, PropertyResult
-from ferry_bench.transient_faults import SERVICES, Fault, FaultInjector, check, run_faults
+from ferry_bench.transient_faults import check, run_faults
 from ferry_core.audit import AnchorStore, AuditLog
 from ferry_core.batch import run as batch_run
 from ferry_core.errors import AnchorFailed

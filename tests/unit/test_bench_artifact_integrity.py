@@ -1,4 +1,4 @@
-"""Reliability property 5: artifacts are what the registry says (issue 8), and the check can fail.
+"""Reliability property 5: artifacts are what the registry says, and the check can fail.
 
 The harness is the real scoring handler and governance under moto; the regressions below are
 simulated by replacing one real function (the store's fetch, the ONNX guard) for one test.
@@ -13,16 +13,14 @@ import pytest
 
 from ferry_bench.artifact_integrity import (
     Corruptions,
-    Inotify,
     Malicious,
-    OpenAudit,
     check,
-    corpus,
     corruption_trials,
     harness,
     judge,
     malicious_loads,
 )
+from ferry_bench.malicious_onnx import Inotify, OpenAudit, corpus
 from ferry_bench.properties import Mode, PropertyResult
 
 

@@ -1,4 +1,4 @@
-"""Property 4 (issue 8): registry transitions stay consistent, alone and under concurrency."""
+"""Property 4: registry transitions stay consistent, alone and under concurrency."""
 
 from __future__ import annotations
 
