@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -12,6 +11,4 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def load_handler(function: str) -> ModuleType:
     """Import `functions/{function}/handler.py` as `functions.{function}.handler`."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     return importlib.import_module(f"functions.{function}.handler")

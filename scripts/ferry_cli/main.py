@@ -104,15 +104,21 @@ def bench_load(
 @bench_app.command("reliability")
 def bench_reliability(
     long: bool = typer.Option(True, "--long/--fast", help="full counts, or the test-suite sizes"),
-    only: str = typer.Option("", help="property numbers to run, e.g. 1,5 (default: all)"),
+    only: str = typer.Option(
+        "", help="properties to run, by number or name: 1,5 or bad_input (default: all)"
+    ),
     json_path: str = typer.Option(
         ".ferry/reliability.json", "--json", help="where to write the table as JSON"
     ),
 ) -> None:
     """Every reliability and security property with its figures: a table and JSON."""
-    from ferry_bench.properties import Mode, print_report, run_properties, write_json
+    from ferry_bench.properties import Mode, print_report, run_properties, select, write_json
 
-    numbers = [int(n) for n in only.split(",") if n.strip()] or None
+    try:
+        numbers = select(only.split(","))
+    except KeyError as exc:
+        typer.echo(f"ferry bench reliability: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from exc
     results = run_properties(numbers, Mode(long=long))
     print_report(results)
     write_json(results, Path(json_path))

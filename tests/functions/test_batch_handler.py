@@ -12,11 +12,11 @@ from typing import Any
 import pyarrow.csv as pacsv
 import pytest
 
-from ferry_cli.batch_files import applications, encode
 from ferry_cli.events import LambdaContext, sqs_event
 from ferry_cli.functions import load_handler
 from ferry_core.audit import AuditLog
 from ferry_core.batch import formats
+from ferry_core.batch.sample_files import applications, encode
 
 MANIFEST = "batch/manifests/credit-risk/in box/apps+1.json"
 KEY = "batch/incoming/credit-risk/in box/apps+1.csv"  # S3 events carry it URL-encoded

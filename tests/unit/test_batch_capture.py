@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.batch_files import applications, encode
 from ferry_core.batch.keys import ObjectRef
 from ferry_core.batch.run import BatchRunner, BatchSettings
+from ferry_core.batch.sample_files import applications, encode
 from ferry_core.capture import ROWS_PREFIX, read_capture
 from ferry_core.registry import RegistryReader
 from ferry_core.scoring import ScoringService

@@ -13,10 +13,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from ferry_cli.batch_files import csv_bytes
 from ferry_core.batch import formats
 from ferry_core.batch.columns import ColumnarValidator
 from ferry_core.batch.run import BatchRunner, BatchSettings, Counts
+from ferry_core.batch.sample_files import csv_bytes
 from ferry_core.registry import RegistryReader
 from ferry_core.scoring import ScoringService
 from ferry_core.store import ModelStore

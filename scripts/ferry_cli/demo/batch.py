@@ -17,7 +17,7 @@ def steps(ctx: DemoContext) -> list[Step]:
 
 def batch_step(ctx: DemoContext, rows: int = 2000, timeout: float = 180.0) -> str:
     """Upload a CSV to the data bucket and wait for its manifest: S3 → SQS → batch function."""
-    from ferry_cli.batch_files import applications, encode
+    from ferry_core.batch.sample_files import applications, encode
 
     s3, bucket = ctx.aws["s3"], ctx.res.data_bucket
     key = f"batch/incoming/{MODEL}/demo/applications.csv"

@@ -53,21 +53,14 @@ def _machine(ctx: DemoContext) -> str:
     return ctx.platform.outputs["RetrainStateMachineArn"]
 
 
-def _wait(ctx: DemoContext, arn: str) -> dict[str, Any]:
-    sfn = ctx.aws["stepfunctions"]
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while True:
-        desc = sfn.describe_execution(executionArn=arn)
-        if desc["status"] != "RUNNING":
-            return desc
-        expect(time.monotonic() < deadline, f"run {desc['name']} still running")
-        time.sleep(0.5)
+def _follow(ctx: DemoContext, arn: str) -> dict[str, Any]:
+    """Wait for the run to end and print the states it went through."""
+    from ferry_core.retrain.runs import wait_run
 
-
-def _states(ctx: DemoContext, arn: str) -> list[str]:
-    events = ctx.aws["stepfunctions"].get_execution_history(executionArn=arn)["events"]
-    entered = (e.get("stateEnteredEventDetails") for e in events)
-    return [d["name"] for d in entered if d]
+    run = wait_run(ctx.aws["stepfunctions"], arn, RUN_TIMEOUT_S)
+    expect(run["status"] != "RUNNING", f"run {run['run_id']} still running")
+    ctx.console.print("states: " + " → ".join(run["states"]))
+    return run
 
 
 def _report_table(ctx: DemoContext, run_id: str) -> Table:
@@ -95,11 +88,9 @@ def drift_retrain_step(ctx: DemoContext) -> str:
                 run = ex
         time.sleep(0.5)
     expect(run is not None, "the drift alarm did not start a retraining run")
-    desc = _wait(ctx, run["executionArn"])
-    states = _states(ctx, run["executionArn"])
-    ctx.console.print("states: " + " → ".join(states))
-    ctx.console.print(_report_table(ctx, desc["name"]))
-    outcome = json.loads(desc.get("output") or "{}")
+    done = _follow(ctx, run["executionArn"])
+    ctx.console.print(_report_table(ctx, done["run_id"]))
+    outcome = done["outcome"]
     expect(outcome.get("status") == "promoted", f"the drift-started run ended {outcome}")
     # The scoring function trusts a stage pointer for `registry_cache_seconds` (dev: 5 s).
     waited = time.monotonic()
@@ -111,7 +102,7 @@ def drift_retrain_step(ctx: DemoContext) -> str:
     expect(served == outcome["version"], f"the API still serves v{served}")
     ctx.state["retrained_version"] = outcome["version"]
     return (
-        f"drift alarm → run {desc['name'][:8]}… trained on the new data, passed every gate, "
+        f"drift alarm → run {done['run_id'][:8]}… trained on the new data, passed every gate, "
         f"v{outcome['version']} registered and promoted (dev: no approval, no canary); the API "
         f"serves it {time.monotonic() - waited:.1f} s later (pointer cache)"
     )
@@ -120,6 +111,7 @@ def drift_retrain_step(ctx: DemoContext) -> str:
 def canary_step(ctx: DemoContext) -> str:
     """A manual run with an approval gate and a canary, approved from the command line."""
     from ferry_core.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+    from ferry_core.registry import RegistryReader
     from ferry_core.workflow import ApprovalGate
 
     champion = ctx.state.get("retrained_version")
@@ -162,31 +154,23 @@ def canary_step(ctx: DemoContext) -> str:
         )
         arn = json.loads(out)["execution_arn"]
         gate = ApprovalGate(ctx.aws["dynamodb"], ctx.res.registry_table)
+        registry = RegistryReader(ctx.aws["dynamodb"], ctx.res.registry_table, 0)
         version = None
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while version is None and time.monotonic() < deadline:
-            item = (
-                ctx.aws["dynamodb"]
-                .get_item(
-                    TableName=ctx.res.registry_table,
-                    Key={"model": {"S": MODEL}, "sk": {"S": "STAGE#staging"}},
-                )
-                .get("Item")
-            )
-            staged = int(item["version"]["N"]) if item and "version" in item else None
+            pointer = registry.fresh_pointer(MODEL, "staging")
+            staged = pointer.version if pointer else None
             if staged is not None and gate.pending(MODEL, staged):
                 version = staged
             time.sleep(0.3)
         expect(version is not None, "the run never asked for an approval")
         ctx.console.print(f"v{version} is waiting for an approval; an operator approves it:")
         ctx.ferry("approve", MODEL, str(version), "--reason", "validation report reviewed")
-        desc = _wait(ctx, arn)
+        done = _follow(ctx, arn)
     finally:
         stop.set()
         thread.join(timeout=30)
-    states = _states(ctx, arn)
-    ctx.console.print("states: " + " → ".join(states))
-    outcome = json.loads(desc.get("output") or "{}")
+    outcome = done["outcome"]
     expect(outcome.get("status") == "promoted", f"the canary run ended {outcome}")
     expect(not failures, f"{len(failures)} request(s) failed during the canary: {failures[:5]}")
     expect(version in served, f"the canary never served v{version}: {served}")

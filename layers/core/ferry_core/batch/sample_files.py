@@ -1,4 +1,7 @@
-"""Batch files with known defects, for the tests, the benchmark and the demo.
+"""Sample batch files with known defects, for the tests, the benchmarks and the demo.
+
+Never imported by a handler: it builds credit-risk rows with `ferry_core.builder` (the `train`
+extras).
 
 `applications(n)` makes credit-risk rows with about `share` of them malformed, cycling through
 every kind a batch run must reject; `encode(rows, fmt)` writes them as CSV, JSON Lines or

@@ -1,0 +1,1 @@
+"""Retraining: start, follow and judge runs of the retrain-and-promote workflow."""
