@@ -2,8 +2,8 @@
 
 Reports are written by the drift function beside the capture
 (`capture/reports/{model}/latest.json` in the data bucket, ferry_core/monitoring/capture.py);
-`--run` computes one now with the environment's thresholds (the same `run_drift` the function
-runs). `--plot` draws baseline vs current shares over the baseline's buckets for the most drifted
+`--run` computes one now with the environment's thresholds (the same `run_drift` the function runs).
+`--plot` draws baseline vs current shares over the baseline's buckets for the most drifted
 features (matplotlib, Agg backend: no display needed).
 """
 
@@ -25,13 +25,7 @@ STATUS_STYLE = {"ok": "green", "warn": "yellow", "alarm": "bold red", "insuffici
 
 def thresholds_for(env_name: str) -> tuple[Any, float]:
     """(DriftThresholds, window hours) of an environment; `local` uses dev's settings."""
-    import sys
-
     from ferry_core.monitoring.drift import DriftThresholds
-    from ferry_local.handlers import REPO_ROOT
-
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     from infra.config import ENVIRONMENTS
 
     c = ENVIRONMENTS.get(env_name, ENVIRONMENTS["dev"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +115,4 @@ def resolve(name: str) -> Environment:
         raise EnvironmentUnavailable(f"unknown environment {name!r}; one of {', '.join(ENV_NAMES)}")
     if name == "local":
         return resolve_local()
-    if str(REPO_ROOT) not in sys.path:  # infra/config.py lives at the repository root
-        sys.path.insert(0, str(REPO_ROOT))
     return resolve_stack(name)

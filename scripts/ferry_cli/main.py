@@ -6,28 +6,24 @@ from pathlib import Path
 
 import typer
 
+from ferry_cli.drift_cmds import register_drift_commands
+from ferry_cli.governance_cmds import register_commands
+from ferry_cli.local_cmds import register_local_commands
+from ferry_cli.retrain_cmds import register_retrain_commands
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Ferry: tabular models into governed production.",
 )
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print their figures.")
+# The benchmarks and properties (package ferry_bench) load only when a bench command runs.
+bench_app = typer.Typer(
+    no_args_is_help=True, help="Benchmarks and reliability properties that print their figures."
+)
 app.add_typer(bench_app, name="bench")
-
-from ferry_cli.governance_cmds import register_commands  # noqa: E402
-
 register_commands(app)  # register, models, show, promote, rollback, archive, approve, reject, audit
-
-from ferry_cli.local_cmds import register_local_commands  # noqa: E402
-
 register_local_commands(app)  # local up
-
-from ferry_cli.drift_cmds import register_drift_commands  # noqa: E402
-
 register_drift_commands(app)  # drift
-
-from ferry_cli.retrain_cmds import register_retrain_commands  # noqa: E402
-
 register_retrain_commands(app)  # retrain
 
 
@@ -37,9 +33,9 @@ def demo(
     estimators: int = typer.Option(100, help="boosting rounds of the demo model"),
 ) -> None:
     """Build, register, promote and score a model on the local platform, end to end."""
-    from ferry_cli.demo import run_demo
+    from ferry_cli.demo.story import run_demo
 
-    if not run_demo(rows=rows, estimators=estimators):
+    if not run_demo(app, rows=rows, estimators=estimators):
         typer.echo("ferry demo: a step did not hold (see above)", err=True)
         raise typer.Exit(1)
 
@@ -52,7 +48,7 @@ def bench_batch(
     json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
 ) -> None:
     """Batch rows/s end to end vs raw onnxruntime on the same rows, and peak RSS."""
-    from ferry_cli.bench_batch import run_batch_bench
+    from ferry_bench.batch_throughput import run_batch_bench
 
     ok = run_batch_bench(rows=rows, chunk_rows=chunk_rows, estimators=estimators, as_json=json_out)
     if not ok:
@@ -67,7 +63,7 @@ def bench_scoring(
     json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
 ) -> None:
     """Latency of raw onnxruntime vs the full handler vs sklearn, and the cold start."""
-    from ferry_cli.bench import run_scoring_bench
+    from ferry_bench.scoring_latency import run_scoring_bench
 
     if not run_scoring_bench(iterations=iterations, cold_runs=cold_runs, as_json=json_out):
         raise typer.Exit(1)
@@ -85,7 +81,7 @@ def bench_load(
     json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
 ) -> None:
     """Locust against the local HTTP API: requests/s, failures, p50/p95/p99."""
-    from ferry_cli.bench_load import LoadBenchError, run_load_bench
+    from ferry_bench.http_load import LoadBenchError, run_load_bench
 
     try:
         ok = run_load_bench(
@@ -108,15 +104,21 @@ def bench_load(
 @bench_app.command("reliability")
 def bench_reliability(
     long: bool = typer.Option(True, "--long/--fast", help="full counts, or the test-suite sizes"),
-    only: str = typer.Option("", help="property numbers to run, e.g. 1,5 (default: all)"),
+    only: str = typer.Option(
+        "", help="properties to run, by number or name: 1,5 or bad_input (default: all)"
+    ),
     json_path: str = typer.Option(
         ".ferry/reliability.json", "--json", help="where to write the table as JSON"
     ),
 ) -> None:
-    """Every reliability/security property of issue 8 with its figures: a table and JSON."""
-    from ferry_cli.reliability.core import Mode, print_report, run_properties, write_json
+    """Every reliability and security property with its figures: a table and JSON."""
+    from ferry_bench.properties import Mode, print_report, run_properties, select, write_json
 
-    numbers = [int(n) for n in only.split(",") if n.strip()] or None
+    try:
+        numbers = select(only.split(","))
+    except KeyError as exc:
+        typer.echo(f"ferry bench reliability: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from exc
     results = run_properties(numbers, Mode(long=long))
     print_report(results)
     write_json(results, Path(json_path))

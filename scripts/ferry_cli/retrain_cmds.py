@@ -9,78 +9,15 @@ and validation summary; the exit status is non-zero unless the run promoted its 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ferry_cli.environments import Environment, resolve
-from ferry_cli.governance_cmds import ENV_OPTION, JSON_OPTION, emit, fail, reporting
-
-TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-
-
-def start_run(env: Environment, model: str, run_input: dict[str, Any]) -> str:
-    """Start one run; returns its execution ARN (the run id is the execution name)."""
-    sfn = env.client("stepfunctions")
-    resp = sfn.start_execution(
-        stateMachineArn=env.output("RetrainStateMachineArn"),
-        input=json.dumps({"model": model, **run_input}),
-    )
-    return resp["executionArn"]
-
-
-def run_states(env: Environment, execution_arn: str) -> list[str]:
-    """The states the run has entered so far, in order."""
-    sfn = env.client("stepfunctions")
-    names: list[str] = []
-    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        for event in page["events"]:
-            details = event.get("stateEnteredEventDetails")
-            if details:
-                names.append(details["name"])
-        if not page.get("nextToken"):
-            return names
-        kwargs["nextToken"] = page["nextToken"]
-
-
-def wait_run(
-    env: Environment,
-    execution_arn: str,
-    timeout_s: float,
-    on_state: Any = None,
-    poll_s: float = 0.5,
-) -> dict[str, Any]:
-    """Poll until the run ends (or `timeout_s`); returns `describe_execution` + its outcome."""
-    sfn = env.client("stepfunctions")
-    seen = 0
-    deadline = time.monotonic() + timeout_s
-    while True:
-        desc = sfn.describe_execution(executionArn=execution_arn)
-        states = run_states(env, execution_arn)
-        for name in states[seen:]:
-            if on_state:
-                on_state(name)
-        seen = len(states)
-        if desc["status"] in TERMINAL or time.monotonic() > deadline:
-            break
-        time.sleep(poll_s)
-    outcome: dict[str, Any] = {}
-    if desc.get("output"):
-        outcome = json.loads(desc["output"])
-    elif desc.get("cause"):
-        outcome = {"status": "failed", "reason": desc["cause"]}
-    return {
-        "run_id": desc["name"],
-        "execution_arn": execution_arn,
-        "status": desc["status"],
-        "outcome": outcome,
-        "states": states,
-    }
+from ferry_cli.environments import resolve
+from ferry_cli.shell import ENV_OPTION, JSON_OPTION, emit, fail, reporting
+from ferry_core.retrain.runs import start_run, wait_run
 
 
 def retrain(
@@ -130,14 +67,15 @@ def retrain(
     console = Console(stderr=as_json)
     with reporting("retrain"):
         environment = resolve(env)
-        arn = start_run(environment, model, run_input)
+        sfn = environment.client("stepfunctions")
+        arn = start_run(sfn, environment.output("RetrainStateMachineArn"), model, run_input)
         run_id = arn.rsplit(":", 1)[-1]
         if not wait:
             started = f"started retraining run [bold]{run_id}[/] of {model} (follow it with --wait)"
             emit({"run_id": run_id, "execution_arn": arn}, as_json, lambda c: c.print(started))
             return
         console.print(f"retraining run [bold]{run_id}[/] of {model}:")
-        result = wait_run(environment, arn, timeout, lambda s: console.print(f"  → {s}"))
+        result = wait_run(sfn, arn, timeout, lambda s: console.print(f"  → {s}"))
         emit(result, as_json, lambda c: c.print(_outcome_table(result)))
         status = result["outcome"].get("status", result["status"])
         if status != "promoted":

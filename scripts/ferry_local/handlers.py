@@ -6,7 +6,6 @@ The local platform runs each function in a process of its own instead (`lambda_r
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +14,4 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def load_handler(function: str) -> ModuleType:
     """Import `functions/{function}/handler.py` as `functions.{function}.handler`."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     return importlib.import_module(f"functions.{function}.handler")

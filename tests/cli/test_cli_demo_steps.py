@@ -7,7 +7,7 @@ import json
 import pytest
 from rich.console import Console
 
-from ferry_cli.governance_cmds import demo_steps
+from ferry_cli.demo.governance import governance_steps
 from ferry_local.events import LambdaContext, http_api_event
 from ferry_local.handlers import load_handler
 
@@ -28,13 +28,12 @@ def test_demo_steps_register_promote_refuse_roll_back_and_verify(aws, boto, buil
     def served_version() -> int:
         scoring.service().registry._pointers.clear()
         resp = scoring.lambda_handler(
-            http_api_event("GET", "/v1/models/credit-risk", routes=scoring.ROUTES),
-            LambdaContext("ferry-scoring"),
+            http_api_event("GET", "/v1/models/credit-risk"), LambdaContext("ferry-scoring")
         )
         return json.loads(resp["body"])["version"]
 
     console = Console(record=True, width=140)
-    steps = demo_steps(console, boto, aws, built, _expect, served_version)
+    steps = governance_steps(console, boto, aws, built, _expect, served_version)
     outcomes = [fn() for _, fn in steps]
     scoring.service.cache_clear()
     assert len(outcomes) == 5 and all(outcomes)
@@ -47,7 +46,7 @@ def test_demo_steps_register_promote_refuse_roll_back_and_verify(aws, boto, buil
 
 
 def test_a_failing_expectation_fails_the_step(aws, boto, built) -> None:
-    steps = dict(demo_steps(Console(record=True), boto, aws, built, _expect, lambda: 99))
+    steps = dict(governance_steps(Console(record=True), boto, aws, built, _expect, lambda: 99))
     for title in list(steps)[:3]:
         steps[title]()
     with pytest.raises(StepFailed, match="scoring serves v99"):

@@ -32,7 +32,7 @@ import boto3
 import pytest
 
 from ferry_local.events import http_api_event, sqs_event
-from ferry_local.moto_stack import FAKE_CREDENTIALS, REGION, LocalResources, create_resources
+from ferry_local.moto_stack import FAKE_CREDENTIALS, REGION, StackResources, create_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "images"
@@ -283,7 +283,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(built: Any) -> Iterator[LocalResources]:
+def server(built: Any) -> Iterator[StackResources]:
     """A moto server in its own process with Ferry's resources and credit-risk v1 in production."""
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built
@@ -311,8 +311,7 @@ def server(built: Any) -> Iterator[LocalResources]:
                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             }.items():
                 mp.setenv(key, value)
-            res = LocalResources()
-            create_resources(res)
+            res = create_resources()
             s3, ddb = (
                 boto3.client("s3", region_name=REGION),
                 boto3.client("dynamodb", region_name=REGION),
@@ -336,7 +335,7 @@ def _s3() -> Any:
     return boto3.client("s3", region_name=REGION)
 
 
-def scoring_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
+def scoring_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
     row = {
         "age": 41,
         "annual_income": 52000.0,
@@ -358,11 +357,11 @@ def scoring_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
         route_key="POST /v1/models/{model}/predict",
         path_parameters={"model": MODEL},
     )
-    return res.environment(str(work / "models")), event
+    return res.function_environment("scoring", work), event
 
 
-def batch_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
-    from ferry_cli.batch_files import applications, encode
+def batch_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
+    from ferry_core.batch.sample_files import applications, encode
 
     key = f"batch/incoming/{MODEL}/image-check.csv"
     rows = applications(50, "csv")  # a few malformed on purpose: rejected with their reasons
@@ -372,37 +371,31 @@ def batch_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
     url = sqs.get_queue_url(QueueName=res.batch_queue)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
-    return res.batch_environment(str(work / "models")), sqs_event(
-        messages["Messages"], arn["QueueArn"]
-    )
+    return res.function_environment("batch", work), sqs_event(messages["Messages"], arn["QueueArn"])
 
 
-def drift_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
-    return res.environment(str(work / "models")), {"models": [MODEL]}
+def drift_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
+    return res.function_environment("drift", work), {"models": [MODEL]}
 
 
-def governance_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
-    env = {**res.environment(str(work / "models")), "AUDIT_ANCHOR_BUCKET": res.anchor_bucket}
+def governance_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
+    env = res.function_environment("governance", work)
     return env, {"action": "rollback", "model": MODEL, "actor": "image-check", "reason": "check"}
 
 
-def training_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
-    env = {"MODEL_BUCKET": res.model_bucket, "DATA_BUCKET": res.data_bucket}
+def training_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
+    env = res.function_environment("training", work)
     return env, {"model": MODEL, "run_id": "image-train", "params": {"n_estimators": 10}}
 
 
-def validation_case(res: LocalResources, work: Path) -> tuple[dict[str, str], Any]:
+def validation_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
     from ferry_core.retrain.training import TrainingRequest, TrainingSettings, run_request
 
     settings = TrainingSettings(MODEL_BUCKET=res.model_bucket, DATA_BUCKET=res.data_bucket)
     request = TrainingRequest(model=MODEL, run_id="image-gate", params={"n_estimators": 10})
     run_request(_s3(), settings, request)  # a candidate to gate, written from the dev venv
-    env = {
-        "MODEL_BUCKET": res.model_bucket,
-        "REGISTRY_TABLE": res.registry_table,
-        "MODEL_CACHE_DIR": str(work / "models"),
-        "GATE_LATENCY_RUNS": "40",
-    }
+    # The template's variables; fewer latency runs than the default keep the check short.
+    env = {**res.function_environment("validation", work), "GATE_LATENCY_RUNS": "40"}
     return env, {"model": MODEL, "run_id": "image-gate"}
 
 
@@ -425,7 +418,7 @@ def test_every_function_has_a_dockerfile_and_a_case() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_image_answers_a_real_event(name: str, server: LocalResources, tmp_path: Path) -> None:
+def test_image_answers_a_real_event(name: str, server: StackResources, tmp_path: Path) -> None:
     """
     Given the tree functions/{name}/Dockerfile builds: its lock as x86_64 manylinux_2_34 wheels
         for the base image's Python (arm64 wheels resolved too), the core, the handler files
@@ -450,14 +443,14 @@ def _object(bucket: str, key: str) -> bytes:
     return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def scoring_check(result: Any, res: LocalResources) -> None:
+def scoring_check(result: Any, res: StackResources) -> None:
     assert result["statusCode"] == 200, result
     body = json.loads(result["body"])
     assert (body["model"], body["version"], len(body["predictions"])) == (MODEL, 1, 1)
     assert 0 <= body["predictions"][0]["score"] <= 1
 
 
-def batch_check(result: Any, res: LocalResources) -> None:
+def batch_check(result: Any, res: StackResources) -> None:
     assert result == {"batchItemFailures": []}
     manifest = json.loads(_object(res.data_bucket, f"batch/manifests/{MODEL}/image-check.json"))
     assert manifest["status"] == "succeeded", manifest
@@ -465,24 +458,24 @@ def batch_check(result: Any, res: LocalResources) -> None:
     assert manifest["rows_rejected"] == BATCH_REJECTED
 
 
-def drift_check(result: Any, res: LocalResources) -> None:
+def drift_check(result: Any, res: StackResources) -> None:
     (report,) = result["reports"]
     assert (report["model"], report["version"], report["rows"]) == (MODEL, 1, 0)
     assert report["verdict"] == "insufficient_data"  # nothing captured yet: no verdict on noise
     assert json.loads(_object(res.data_bucket, report["report"]))
 
 
-def governance_check(result: Any, res: LocalResources) -> None:
+def governance_check(result: Any, res: StackResources) -> None:
     assert result["ok"] is False and result["error"] == "promotion_refused", result
 
 
-def training_check(result: Any, res: LocalResources) -> None:
+def training_check(result: Any, res: StackResources) -> None:
     assert result["candidate_uri"] == f"s3://{res.model_bucket}/candidates/{MODEL}/image-train/"
     assert result["rows"] == 1500 and result["parity_max_abs_diff"] < 1e-5
     assert 0.5 < result["metrics"]["auc"] <= 1
 
 
-def validation_check(result: Any, res: LocalResources) -> None:
+def validation_check(result: Any, res: StackResources) -> None:
     assert result["champion_version"] == 1 and isinstance(result["passed"], bool)
     checks = {c["name"]: c["passed"] for c in result["report"]["checks"]}
     assert checks["schema"] and checks["parity"], checks

@@ -221,7 +221,6 @@ class Block:
         if name.split(".")[0] in {blocked!r}:
             raise ImportError("not in the validation image: " + name)
 sys.meta_path.insert(0, Block())
-sys.path.insert(0, {str(ROOT)!r})
 import functions.validation.handler
 import pyarrow.parquet as pq
 from ferry_core.retrain.candidate import CandidateSpec

@@ -1,4 +1,4 @@
-"""Batch rows reach the capture prefix: a sample of each committed run, capped."""
+"""Batch rows reach the capture prefix (issue 7): a sample of each committed run, capped."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.batch_files import applications, encode
 from ferry_core.batch.keys import ObjectRef
 from ferry_core.batch.run import BatchRunner
+from ferry_core.batch.sample_files import applications, encode
 from ferry_core.batch.settings import BatchSettings
 from ferry_core.monitoring.capture import ROWS_PREFIX, read_capture
 from ferry_core.registry.reader import RegistryReader

@@ -12,9 +12,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from ferry_cli.batch_files import applications, encode
 from ferry_core.batch.keys import ObjectRef
 from ferry_core.batch.run import BatchRunner
+from ferry_core.batch.sample_files import applications, encode
 from ferry_core.batch.settings import BatchSettings
 from ferry_core.registry.reader import RegistryReader
 from ferry_core.serving.scoring import ScoringService

@@ -5,4 +5,5 @@
 - `candidate`  the candidate bundle in the model bucket
 - `gate`       the validation gate and the validation step
 - `workflow`   the state machine's governed steps; `lock` and `approval` hold their state
+- `runs`       start and follow a run (the command line and the demo)
 """

@@ -1,0 +1,151 @@
+"""Register a model from files: the whole use case behind `ferry register`, with no CLI in it.
+
+Read a fitted pipeline or an ONNX file and its data (local paths or s3:// URIs), build the
+candidate (conversion, parity, metrics, baselines), capture its lineage from the training
+code's checkout, and record the next version. The command line only parses its options into
+a `RegistrationRequest` and renders what comes back, so any other client registers the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferry_core.card import Card, Lineage
+from ferry_core.registry import intake
+from ferry_core.registry.governance import Governance, Outcome
+from ferry_core.registry.lineage import capture
+from ferry_core.registry.registration import register
+
+# Dependency lock files looked for in the training checkout, first found wins.
+LOCK_FILES = (
+    "uv.lock",
+    "poetry.lock",
+    "requirements.lock",
+    "requirements/dev.txt",
+    "requirements.txt",
+)
+
+
+@dataclass(frozen=True)
+class RegistrationRequest:
+    """What to register: exactly one of `pipeline` or `onnx`, its data and its lineage."""
+
+    name: str
+    pipeline: str | None = None
+    onnx: str | None = None
+    schema: str | None = None
+    train: str | None = None
+    valid: str | None = None
+    target: str = "target"
+    segments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    threshold: float = 0.5
+    parity_tolerance: float = 1e-5
+    reference_column: str | None = None
+    description: str | None = None
+    code_dir: Path = field(default_factory=Path)
+    entry_point: str | None = None
+    lock_file: Path | None = None
+    reason: str = ""
+
+    def problem(self) -> str | None:
+        """Why the request cannot be served as given, in the command line's words; else None."""
+        if (self.pipeline is None) == (self.onnx is None):
+            return "give exactly one of --pipeline or --onnx"
+        if self.pipeline and not (self.train and self.valid):
+            return "--pipeline needs --train and --valid data"
+        if self.onnx and not self.schema:
+            return "--onnx needs --schema"
+        return None
+
+    @property
+    def source(self) -> str:
+        """The model file registered (the pipeline or the ONNX file)."""
+        return self.pipeline or self.onnx or ""
+
+
+def find_lock_file(code_dir: Path, given: Path | None = None) -> Path | None:
+    """The dependency lock file: the one given, else the first of LOCK_FILES in the checkout."""
+    if given:
+        return given
+    return next((code_dir / f for f in LOCK_FILES if (code_dir / f).is_file()), None)
+
+
+def build_candidate(req: RegistrationRequest, s3: Any) -> tuple[Any, intake.DataRef | None, Any]:
+    """(built model, training data reference, validation data reference) read from the files."""
+    schema = intake.read_schema(req.schema, s3) if req.schema else None
+    train_df = train_ref = valid_df = valid_ref = None
+    if req.train:
+        train_df, train_ref = intake.read_table(req.train, s3)
+    if req.valid:
+        valid_df, valid_ref = intake.read_table(req.valid, s3)
+    if req.pipeline:
+        built = intake.build_from_pipeline(
+            intake.load_pipeline(req.pipeline, s3),
+            train_df,
+            valid_df,
+            req.target,
+            schema=schema,
+            segments=req.segments,
+            threshold=req.threshold,
+            parity_tolerance=req.parity_tolerance,
+            names=(req.train or "", req.valid or ""),
+        )
+    else:
+        onnx_bytes, _ = intake.read_bytes(req.source, s3)
+        built = intake.build_from_onnx(
+            onnx_bytes,
+            schema,
+            valid=valid_df,
+            train=train_df,
+            target=req.target,
+            reference_column=req.reference_column,
+            segments=req.segments,
+            threshold=req.threshold,
+            parity_tolerance=req.parity_tolerance,
+        )
+    return built, train_ref or valid_ref, valid_ref
+
+
+def request_lineage(req: RegistrationRequest, data: intake.DataRef | None, actor: str) -> Lineage:
+    """Lineage of the request: the checkout's commit, the lock file, the pinned training data."""
+    code_dir = req.code_dir.resolve()
+    lineage = capture(
+        code_dir,
+        req.entry_point or req.source,
+        find_lock_file(code_dir, req.lock_file),
+        training_data_uri=data.uri if data else None,
+        training_data_sha256=data.sha256 if data else None,
+        training_data_version=data.s3_version_id if data else None,
+        actor=actor,
+    )
+    trained_at = intake.file_mtime_iso(req.source)
+    return lineage.model_copy(update={"trained_at": trained_at}) if trained_at else lineage
+
+
+def register_from_files(
+    req: RegistrationRequest, s3: Any, bucket: str, governance: Governance, actor: str
+) -> tuple[Card, Outcome]:
+    """Build the candidate from `req`'s files and register it as the next version.
+
+    Raises IntakeError for a request that cannot be served (see `RegistrationRequest.problem`)
+    or unreadable files, and the registration's own refusals (failed parity, ...).
+    """
+    problem = req.problem()
+    if problem:
+        raise intake.IntakeError(problem)
+    built, data, valid_ref = build_candidate(req, s3)
+    evidence = {"validation_data": valid_ref.as_dict()} if valid_ref else None
+    return register(
+        built,
+        req.name,
+        s3,
+        bucket,
+        governance,
+        request_lineage(req, data, actor),
+        actor,
+        description=req.description,
+        reason=req.reason,
+        evidence=evidence,
+    )

@@ -1,0 +1,366 @@
+"""`ferry bench load`: Locust, headless and bounded in time, against the local HTTP API.
+
+The target is the running local platform (`.ferry/local.json`, written by `ferry local up`), an
+`--api-url`, or, when neither answers, a `LocalPlatform` this command starts (in a scratch state
+folder, so the user's own state is untouched) and stops. The demo model (`credit-risk`) is built
+and registered first if the platform does not have it. Locust runs in its own process (its
+gevent monkey-patches the process it runs in) with `locustfile.py`: valid predict requests
+from the demo model's data generator plus a share of bad ones, which count as successes only
+when refused with the documented status and error code. The report is Locust's own figures
+(from its CSV): requests, failures, requests/s and the p50/p95/p99 response times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL = "credit-risk"
+PERCENTILES = ("50%", "95%", "99%")
+
+
+class LoadBenchError(Exception):
+    """The load test could not run (no target, no model, Locust failed)."""
+
+
+@dataclass
+class Row:
+    """One line of Locust's report (a request name, or `Aggregated`)."""
+
+    name: str
+    requests: int
+    failures: int
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    avg_ms: float
+
+
+@dataclass
+class Target:
+    api_url: str
+    aws_endpoint_url: str | None
+    outputs: dict[str, Any]
+    started_here: bool
+
+
+def run_time_seconds(run_time: str) -> int:
+    """Locust's `--run-time` (`30s`, `2m`, `1h30m`, `90`) in seconds."""
+    text = run_time.strip().lower()
+    if text.isdigit():
+        return int(text)
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not parts or not any(parts.groups()):
+        raise LoadBenchError(f"run time {run_time!r} is not like 30s, 2m or 1h30m")
+    h, m, s = (int(g or 0) for g in parts.groups())
+    return h * 3600 + m * 60 + s
+
+
+def _get(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _running_platform(state_dir: Path) -> Target | None:
+    """The platform `ferry local up` advertises in local.json, if it answers."""
+    info_file = state_dir / "local.json"
+    if not info_file.is_file():
+        return None
+    info = json.loads(info_file.read_text())
+    try:
+        status, _ = _get(info["api_url"] + "/health", timeout=2)
+    except (OSError, KeyError, ValueError):
+        return None
+    if status != 200:
+        return None
+    return Target(info["api_url"], info.get("aws_endpoint_url"), info.get("outputs", {}), False)
+
+
+@contextlib.contextmanager
+def _target(api_url: str | None, log: Any) -> Iterator[Target]:
+    if api_url:
+        yield Target(api_url.rstrip("/"), None, {}, False)
+        return
+    running = _running_platform(REPO_ROOT / ".ferry")
+    if running:
+        log(f"using the running local platform at {running.api_url}")
+        yield running
+        return
+    from ferry_local.platform import LocalPlatform
+
+    log("no local platform running: starting one for this run")
+    with (
+        tempfile.TemporaryDirectory(prefix="ferry-load-") as tmp,
+        LocalPlatform(REPO_ROOT, state_dir=Path(tmp), restore=False, progress=log) as p,
+    ):
+        yield Target(p.api_url, p.aws_endpoint_url, dict(p.outputs), True)
+
+
+def _ensure_model(target: Target, model: str, log: Any) -> None:
+    """Register and promote the demo model unless the API already serves `model`."""
+    status, _ = _get(f"{target.api_url}/v1/models/{model}")
+    if status == 200:
+        return
+    if model != MODEL or not target.aws_endpoint_url:
+        raise LoadBenchError(f"the API has no production version of {model!r} (HTTP {status})")
+    import boto3
+
+    from ferry_core.card import Lineage
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
+    from ferry_core.retrain.builder import build_credit_risk
+
+    log(f"building and registering {model} (the demo model)…")
+    kwargs = {
+        "endpoint_url": target.aws_endpoint_url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    s3, ddb = boto3.client("s3", **kwargs), boto3.client("dynamodb", **kwargs)
+    writer = RegistryWriter(ddb, target.outputs["RegistryTableName"])
+    built = build_credit_risk()
+    lineage = Lineage(entry_point="ferry_core.retrain.builder:fit_credit_risk")
+    card = register_built(built, model, s3, target.outputs["ModelBucketName"], writer, lineage)
+    writer.set_stage(model, "production", card.version, None, actor="ferry bench load")
+    wait_until_served(target.api_url, model)
+
+
+def wait_until_served(api_url: str, model: str, timeout: float = 60.0) -> None:
+    """The scoring function trusts a stage pointer it read (absent, too) for a few seconds."""
+    deadline = time.monotonic() + timeout
+    while (status := _get(f"{api_url}/v1/models/{model}")[0]) != 200:
+        if time.monotonic() > deadline:
+            raise LoadBenchError(f"{model} registered, but the API still answers {status}")
+        time.sleep(0.5)
+
+
+def _valid_rows(count: int = 500) -> list[dict[str, Any]]:
+    """Applications from the demo model's generator, unseen in its training (another seed)."""
+    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+
+    return records(generate_credit_data(count, seed=2024), CREDIT_RISK_SCHEMA)
+
+
+def _read_report(prefix: Path) -> tuple[list[Row], list[dict[str, str]]]:
+    stats_file = Path(f"{prefix}_stats.csv")
+    if not stats_file.is_file():
+        raise LoadBenchError("Locust wrote no statistics (see its output above)")
+    rows: list[Row] = []
+    with stats_file.open(newline="") as fh:
+        for r in csv.DictReader(fh):
+
+            def ms(key: str, r: dict[str, str] = r) -> float:
+                value = r.get(key, "")
+                return float(value) if value not in ("", "N/A") else 0.0
+
+            rows.append(
+                Row(
+                    name=r["Name"] if r["Type"] else "Aggregated",
+                    requests=int(r["Request Count"]),
+                    failures=int(r["Failure Count"]),
+                    rps=ms("Requests/s"),
+                    p50_ms=ms("50%"),
+                    p95_ms=ms("95%"),
+                    p99_ms=ms("99%"),
+                    max_ms=ms("Max Response Time"),
+                    avg_ms=ms("Average Response Time"),
+                )
+            )
+    failures_file = Path(f"{prefix}_failures.csv")
+    failures: list[dict[str, str]] = []
+    if failures_file.is_file():
+        with failures_file.open(newline="") as fh:
+            failures = list(csv.DictReader(fh))
+    return rows, failures
+
+
+def _run_locust(
+    target: Target,
+    workdir: Path,
+    *,
+    users: int,
+    spawn_rate: float,
+    run_time: str,
+    bad_percent: int,
+    instances: int,
+    model: str,
+) -> tuple[list[Row], list[dict[str, str]], str]:
+    rows_file = workdir / "rows.json"
+    rows_file.write_text(json.dumps(_valid_rows()))
+    prefix = workdir / "locust"
+    env = {
+        **os.environ,
+        "FERRY_LOAD_ROWS": str(rows_file),
+        "FERRY_LOAD_MODEL": model,
+        "FERRY_LOAD_INSTANCES": str(instances),
+        "FERRY_LOAD_BAD_PERCENT": str(bad_percent),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        target.api_url,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(spawn_rate),
+        "--run-time",
+        run_time,
+        "--stop-timeout",
+        "5",
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",  # failures are judged here, from the report
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=run_time_seconds(run_time) + 120,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LoadBenchError("Locust did not finish in its run time plus two minutes") from exc
+    if done.returncode != 0:
+        raise LoadBenchError(f"Locust failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+    rows, failures = _read_report(prefix)
+    return rows, failures, done.stderr
+
+
+def run_load_bench(
+    *,
+    users: int = 10,
+    spawn_rate: float = 10.0,
+    run_time: str = "30s",
+    bad_percent: int = 10,
+    instances: int = 1,
+    api_url: str | None = None,
+    model: str = MODEL,
+    as_json: bool = False,
+) -> bool:
+    """Run the load test and print Locust's figures; True if no request failed."""
+    if users < 1 or spawn_rate <= 0 or instances < 1 or not 0 <= bad_percent <= 50:
+        raise LoadBenchError(
+            "users ≥ 1, spawn rate > 0, instances ≥ 1 and bad percent 0-50, please"
+        )
+    seconds = run_time_seconds(run_time)
+    if seconds < 1:
+        raise LoadBenchError("run time must be at least 1s")
+    console = Console(stderr=as_json)
+    log = console.log if not as_json else (lambda msg: console.print(f"[dim]{msg}[/]"))
+    started = time.perf_counter()
+    with _target(api_url, log) as target, tempfile.TemporaryDirectory() as tmp:
+        _ensure_model(target, model, log)
+        log(
+            f"Locust: {users} users (spawn {spawn_rate}/s), {run_time}, {bad_percent}% bad "
+            f"requests, {instances} instance(s) per request → {target.api_url}"
+        )
+        rows, failures, _ = _run_locust(
+            target,
+            Path(tmp),
+            users=users,
+            spawn_rate=spawn_rate,
+            run_time=run_time,
+            bad_percent=bad_percent,
+            instances=instances,
+            model=model,
+        )
+    total = next((r for r in rows if r.name == "Aggregated"), None)
+    passed = total is not None and total.requests > 0 and total.failures == 0
+    meta = {
+        "users": users,
+        "spawn_rate": spawn_rate,
+        "run_time_s": seconds,
+        "bad_percent": bad_percent,
+        "instances_per_request": instances,
+        "api_url": target.api_url,
+        "platform_started_here": target.started_here,
+        "cpu_count": os.cpu_count(),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    if as_json:
+        doc = {
+            "meta": meta,
+            "rows": [asdict(r) for r in rows],
+            "failures": failures,
+            "passed": passed,
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_report(console, rows, failures, meta)
+        verdict = "[green]no failed requests" if passed else "[red]some requests failed"
+        console.print(f"{verdict}[/] [dim]({meta['wall_s']} s)[/]")
+    return passed
+
+
+def _print_report(
+    console: Console, rows: list[Row], failures: list[dict[str, str]], meta: dict[str, Any]
+) -> None:
+    table = Table(
+        "request",
+        "# reqs",
+        "# fails",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        title=(
+            f"load: {meta['users']} users, {meta['run_time_s']} s, "
+            f"{meta['bad_percent']}% bad requests, {meta['instances_per_request']} instance(s)"
+        ),
+        caption="Locust's figures; a bad request passes when refused with its documented error",
+    )
+    for r in sorted(rows, key=lambda r: (r.name == "Aggregated", r.name)):
+        style = "bold" if r.name == "Aggregated" else None
+        table.add_row(
+            r.name,
+            f"{r.requests:,}",
+            f"{r.failures:,}",
+            f"{r.rps:,.1f}",
+            f"{r.p50_ms:,.0f}",
+            f"{r.p95_ms:,.0f}",
+            f"{r.p99_ms:,.0f}",
+            f"{r.max_ms:,.0f}",
+            style=style,
+        )
+    console.print(table)
+    if failures:
+        f = Table("request", "error", "occurrences", title="failures")
+        for item in failures:
+            f.add_row(item.get("Name", ""), item.get("Error", ""), item.get("Occurrences", ""))
+        console.print(f)

@@ -1,0 +1,121 @@
+"""A running local platform serving a small real model: what the bad-input, artifact and load
+properties score against.
+
+`small_model` fits a small credit-risk model once per process; `local_platform` starts
+`ferry local up` as a child process on free ports and yields its endpoints as a
+`RunningPlatform` (API, AWS endpoint, stack outputs), stopped on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+STARTUP_TIMEOUT_S = 240
+
+
+@cache
+def small_model(seed: int = 11, trees: int = 15) -> Any:
+    """A small credit-risk model (about 3 s to fit and convert), built once per process."""
+    from ferry_core.retrain.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
+
+    pipe, train, valid = fit_credit_risk(rows=1600, n_estimators=trees, seed=seed)
+    return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
+
+
+@cache
+def valid_instances(count: int = 200) -> list[dict[str, Any]]:
+    """Applications the model has not seen (another seed than its training data)."""
+    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+
+    return records(generate_credit_data(count, seed=2024), CREDIT_RISK_SCHEMA)
+
+
+@dataclass
+class RunningPlatform:
+    """A running local platform, as its local.json describes it (API, AWS endpoint, outputs)."""
+
+    api_url: str
+    aws_endpoint_url: str
+    outputs: dict[str, Any]
+    region: str
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.aws_endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def register(self, built: Any, name: str, production: bool = True) -> Any:
+        """Register `built` as the next version of `name`; with `production`, point the (not
+        yet set) production stage at it, as `ferry register` + a first promotion would."""
+        from ferry_core.card import Lineage
+        from ferry_core.registry.registration import register_built
+        from ferry_core.registry.writer import RegistryWriter
+
+        writer = RegistryWriter(self.client("dynamodb"), self.outputs["RegistryTableName"])
+        bucket = self.outputs["ModelBucketName"]
+        card = register_built(built, name, self.client("s3"), bucket, writer, Lineage())
+        if production:
+            writer.set_stage(name, "production", card.version, None, actor="reliability")
+        return card
+
+
+@contextlib.contextmanager
+def local_platform() -> Iterator[RunningPlatform]:
+    """`ferry local up` on free ports in a scratch state folder, stopped on exit.
+
+    A child process, as tests/e2e/conftest.py starts it: its moto server and its in-process
+    Lambda runtime stay apart from this process (which may run moto's in-process mock).
+    """
+    script = Path(sys.executable).parent / "ferry"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "ferry_cli.main"]
+    repo_root = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory(prefix="ferry-reliability-") as tmp:
+        state = Path(tmp)
+        log = (state / "ferry-local-up.log").open("ab")
+        args = ["local", "up", "--api-port", "0", "--aws-port", "0", "--fresh"]
+        process = subprocess.Popen(
+            [*command, *args, "--state-dir", str(state)],
+            cwd=repo_root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        try:
+            local_json = state / "local.json"
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while not local_json.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = (state / "ferry-local-up.log").read_text()[-2000:]
+                    raise RuntimeError(f"ferry local up did not come up:\n{tail}")
+                time.sleep(0.2)
+            info = json.loads(local_json.read_text())
+            yield RunningPlatform(
+                info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"]
+            )
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()

@@ -1,0 +1,97 @@
+"""What every chapter of `ferry demo` shares: the step type, the failure of a step, and the
+context (console, running platform, clients, what earlier steps made)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from rich.console import Console
+
+MODEL = "credit-risk"
+
+# A step: its title and what it does, returning one line of outcome (or raising StepFailed).
+Step = tuple[str, Callable[[], str]]
+
+
+class StepFailed(Exception):
+    """A step did not hold what it claims; its message says what was seen instead."""
+
+
+def expect(cond: bool, message: str) -> None:
+    if not cond:
+        raise StepFailed(message)
+
+
+@dataclass
+class DemoContext:
+    """What every step can use: the console, the running platform and what earlier steps made.
+
+    `cli` is the `ferry` Typer app itself, handed in by the `demo` command, so the story runs
+    commands exactly as a user types them without importing the command line back.
+    """
+
+    console: Console
+    cli: Any = None
+    platform: Any = None
+    aws: dict[str, Any] = field(default_factory=dict)
+    res: Any = None
+    built: Any = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def http(
+        self, method: str, path: str, body: Any = None, query: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        """One request to the local HTTP API, as any client would send it."""
+        data = None
+        if body is not None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        url = self.platform.api_url.rstrip("/") + path + (f"?{query}" if query else "")
+        req = urllib.request.Request(
+            url, data=data, method=method, headers={"content-type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def ferry(self, *args: str) -> str:
+        """Run `ferry ARGS --env local`, print its output, fail the step if it failed."""
+        from typer.testing import CliRunner
+
+        result = CliRunner().invoke(self.cli, [*args, "--env", "local"])
+        self.console.print(result.output.rstrip())
+        expect(
+            result.exit_code == 0,
+            f"`ferry {' '.join(args)} --env local` exited {result.exit_code}",
+        )
+        return result.output
+
+    def connect(self, platform: Any) -> None:
+        """Keep the started platform, a client per service and its resource names."""
+        import boto3
+
+        self.platform = platform
+        session = boto3.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name=platform.region,
+        )
+        self.aws = {
+            name: session.client(name, endpoint_url=platform.aws_endpoint_url)
+            for name in ("s3", "dynamodb", "events", "sqs", "stepfunctions", "cloudwatch", "lambda")
+        }
+        outputs = platform.outputs
+        self.res = SimpleNamespace(
+            model_bucket=outputs["ModelBucketName"],
+            data_bucket=outputs["DataBucketName"],
+            registry_table=outputs["RegistryTableName"],
+            audit_table=outputs["AuditTableName"],
+            anchor_bucket=outputs["AuditAnchorBucketName"],
+        )

@@ -1,0 +1,53 @@
+"""Chapter 6: shifted traffic is captured, the drift report says so, and its alarm fires."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ferry_cli.demo.context import MODEL, DemoContext, Step, expect
+
+
+def steps(ctx: DemoContext) -> list[Step]:
+    return [("Send drifted traffic; the drift report and its alarm", lambda: drift_step(ctx))]
+
+
+def drift_step(ctx: DemoContext, rows: int = 1500) -> str:
+    """Shifted applications over HTTP → captured → the drift function → report and alarm."""
+    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+    from ferry_local.alarms import wait_for_alarm_state
+
+    shifted = records(generate_credit_data(rows, seed=123, shift=1.0), CREDIT_RISK_SCHEMA)
+    for start in range(0, rows, 500):
+        status, body = ctx.http(
+            "POST", f"/v1/models/{MODEL}/predict", {"instances": shifted[start : start + 500]}
+        )
+        expect(status == 200, f"scoring drifted traffic: {status} {body}")
+    s3, bucket = ctx.aws["s3"], ctx.res.data_bucket
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the capture buffer flushes every 500 rows, off-request
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"capture/rows/{MODEL}/")
+        if listed.get("KeyCount", 0) >= rows // 500:
+            break
+        time.sleep(0.5)
+    resp = ctx.aws["lambda"].invoke(
+        FunctionName=ctx.platform.outputs["DriftFunctionName"],
+        Payload=json.dumps({"models": [MODEL]}),
+    )
+    expect("FunctionError" not in resp, f"drift function failed: {resp['Payload'].read()[:300]}")
+    ctx.ferry("drift", MODEL)
+    cloudwatch = ctx.aws["cloudwatch"]
+    names = [
+        a["AlarmName"]
+        for page in cloudwatch.get_paginator("describe_alarms").paginate()
+        for a in page["MetricAlarms"]
+        if "Drift" in a["AlarmName"]
+        and MODEL.replace("-", "") in a["AlarmName"].lower().replace("-", "")
+    ]
+    expect(len(names) == 1, f"expected one drift alarm for {MODEL}, found {names}")
+    alarm = wait_for_alarm_state(cloudwatch, names[0], "ALARM", timeout=90)
+    ctx.console.print(f"[red]ALARM[/] {names[0]}: {alarm.get('StateReason', '')[:160]}")
+    return (
+        f"{rows:,} shifted applications captured; drift report says drift; alarm "
+        f"{names[0]} went to ALARM (its EventBridge rule starts the retraining workflow)"
+    )

@@ -1,0 +1,82 @@
+"""Rich renderings shared by the governance commands and `ferry demo`: a version's card and
+the outcome of a governance action."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_warnings(c: Console, warnings: list[str]) -> None:
+    for w in warnings:
+        c.print(f"[yellow]warning:[/] {w}")
+
+
+def card_table(card: Any, record: dict[str, Any]) -> Table:
+    t = Table("field", "value", title=f"{card.name} v{card.version}", show_lines=False)
+    a, lin = card.artifact, card.lineage
+    t.add_row("status", str(record.get("status", card.status)))
+    if record.get("approved_by"):
+        t.add_row("approved by", f"{record['approved_by']} at {record.get('status_at')}")
+    t.add_row(
+        "artifact", f"{a.uri}\nS3 version {a.s3_version_id}\nsha256 {a.sha256}\n{a.size:,} bytes"
+    )
+    t.add_row("features", ", ".join(f"{f.name}:{f.type}" for f in card.input_schema.features))
+    t.add_row("threshold", str(card.output.threshold))
+    t.add_row("git commit", f"{lin.git_commit} (dirty: {lin.git_dirty})")
+    t.add_row(
+        "training data",
+        f"{lin.training_data_uri}\nsha256 {lin.training_data_sha256}"
+        + (f"\nS3 version {lin.training_data_version}" if lin.training_data_version else ""),
+    )
+    t.add_row("dependency lock", str(lin.dependency_lock_sha256))
+    t.add_row(
+        "python / libraries",
+        f"{lin.python_version} / "
+        + ", ".join(f"{k} {v}" for k, v in sorted(lin.libraries.items())),
+    )
+    t.add_row("entry point", str(lin.entry_point))
+    t.add_row("trained", f"{lin.trained_at} by {lin.trained_by}")
+    t.add_row("registered", f"{lin.registered_at} by {lin.registered_by}")
+    overall = card.metrics.get("overall", {})
+    if overall:
+        t.add_row("metrics", ", ".join(f"{k} {v:.4g}" for k, v in sorted(overall.items())))
+    for seg, groups in card.metrics.get("segments", {}).items():
+        t.add_row(
+            f"segment {seg}",
+            "\n".join(
+                f"{g}: auc {m.get('auc', float('nan')):.3f} ({m['rows']} rows)"
+                for g, m in groups.items()
+            ),
+        )
+    v = card.validation
+    if v is None:
+        t.add_row("validation", "[yellow]none recorded: cannot be promoted[/]")
+    else:
+        checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAILED'}" for c in v["checks"])
+        t.add_row("validation", f"{'passed' if v['passed'] else 'FAILED'} ({checks})")
+    return t
+
+
+def print_outcome(c: Console, o: Any) -> None:
+    if o.stage:
+        before = o.before.get(o.stage)
+        c.print(
+            f"[green]✔[/] {o.model} {o.stage}: "
+            f"{'v' + str(before) if before else 'none'} → v{o.after[o.stage]}"
+            + (f" (revision {o.revision})" if o.revision else "")
+        )
+    else:
+        c.print(f"[green]✔[/] {o.model} v{o.version}: {o.before['status']} → {o.after['status']}")
+    if o.entry:
+        c.print(
+            f"  audit entry {o.entry.seq}, hash {o.entry.hash[:16]}…; event {o.event_id or '-'}"
+        )
+    print_warnings(c, o.warnings)
+
+
+def short_json(value: Any) -> str:
+    return "-" if value is None else json.dumps(value, sort_keys=True)
