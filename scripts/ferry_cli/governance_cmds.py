@@ -1,8 +1,8 @@
 """`ferry register|models|show|promote|rollback|archive|approve|reject|audit`.
 
 Every command resolves `--env` once (ferry_cli.shell), calls the core (ferry_core.registry:
-governance, use_cases; ferry_core.audit) and renders: Rich tables by default, `--json` for scripts. Any
-failure prints `ferry CMD: one-line reason` on stderr, exit 1.
+governance, use_cases; ferry_core.audit) and renders: Rich tables by default, `--json` for scripts.
+Any failure prints `ferry CMD: one-line reason` on stderr, exit 1.
 """
 
 from __future__ import annotations

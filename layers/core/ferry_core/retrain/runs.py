@@ -1,7 +1,8 @@
 """Runs of the retrain-and-promote state machine, as a client starts and follows them.
 
 `ferry retrain` and the demo start a run with its input (see
-`ferry_core.retrain.workflow.RunInput`), then follow the states it enters until it ends, promoted or not.
+`ferry_core.retrain.workflow.RunInput`), then follow the states it enters until it
+ends, promoted or not.
 """
 
 from __future__ import annotations
