@@ -5,8 +5,8 @@ promotes to production and staging, rolls back, archives, approves and rejects a
 `ferry_core.registry.governance.Governance` on moto, with or without the production approval
 gate. It keeps its own model of what the documented rules allow and, after every step, reads
 DynamoDB and S3 back: each stage has one pointer, the one the model expects, at an existing,
-validated, live version that the scoring path resolves; every successful transition added exactly one
-audit entry naming it, a refusal or a no-op none; `AuditLog.verify` is green.
+validated, live version that the scoring path resolves; every successful transition added
+exactly one audit entry naming it, a refusal or a no-op none; `AuditLog.verify` is green.
 """
 
 from __future__ import annotations
