@@ -1,6 +1,6 @@
 """Validation function (the retraining gate): parse the task input, run the gate, shape the result.
 
-Step Functions (issue 6) invokes it with `{"model", "run_id", "breaking_change"}` after training
+Step Functions invokes it with `{"model", "run_id", "breaking_change"}` after training
 wrote `candidates/{model}/{run_id}/`. A completed gate run returns its result, passed or not
 (the Decide state branches on `passed`; the report is stored beside the bundle either way).
 Anything else raises so the task fails and the state machine's Catch applies: a malformed

@@ -28,7 +28,8 @@ def test_demo_steps_register_promote_refuse_roll_back_and_verify(aws, boto, buil
     def served_version() -> int:
         scoring.service().registry._pointers.clear()
         resp = scoring.lambda_handler(
-            http_api_event("GET", "/v1/models/credit-risk"), LambdaContext("ferry-scoring")
+            http_api_event("GET", "/v1/models/credit-risk", routes=scoring.ROUTES),
+            LambdaContext("ferry-scoring"),
         )
         return json.loads(resp["body"])["version"]
 

@@ -1,4 +1,4 @@
-"""The synthesized retrain-and-promote state machine, run on the local platform (issue 6).
+"""The synthesized retrain-and-promote state machine, run on the local platform.
 
 Every test drives the real stack: the execution is started on the local Step Functions with
 the template's definition; training, validation and the governance steps are the real

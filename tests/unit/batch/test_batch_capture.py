@@ -1,4 +1,4 @@
-"""Batch rows reach the capture prefix (issue 7): a sample of each committed run, capped."""
+"""Batch rows reach the capture prefix: a sample of each committed run, capped."""
 
 from __future__ import annotations
 

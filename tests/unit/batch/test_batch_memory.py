@@ -15,10 +15,9 @@ from typing import Any
 
 from ferry_core.batch import formats
 from ferry_core.batch.accounting import Counts
+from ferry_core.batch.chunks import consume
 from ferry_core.batch.columns import ColumnarValidator
-from ferry_core.batch.run import BatchRunner
 from ferry_core.batch.sample_files import csv_bytes
-from ferry_core.batch.settings import BatchSettings
 from ferry_core.registry.reader import RegistryReader
 from ferry_core.serving.scoring import ScoringService
 from ferry_core.store import ModelStore
@@ -53,7 +52,6 @@ def test_memory_does_not_grow_with_the_rows(
     )
     card = service.registry.resolve("credit-risk")
     model, cols = service.model(card), ColumnarValidator(card.input_schema)
-    runner = BatchRunner(boto["s3"], service, BatchSettings(chunk_rows=2048))
     peaks = []
     for n in (50_000, 150_000):
         body = csv_bytes(n, seed=n) + b"\n42,short\n"
@@ -62,7 +60,7 @@ def test_memory_does_not_grow_with_the_rows(
         tracemalloc.start()
         chunks = formats.read_csv(stream, card.input_schema, 2048, block_bytes=1 << 16)
         out = formats.ScoredWriter("csv", scored)
-        runner._consume(chunks, card, model, cols, out, formats.RejectWriter(rejected), counts)
+        consume(chunks, card, model, cols, out, formats.RejectWriter(rejected), counts)
         out.close()
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
