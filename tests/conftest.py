@@ -32,7 +32,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Ferry")
 @pytest.fixture(scope="session")
 def fitted() -> tuple[Any, Any, Any]:
     """(sklearn pipeline, train frame, validation frame) of a small credit-risk model."""
-    from ferry_core.retrain.builder import fit_credit_risk
+    from ferry_core.onboarding.builder import fit_credit_risk
 
     return fit_credit_risk(rows=1600, n_estimators=15, seed=11)
 
@@ -40,7 +40,7 @@ def fitted() -> tuple[Any, Any, Any]:
 @pytest.fixture(scope="session")
 def built(fitted: tuple[Any, Any, Any]) -> Any:
     """The fitted model converted and measured, as registration receives it."""
-    from ferry_core.retrain.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build
+    from ferry_core.onboarding.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build
 
     pipe, train, valid = fitted
     return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})

@@ -33,7 +33,7 @@ PART_BYTES = 9_973  # a prime: part boundaries fall anywhere inside a line
 @cache
 def built_model() -> Any:
     """The small credit-risk model the tests use (built once per process, about 3 s)."""
-    from ferry_core.retrain.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
+    from ferry_core.onboarding.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
 
     pipe, train, valid = fit_credit_risk(rows=1600, n_estimators=15, seed=11)
     return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})

@@ -62,7 +62,7 @@ def _child(rows: int, chunk_rows: int, env: dict[str, str], out: Any) -> None:
     figures["end_to_end_seconds"] = round(e2e, 3)
     figures["end_to_end_rows_per_second"] = round(rows / e2e)
 
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data
 
     model = service.model(service.registry.resolve("credit-risk"))
     parts: dict[str, list[np.ndarray]] = {}
@@ -96,9 +96,9 @@ def _setup(rows: int, estimators: int, endpoint: str) -> int:
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     from ferry_core.batch.sample_files import csv_bytes
     from ferry_core.card import Lineage
+    from ferry_core.onboarding.builder import build_credit_risk
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
-    from ferry_core.retrain.builder import build_credit_risk
     from ferry_local.moto_stack import FAKE_CREDENTIALS, clients, create_resources
 
     os.environ.update(FAKE_CREDENTIALS)

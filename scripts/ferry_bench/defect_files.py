@@ -43,7 +43,7 @@ class FileSpec:
 
 
 def _names() -> list[str]:
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA
 
     return [f.name for f in CREDIT_RISK_SCHEMA.features]
 
@@ -143,7 +143,7 @@ def make_file(fmt: str, n: int, seed: int, name: str, variant: str = "") -> File
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA
+        from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA
 
         items: list[Any] = [(r.record, "rejected" if r.kind else "scored") for r in rows]
         extras = [(rec, "rejected") for rec in _parquet_defects(good).values()]

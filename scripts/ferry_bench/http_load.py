@@ -129,9 +129,9 @@ def _ensure_model(target: Target, model: str, log: Any) -> None:
     import boto3
 
     from ferry_core.card import Lineage
+    from ferry_core.onboarding.builder import build_credit_risk
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
-    from ferry_core.retrain.builder import build_credit_risk
 
     log(f"building and registering {model} (the demo model)…")
     kwargs = {
@@ -143,7 +143,7 @@ def _ensure_model(target: Target, model: str, log: Any) -> None:
     s3, ddb = boto3.client("s3", **kwargs), boto3.client("dynamodb", **kwargs)
     writer = RegistryWriter(ddb, target.outputs["RegistryTableName"])
     built = build_credit_risk()
-    lineage = Lineage(entry_point="ferry_core.retrain.builder:fit_credit_risk")
+    lineage = Lineage(entry_point="ferry_core.onboarding.builder:fit_credit_risk")
     card = register_built(built, model, s3, target.outputs["ModelBucketName"], writer, lineage)
     writer.set_stage(model, "production", card.version, None, actor="ferry bench load")
     wait_until_served(target.api_url, model)
@@ -160,7 +160,7 @@ def wait_until_served(api_url: str, model: str, timeout: float = 60.0) -> None:
 
 def _valid_rows(count: int = 500) -> list[dict[str, Any]]:
     """Applications from the demo model's generator, unseen in its training (another seed)."""
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 
     return records(generate_credit_data(count, seed=2024), CREDIT_RISK_SCHEMA)
 

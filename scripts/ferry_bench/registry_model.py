@@ -49,7 +49,7 @@ def default_governance(**kwargs: Any) -> Any:
 @cache
 def unvalidated_model() -> Any:
     """The same ONNX registered without a parity reference: no validation results."""
-    from ferry_core.registry.intake import build_from_onnx
+    from ferry_core.onboarding.intake import build_from_onnx
 
     built = built_model()
     return build_from_onnx(built.onnx_bytes, built.schema)

@@ -28,7 +28,7 @@ STARTUP_TIMEOUT_S = 240
 @cache
 def small_model(seed: int = 11, trees: int = 15) -> Any:
     """A small credit-risk model (about 3 s to fit and convert), built once per process."""
-    from ferry_core.retrain.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
+    from ferry_core.onboarding.builder import AGE_BANDS, CREDIT_RISK_SCHEMA, build, fit_credit_risk
 
     pipe, train, valid = fit_credit_risk(rows=1600, n_estimators=trees, seed=seed)
     return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
@@ -37,7 +37,7 @@ def small_model(seed: int = 11, trees: int = 15) -> Any:
 @cache
 def valid_instances(count: int = 200) -> list[dict[str, Any]]:
     """Applications the model has not seen (another seed than its training data)."""
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 
     return records(generate_credit_data(count, seed=2024), CREDIT_RISK_SCHEMA)
 

@@ -319,15 +319,15 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
     import onnxruntime as ort
 
     from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
-    from ferry_core.retrain.builder import (
+    from ferry_core.onboarding.builder import (
         CREDIT_RISK_SCHEMA,
         build,
         fit_credit_risk,
         records,
         to_model_frame,
     )
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
     from ferry_core.serving.inference import OnnxModel, session_options
     from ferry_local.events import LambdaContext, http_api_event
     from ferry_local.handlers import load_handler
@@ -356,7 +356,7 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
         with local_aws(workdir / "tmp") as res:
             aws = clients()
             writer = RegistryWriter(aws["dynamodb"], res.registry_table)
-            lineage = Lineage(entry_point="ferry_core.retrain.builder:fit_credit_risk")
+            lineage = Lineage(entry_point="ferry_core.onboarding.builder:fit_credit_risk")
             card = register_built(built, MODEL, aws["s3"], res.model_bucket, writer, lineage)
             writer.set_stage(MODEL, "production", card.version, None, actor="bench")
 

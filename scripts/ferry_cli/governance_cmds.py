@@ -83,7 +83,7 @@ def register(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register a new version: convert, check parity, measure, upload, record with lineage."""
-    from ferry_core.registry.use_cases import RegistrationRequest, register_from_files
+    from ferry_core.onboarding.use_cases import RegistrationRequest, register_from_files
 
     request = RegistrationRequest(
         name=name,

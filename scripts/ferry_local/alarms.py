@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from ferry_local.emf import MetricSink, dims
 from ferry_local.eventbridge import Dispatcher, Periodic, RegionalClients, arn_parts
 from ferry_local.service_metrics import ServiceSampler
+from ferry_local.statistics import statistic
 
 log = logging.getLogger("ferry.local.alarms")
 
@@ -52,28 +51,6 @@ SYMBOL = {
     "LessThanThreshold": "less than",
     "LessThanOrEqualToThreshold": "less than or equal to",
 }
-
-
-def statistic(values: list[float], stat: str) -> float | None:
-    """A CloudWatch statistic (Sum, Average, Minimum, Maximum, SampleCount, pNN[.N]) or None."""
-    if not values:
-        return None
-    simple: dict[str, Callable[[list[float]], float]] = {
-        "Sum": math.fsum,
-        "Average": lambda v: math.fsum(v) / len(v),
-        "Minimum": min,
-        "Maximum": max,
-        "SampleCount": lambda v: float(len(v)),
-    }
-    if stat in simple:
-        return float(simple[stat](values))
-    if stat.startswith("p"):
-        q = float(stat[1:])
-        if not 0 <= q <= 100:
-            raise ValueError(f"percentile out of range: {stat}")
-        # CloudWatch's percentile is a value that q% of the samples are at or below.
-        return float(np.percentile(np.asarray(values), q, method="inverted_cdf"))
-    raise ValueError(f"unsupported statistic {stat!r}")
 
 
 # ---------------------------------------------------------------- metric math (a small subset)

@@ -222,7 +222,7 @@ def _send_to_targets(original: Callable[..., Any]) -> Callable[..., Any]:
 def _statistics_with_percentiles(original: Callable[..., Any]) -> Callable[..., Any]:
     def get_statistics_for_type(self: Any, stat: str) -> Any:
         if stat.startswith("p") and stat[1:].replace(".", "", 1).isdigit():
-            from ferry_local.alarms import statistic
+            from ferry_local.statistics import statistic
 
             return statistic([float(v) for v in self.metric_single_values_list], stat)
         return original(self, stat)

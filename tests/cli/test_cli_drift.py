@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 from ferry_cli.main import app
 from ferry_core.card import Lineage
 from ferry_core.monitoring.capture import CaptureBuffer
-from ferry_core.registry.registration import register_built
-from ferry_core.registry.writer import RegistryWriter
-from ferry_core.retrain.builder import (
+from ferry_core.onboarding.builder import (
     CREDIT_RISK_SCHEMA,
     generate_credit_data,
     records,
     to_model_frame,
 )
+from ferry_core.registry.registration import register_built
+from ferry_core.registry.writer import RegistryWriter
 from ferry_local.moto_stack import create_resources
 
 MODEL = "credit-risk"

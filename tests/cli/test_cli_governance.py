@@ -17,7 +17,7 @@ import requests
 from typer.testing import CliRunner
 
 from ferry_cli.main import app
-from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
+from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
 from ferry_core.store import sha256_hex
 from ferry_local import moto_hooks
 from ferry_local.handlers import REPO_ROOT

@@ -18,8 +18,8 @@ import pytest
 
 from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Card
+from ferry_core.onboarding.builder import build_credit_risk, generate_credit_data
 from ferry_core.retrain.approval import ApprovalGate
-from ferry_core.retrain.builder import build_credit_risk, generate_credit_data
 
 RunningPlatform = Any  # tests/e2e/conftest.py: the `ferry local up` child process
 RUN_TIMEOUT_S = 180
@@ -307,7 +307,7 @@ class _Traffic:
 
 
 def _rows() -> list[dict[str, Any]]:
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, records
 
     return records(generate_credit_data(50, seed=99), CREDIT_RISK_SCHEMA)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ferry_core.monitoring.capture import ROWS_PREFIX, read_report
-from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 from ferry_local.events import LambdaContext, http_api_event
 from ferry_local.handlers import load_handler
 

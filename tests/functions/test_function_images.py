@@ -286,9 +286,9 @@ def _free_port() -> int:
 def server(built: Any) -> Iterator[StackResources]:
     """A moto server in its own process with Ferry's resources and credit-risk v1 in production."""
     from ferry_core.card import Lineage
+    from ferry_core.onboarding.builder import generate_credit_data
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
-    from ferry_core.retrain.builder import generate_credit_data
 
     port = _free_port()
     proc = subprocess.Popen(

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from ferry_core.card import Lineage
-from ferry_core.registry.registration import register
-from ferry_core.retrain.builder import (
+from ferry_core.onboarding.builder import (
     AGE_BANDS,
     CREDIT_RISK_SCHEMA,
     build,
@@ -20,6 +19,7 @@ from ferry_core.retrain.builder import (
     records,
     to_model_frame,
 )
+from ferry_core.registry.registration import register
 from ferry_local.events import LambdaContext, http_api_event
 from ferry_local.handlers import load_handler
 

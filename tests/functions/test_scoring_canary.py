@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from ferry_core.card import Lineage
+from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, records
 from ferry_core.registry.registration import register_built
 from ferry_core.registry.writer import RegistryWriter
-from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records
 from ferry_local.events import LambdaContext, http_api_event
 from ferry_local.handlers import load_handler
 
@@ -23,7 +23,7 @@ PREDICT = "/v1/models/credit-risk/predict"
 @pytest.fixture(scope="module")
 def other_built() -> Any:
     """A second, different model (its own bytes and sha256: no cache shared with v1)."""
-    from ferry_core.retrain.builder import build_credit_risk
+    from ferry_core.onboarding.builder import build_credit_risk
 
     return build_credit_risk(rows=800, n_estimators=5, seed=3)
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
 from ferry_core.registry.writer import RegistryWriter
-from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
 from ferry_local.events import LambdaContext, http_api_event
 from ferry_local.handlers import load_handler
 

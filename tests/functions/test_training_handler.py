@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from pydantic import ValidationError
 
-from ferry_core.retrain.builder import generate_credit_data
+from ferry_core.onboarding.builder import generate_credit_data
 from ferry_core.retrain.candidate import read_bundle
 from ferry_core.retrain.training import TrainingFailed
 from ferry_core.store import sha256_hex

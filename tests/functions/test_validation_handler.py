@@ -17,9 +17,7 @@ from pydantic import ValidationError
 
 from ferry_core.card import Lineage
 from ferry_core.errors import ModelUnavailable
-from ferry_core.registry.governance import validation_problem
-from ferry_core.registry.reader import RegistryReader
-from ferry_core.retrain.builder import (
+from ferry_core.onboarding.builder import (
     AGE_BANDS,
     CREDIT_RISK_SCHEMA,
     TARGET,
@@ -28,6 +26,8 @@ from ferry_core.retrain.builder import (
     credit_risk_pipeline,
     to_model_frame,
 )
+from ferry_core.registry.governance import validation_problem
+from ferry_core.registry.reader import RegistryReader
 from ferry_core.retrain.candidate import (
     CandidateSpec,
     CandidateUnavailable,

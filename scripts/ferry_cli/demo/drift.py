@@ -14,7 +14,7 @@ def steps(ctx: DemoContext) -> list[Step]:
 
 def drift_step(ctx: DemoContext, rows: int = 1500) -> str:
     """Shifted applications over HTTP → captured → the drift function → report and alarm."""
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
     from ferry_local.alarms import wait_for_alarm_state
 
     shifted = records(generate_credit_data(rows, seed=123, shift=1.0), CREDIT_RISK_SCHEMA)

@@ -71,8 +71,8 @@ def governance_steps(
     StackResources; `expect(cond, message)` fails a step; `served_version()` (optional) asks
     the scoring API which version production serves, to show it follows the rollback.
     """
+    from ferry_core.onboarding.intake import build_from_onnx
     from ferry_core.registry.governance import connect
-    from ferry_core.registry.intake import build_from_onnx
     from ferry_core.registry.lineage import capture
     from ferry_core.registry.reader import RegistryReader
     from ferry_core.registry.registration import register as register_version
@@ -94,7 +94,7 @@ def governance_steps(
     def register_two() -> str:
         lineage = capture(
             repo_root,
-            "ferry_core.retrain.builder:build_credit_risk",
+            "ferry_core.onboarding.builder:build_credit_risk",
             repo_root / "requirements/dev.txt",
             actor="demo",
         )

@@ -13,7 +13,7 @@ from ferry_cli.demo.context import DemoContext, Step, expect
 
 def steps(ctx: DemoContext, rows: int, estimators: int) -> list[Step]:
     """Start the platform (the synthesized stack on moto), then build the credit-risk model."""
-    from ferry_core.retrain.builder import build_credit_risk
+    from ferry_core.onboarding.builder import build_credit_risk
     from ferry_local.platform import LocalPlatform
 
     console = ctx.console

@@ -40,7 +40,7 @@ def steps(ctx: DemoContext) -> list[Step]:
 
 def labelled_step(ctx: DemoContext, rows: int = 6000) -> str:
     """Labelled applications from the shifted population arrive for retraining."""
-    from ferry_core.retrain.builder import generate_credit_data
+    from ferry_core.onboarding.builder import generate_credit_data
 
     buf = io.BytesIO()
     generate_credit_data(rows, seed=2026, shift=1.0).to_parquet(buf, index=False)
@@ -110,9 +110,9 @@ def drift_retrain_step(ctx: DemoContext) -> str:
 
 def canary_step(ctx: DemoContext) -> str:
     """A manual run with an approval gate and a canary, approved from the command line."""
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
     from ferry_core.registry.reader import RegistryReader
     from ferry_core.retrain.approval import ApprovalGate
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 
     champion = ctx.state.get("retrained_version")
     rows = records(generate_credit_data(200, seed=7, shift=1.0), CREDIT_RISK_SCHEMA)

@@ -9,7 +9,7 @@ from ferry_cli.demo.context import MODEL, DemoContext, Step, expect
 
 def steps(ctx: DemoContext) -> list[Step]:
     """Score five applications (one clipped with a warning), then refuse six bad requests."""
-    from ferry_core.retrain.builder import generate_credit_data, records
+    from ferry_core.onboarding.builder import generate_credit_data, records
 
     console = ctx.console
 

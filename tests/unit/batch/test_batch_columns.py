@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ferry_core.batch.columns import ColumnarValidator, decode_text_row
 from ferry_core.card import Feature, InputSchema
-from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA
+from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA
 from ferry_core.serving.validator import InstanceValidator
 
 SCHEMA = InputSchema(

@@ -23,7 +23,7 @@ from ferry_core.monitoring.drift import (
     psi,
     snap,
 )
-from ferry_core.retrain.builder import (
+from ferry_core.onboarding.builder import (
     CREDIT_RISK_SCHEMA,
     generate_credit_data,
     records,

@@ -107,7 +107,7 @@ def test_promotion_moves_pointer_history_and_audit_together(
 def test_promotion_without_validation_results_is_refused(gov: Governance, built, aws, boto) -> None:
     """Given an ONNX-only version registered without a parity reference (validation None),
     promotion is refused with the reason, and nothing moves."""
-    from ferry_core.registry.intake import build_from_onnx
+    from ferry_core.onboarding.intake import build_from_onnx
 
     onnx_only = build_from_onnx(built.onnx_bytes, built.schema)
     card, _ = register(onnx_only, MODEL, boto["s3"], aws.model_bucket, gov, Lineage(), "alice")

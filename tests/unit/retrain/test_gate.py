@@ -16,8 +16,7 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
 from ferry_core.card import Artifact, Card, Feature, InputSchema, Output
-from ferry_core.registry.governance import validation_problem
-from ferry_core.retrain.builder import (
+from ferry_core.onboarding.builder import (
     AGE_BANDS,
     CREDIT_RISK_SCHEMA,
     TARGET,
@@ -26,6 +25,7 @@ from ferry_core.retrain.builder import (
     credit_risk_pipeline,
     to_model_frame,
 )
+from ferry_core.registry.governance import validation_problem
 from ferry_core.retrain.candidate import CandidateSpec, reference_parquet
 from ferry_core.retrain.gate.policy import GatePolicy
 from ferry_core.retrain.gate.reference import LABEL, REFERENCE_SCORE, roc_auc, typical_instance

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, TARGET, generate_credit_data
+from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, TARGET, generate_credit_data
 from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, read_bundle
 from ferry_core.retrain.training import (
     MIN_ROWS,

@@ -1,6 +1,6 @@
 """Sample batch files with known defects, for the tests, the benchmarks and the demo.
 
-Never imported by a handler: it builds credit-risk rows with `ferry_core.retrain.builder`
+Never imported by a handler: it builds credit-risk rows with `ferry_core.onboarding.builder`
 (the `train` extras).
 
 `applications(n)` makes credit-risk rows with about `share` of them malformed, cycling through
@@ -49,7 +49,7 @@ class Row:
 
 def applications(n: int, fmt: str, share: float = 0.02, seed: int = 5) -> list[Row]:
     """`n` credit-risk applications, about `share` of them malformed (every kind `fmt` allows)."""
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 
     recs = records(generate_credit_data(n, seed=seed), CREDIT_RISK_SCHEMA)
     kinds = [k for k, (fmts, _) in KINDS.items() if fmt in fmts]
@@ -93,7 +93,7 @@ def _cell(value: Any) -> str:
 
 def encode(rows: list[Row], fmt: str) -> bytes:
     """The rows as a CSV (with header), JSON Lines or Parquet file."""
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA
 
     names = [f.name for f in CREDIT_RISK_SCHEMA.features]
     if fmt == "csv":
@@ -132,7 +132,7 @@ def encode(rows: list[Row], fmt: str) -> bytes:
 
 def csv_bytes(n: int, seed: int = 5) -> bytes:
     """A valid credit-risk CSV of `n` rows, generated in blocks (for the 1M-row benchmark)."""
-    from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, generate_credit_data
+    from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data
 
     names = [f.name for f in CREDIT_RISK_SCHEMA.features]
     out = io.BytesIO()

@@ -41,7 +41,7 @@ DEFAULT_MIN_SAMPLES = 500
 EPSILON = 1e-4
 # Served (ONNX) and baseline (source pipeline) scores agree to the parity tolerance only.
 SCORE_TOLERANCE = 1e-5
-SCORE = "__score__"  # the baseline key of the score (ferry_core/retrain/builder.py)
+SCORE = "__score__"  # the baseline key of the score (ferry_core/onboarding/builder.py)
 UNSEEN = "(unseen)"
 NULL = "(null)"
 

@@ -5,6 +5,6 @@
 - `writer`       version numbers, version items and the transaction items of stage moves
 - `governance`   promote, roll back, approve, reject, archive, canaries: each with its audit entry
 - `registration` a built model to the model bucket and the registry
-- `intake`       what `ferry register` reads from files; `lineage` where a model came from
+- `lineage`      where a model came from (commit, data, code, dependency lock)
 - `events`       governance events on EventBridge
 """

@@ -1,6 +1,5 @@
 """Retraining: fit a candidate, gate it, and take it through the retrain-and-promote workflow.
 
-- `builder`    a fitted pipeline to ONNX with its metrics, baselines and parity (and the demo model)
 - `training`   labelled data in S3 to a candidate bundle (the training function)
 - `candidate`  the candidate bundle in the model bucket
 - `gate`       the validation gate and the validation step

@@ -40,8 +40,8 @@ from ferry_core.card import InputSchema, Lineage
 from ferry_core.clock import now_iso
 from ferry_core.errors import FerryError
 from ferry_core.names import ModelName
+from ferry_core.onboarding import builder
 from ferry_core.registry.lineage import library_versions
-from ferry_core.retrain import builder
 from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, write_bundle
 from ferry_core.settings import FunctionSettings
 from ferry_core.store import parse_s3_uri, sha256_hex

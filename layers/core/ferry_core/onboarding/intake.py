@@ -26,7 +26,7 @@ import pandas as pd
 from ferry_core.card import Artifact, Card, Feature, InputSchema
 from ferry_core.errors import FerryError
 from ferry_core.monitoring.baseline import feature_baseline, numeric_baseline
-from ferry_core.retrain.builder import (
+from ferry_core.onboarding.builder import (
     DEFAULT_PARITY_TOLERANCE,
     BuiltModel,
     build,
@@ -197,7 +197,7 @@ def build_from_pipeline(
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
     names: tuple[str, str] = ("train", "valid"),
 ) -> BuiltModel:
-    """Convert and measure a fitted pipeline (`ferry_core.retrain.builder.build`) from loaded
+    """Convert and measure a fitted pipeline (`ferry_core.onboarding.builder.build`) from loaded
     tables."""
     _require_target(train, target, names[0])
     _require_target(valid, target, names[1])

@@ -8,7 +8,8 @@ import joblib
 import numpy as np
 import pytest
 
-from ferry_core.registry.intake import (
+from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
+from ferry_core.onboarding.intake import (
     IntakeError,
     build_from_onnx,
     build_from_pipeline,
@@ -17,7 +18,6 @@ from ferry_core.registry.intake import (
     read_schema,
     read_table,
 )
-from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_frame
 from ferry_core.store import sha256_hex
 
 

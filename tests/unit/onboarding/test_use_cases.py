@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ferry_core.registry.intake import IntakeError
-from ferry_core.registry.use_cases import (
+from ferry_core.onboarding.intake import IntakeError
+from ferry_core.onboarding.use_cases import (
     RegistrationRequest,
     find_lock_file,
     register_from_files,

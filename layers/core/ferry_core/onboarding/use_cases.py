@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ferry_core.card import Card, Lineage
-from ferry_core.registry import intake
+from ferry_core.onboarding import intake
 from ferry_core.registry.governance import Governance, Outcome
 from ferry_core.registry.lineage import capture
 from ferry_core.registry.registration import register

@@ -7,7 +7,7 @@ import pytest
 
 from ferry_core.card import Artifact, Card, Feature, InputSchema, Output
 from ferry_core.errors import ModelUnavailable
-from ferry_core.retrain.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
+from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, records, to_model_frame
 from ferry_core.serving.inference import ModelPool, OnnxModel
 
 
