@@ -36,7 +36,7 @@ class FunctionSettings(BaseModel):
 
 
 class EnvironmentFields(FunctionSettings):
-    """The environment's name (`local`, `dev`, `prod`), set on every function."""
+    """The environment's name (`local`, `dev`, `prod`), for functions that report or act on it."""
 
     env: str = Field(alias="FERRY_ENV")
 
