@@ -1,4 +1,5 @@
-"""Shared fixtures: fake credentials, a tiny real model, and the stack's resources under moto.
+"""Shared fixtures: fake credentials, tiny real models (a champion, a better and a worse
+candidate), and the stack's resources under moto.
 
 Models are real: a small gradient-boosting pipeline trained on generated credit data and
 converted to ONNX, built once per session (about two seconds).
@@ -77,3 +78,32 @@ def registered(aws: StackResources, boto: dict[str, Any], built: Any) -> Any:
     card = register_built(built, "credit-risk", boto["s3"], aws.model_bucket, writer, Lineage())
     writer.set_stage("credit-risk", "production", card.version, None, actor="tests")
     return card
+
+
+@pytest.fixture(scope="session")
+def candidate() -> Any:
+    """A good retrained candidate (other data, more trees) whose every age band is above 0.6."""
+    from ferry_core.onboarding.builder import build_credit_risk
+
+    return build_credit_risk(rows=1500, n_estimators=20, seed=7)
+
+
+@pytest.fixture(scope="session")
+def worse(fitted: tuple[Any, Any, Any]) -> Any:
+    """Trained on shuffled labels: converts and scores fine, ranks applicants at random."""
+    import numpy as np
+
+    from ferry_core.onboarding.builder import (
+        AGE_BANDS,
+        CREDIT_RISK_SCHEMA,
+        TARGET,
+        build,
+        credit_risk_pipeline,
+        to_model_frame,
+    )
+
+    _, train, valid = fitted
+    pipe = credit_risk_pipeline(CREDIT_RISK_SCHEMA, n_estimators=10, seed=11)
+    labels = np.random.default_rng(0).permutation(train[TARGET].to_numpy())
+    pipe.fit(to_model_frame(train, CREDIT_RISK_SCHEMA), labels)
+    return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})

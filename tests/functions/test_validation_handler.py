@@ -11,21 +11,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from ferry_core.card import Lineage
 from ferry_core.errors import ModelUnavailable
-from ferry_core.onboarding.builder import (
-    AGE_BANDS,
-    CREDIT_RISK_SCHEMA,
-    TARGET,
-    build,
-    build_credit_risk,
-    credit_risk_pipeline,
-    to_model_frame,
-)
 from ferry_core.registry.governance import validation_problem
 from ferry_core.registry.reader import RegistryReader
 from ferry_core.retrain.candidate import (
@@ -41,22 +31,6 @@ from ferry_local.handlers import load_handler
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "credit-risk"
 PREFIX = f"candidates/{MODEL}"
-
-
-@pytest.fixture(scope="module")
-def candidate() -> Any:
-    """A good retrained candidate: other data, more trees, every age band above 0.6 AUC."""
-    return build_credit_risk(rows=1500, n_estimators=20, seed=7)
-
-
-@pytest.fixture(scope="module")
-def shuffled(fitted: tuple[Any, Any, Any]) -> Any:
-    """A candidate trained on shuffled labels: it converts and scores, and ranks at random."""
-    _, train, valid = fitted
-    pipe = credit_risk_pipeline(CREDIT_RISK_SCHEMA, n_estimators=10, seed=11)
-    labels = np.random.default_rng(0).permutation(train[TARGET].to_numpy())
-    pipe.fit(to_model_frame(train, CREDIT_RISK_SCHEMA), labels)
-    return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
 
 
 @pytest.fixture
@@ -118,15 +92,15 @@ def test_a_first_version_passes_with_no_champion(handler, aws, boto, candidate) 
 
 
 def test_a_worse_candidate_returns_a_rejection_with_its_reason(
-    handler, registered, aws, boto, shuffled
+    handler, registered, aws, boto, worse
 ) -> None:
     """A completed gate run that fails is a result (the Decide state branches on it), and the
     report is stored all the same."""
-    bundle(boto, aws, shuffled, "shuffled")
-    result = invoke(handler, model=MODEL, run_id="shuffled")
+    bundle(boto, aws, worse, "worse")
+    result = invoke(handler, model=MODEL, run_id="worse")
     assert result["passed"] is False and "metrics" in result["failed_checks"]
     assert result["summary"].startswith("failed ") and "candidate AUC" in result["summary"]
-    assert stored_report(boto, aws, "shuffled")["passed"] is False
+    assert stored_report(boto, aws, "worse")["passed"] is False
 
 
 def test_a_breaking_change_flag_reaches_the_gate(handler, registered, aws, boto, candidate) -> None:
