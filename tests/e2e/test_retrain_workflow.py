@@ -23,6 +23,9 @@ from ferry_core.retrain.approval import ApprovalGate
 
 RunningPlatform = Any  # tests/e2e/conftest.py: the `ferry local up` child process
 RUN_TIMEOUT_S = 180
+# Long enough for the 20 canary requests the verdict needs even when a loaded 2-core machine
+# serves only a few requests a second (8 s once gave 13 in a full run).
+CANARY_SECONDS = 20
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +341,7 @@ def test_a_healthy_canary_is_promoted(
     model = "rt-canary-ok"
     champion = _setup(local_platform, register_model, weak_champion, model)
     with _Traffic(local_platform, model, _rows()) as traffic:
-        arn = _start(local_platform, model, canary_percent=50, canary_seconds=8)
+        arn = _start(local_platform, model, canary_percent=50, canary_seconds=CANARY_SECONDS)
         version = _wait_for_canary(local_platform, model)
         desc = _wait(local_platform, arn)
     assert desc["outcome"]["status"] == "promoted", desc["outcome"]
@@ -363,7 +366,7 @@ def test_an_error_spike_during_the_canary_rolls_it_back_and_says_so(
     model = "rt-canary-bad"
     champion = _setup(local_platform, register_model, weak_champion, model)
     with _Traffic(local_platform, model, _rows()) as traffic:
-        arn = _start(local_platform, model, canary_percent=50, canary_seconds=8)
+        arn = _start(local_platform, model, canary_percent=50, canary_seconds=CANARY_SECONDS)
         # The fault lands once the candidate is staged, before the scorer ever loaded it.
         version = _wait_for_staging(local_platform, model, champion.version)
         item = _item(local_platform, model, f"V#{version:06d}")
