@@ -189,8 +189,10 @@ class FunctionRuntime:
 
     def _start_worker(self, fn: _Function) -> subprocess.Popen[str]:
         kept = {k: os.environ[k] for k in PROCESS_VARIABLES if k in os.environ}
-        # The platform's PYTHONPATH too: code put on it (a custom trainer) is in the image in AWS.
-        paths = (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", ""))
+        # The function's folder first, as Lambda puts its task root on the path (a handler's
+        # sibling modules import), then the platform's PYTHONPATH: code put on it (a custom
+        # trainer) is in the image in AWS.
+        paths = (str(fn.folder), str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", ""))
         python_path = os.pathsep.join(p for p in paths if p)
         env = {**kept, "PYTHONPATH": python_path, **self._environment(fn)}
         command = [sys.executable, "-m", "ferry_local.lambda_worker", str(fn.folder), fn.handler]

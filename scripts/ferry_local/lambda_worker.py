@@ -106,7 +106,6 @@ def main(folder: str, handler: str) -> None:
     os.dup2(2, 1)  # file-descriptor-level output of native code goes to stderr
     stdout, stderr = _InvocationStream(sys.__stderr__), _InvocationStream(sys.__stderr__)
     sys.stdout, sys.stderr = stdout, stderr
-    sys.path.insert(0, folder)  # sibling modules of the handler, as in /var/task
     loaded: list[Callable[[Any, Any], Any]] = []
     for line in sys.stdin:
         buffer = io.StringIO()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferry_core.dynamo import encode_all
 from ferry_core.errors import TransactionRefused
 
 ACTOR = "ferry-batch"
@@ -67,7 +68,7 @@ def once_per_run(table: str, clock: Callable[[], str]) -> Callable[[str], dict[s
         return {
             "Put": {
                 "TableName": table,
-                "Item": {"id": {"S": f"batch-audit#{rid}"}, "at": {"S": clock()}},
+                "Item": encode_all({"id": f"batch-audit#{rid}", "at": clock()}),
                 "ConditionExpression": "attribute_not_exists(id)",
             }
         }
