@@ -166,18 +166,8 @@ def run_gov_case(
     bench.cases += 1
     model, label = bench.model, f"[governance: {case.name}]"
     setup = bench.governance("gov-setup")
-    card, _ = register(
-        built_model(),
-        model,
-        bench.clients["s3"],
-        bench.res.model_bucket,
-        setup,
-        Lineage(),
-        "reliability",
-    )
-    new = card.version
-    if setup.reader.fresh_pointer(model, "production") is None:
-        setup.promote(model, new, actor="reliability")
+
+    def register_next() -> int:
         card, _ = register(
             built_model(),
             model,
@@ -187,7 +177,12 @@ def run_gov_case(
             Lineage(),
             "reliability",
         )
-        new = card.version
+        return card.version
+
+    new = register_next()
+    if setup.reader.fresh_pointer(model, "production") is None:
+        setup.promote(model, new, actor="reliability")
+        new = register_next()
     if case.action == "rollback":
         setup.promote(model, new, actor="reliability")
         target = setup.rollback_target(model)
