@@ -60,6 +60,8 @@ class FerryStack(Stack):
         super().__init__(
             scope,
             stack_name(config),
+            # Named explicitly: inside a pipeline stage the default name would carry the stage's.
+            stack_name=stack_name(config),
             env=Environment(account=config.account, region=config.region),
             description="Ferry: governed serverless ML scoring platform",
             # A retained environment is also protected from `cdk destroy`.
@@ -164,7 +166,10 @@ class FerryStack(Stack):
         self.monitoring.add_pipeline("Retrain", self.retraining.state_machine)
 
     def _outputs(self) -> None:
-        """Read by the CLI (`ferry --env dev|prod`) and mirrored by `.ferry/local.json`."""
+        """Read by the CLI (`ferry --env dev|prod`) and mirrored by `.ferry/local.json`.
+
+        `self.outputs` keeps them by id, for a pipeline step that reads a deployed stage's.
+        """
         storage, tables, batch = self.storage, self.tables, self.batch
         monitoring, retraining = self.monitoring, self.retraining
         outputs = {
@@ -187,5 +192,7 @@ class FerryStack(Stack):
             "TrainingFunctionName": retraining.training.function_name,
             "ValidationFunctionName": retraining.validation.function_name,
         }
-        for output_id, value in outputs.items():
-            CfnOutput(self, output_id, value=value)
+        self.outputs: dict[str, CfnOutput] = {
+            output_id: CfnOutput(self, output_id, value=value)
+            for output_id, value in outputs.items()
+        }
