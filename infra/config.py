@@ -291,12 +291,16 @@ class PipelineConfig(BaseModel):
 def crosses_accounts(
     pipeline: PipelineConfig, environments: Mapping[str, EnvironmentConfig]
 ) -> bool:
-    """Whether the pipeline deploys into an account other than its own.
+    """Whether the pipeline deploys into an account other than its own; refuses what it cannot.
 
     An environment without an account deploys into the pipeline's; one that names its account
     needs the pipeline's account named too, or the two cannot be compared (nor the deploy roles
-    of the target account trusted).
+    of the target account trusted). Every environment must be in the pipeline's region: another
+    region would need CDK's cross-region replication stacks, which this app does not harden.
     """
+    regions = {config.region for config in environments.values()} - {pipeline.region}
+    if regions:
+        raise ValueError(f"the pipeline releases only in its region {pipeline.region}: {regions}")
     accounts = {config.account for config in environments.values()} - {None}
     if accounts and pipeline.account is None:
         raise ValueError("an environment names its account: name the pipeline's account too")

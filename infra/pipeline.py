@@ -27,6 +27,7 @@ from aws_cdk import (
 )
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codecommit as codecommit
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -136,6 +137,18 @@ class FerryPipelineStack(Stack):
         )
         return pipelines.CodePipelineSource.code_commit(repository, pipeline.branch)
 
+    def _acknowledge_push_rule(self) -> None:
+        """CodeCommit starts the pipeline through an EventBridge rule on the branch."""
+        repository = self.node.try_find_child("Repository")
+        for child in repository.node.find_all() if repository else ():
+            if isinstance(child, events.CfnRule):
+                acknowledge(
+                    child,
+                    "Serverless-EventBusDLQ",
+                    "An undelivered push event (after EventBridge's 24 h of retries) loses no "
+                    "work: the next push, or `Release change`, releases the branch's head.",
+                )
+
     def _artifact_bucket(self, pipeline: PipelineConfig) -> s3.Bucket:
         """Hardened like the platform's buckets: own rotating key, access logs, TLS only.
 
@@ -207,6 +220,7 @@ class FerryPipelineStack(Stack):
                     "(a stream per build) and report groups <project>-*, named at run time.",
                 )
         self._acknowledge_shared_roles()
+        self._acknowledge_push_rule()
         acknowledge(
             _default_policy(self.smoke.project.role),
             f"AwsSolutions-IAM5[Resource::{self._nag_text(self.read_routes_arn(self.dev.config))}]",
