@@ -82,6 +82,8 @@ class FerryPipelineStack(Stack):
             description="Ferry: release pipeline (dev, smoke check, approval, prod)",
             **kwargs,
         )
+        # Whether a stage deploys into another account (README: bootstrap it with --trust);
+        # refuses targets this pipeline cannot release.
         self.cross_account = crosses_accounts(pipeline, environments)
         self.source = self._source(pipeline)
         self.artifact_bucket = self._artifact_bucket(pipeline)
@@ -94,11 +96,9 @@ class FerryPipelineStack(Stack):
                 install_commands=[_BOOTSTRAP, _NPM_CI],
                 commands=["npx cdk synth"],
             ),
+            # Not `cross_account_keys`: it only makes CDK key a bucket CDK creates. This bucket
+            # always has its own key, which CDK grants the target accounts' deploy roles.
             artifact_bucket=self.artifact_bucket,
-            # Our bucket has its key; these give one to any replication bucket CDK adds for a
-            # stage in another region, as a deploy from another account needs.
-            cross_account_keys=self.cross_account,
-            enable_key_rotation=self.cross_account,
             cli_version=cdk_cli_version(),
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(

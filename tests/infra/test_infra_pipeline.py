@@ -263,6 +263,7 @@ def test_cross_account_deploys_assume_the_target_accounts_roles(cross_account: P
     Then each stack is deployed by its own account's bootstrapped deploy role, and the key lets
         exactly those roles decrypt the artifacts
     """
+    assert cross_account.app.node.find_child(PIPELINE_STACK).cross_account is True
     roles = _deploy_roles(cross_account)
     assert f"iam::{DEV}:role/cdk-hnb659fds-deploy-role-{DEV}-" in roles["Ferry-dev"]
     assert f"iam::{PROD}:role/cdk-hnb659fds-deploy-role-{PROD}-" in roles["Ferry-prod"]
@@ -280,6 +281,7 @@ def test_same_account_deploys_stay_in_the_pipelines_account(same_account: Pipeli
     Then both stacks are deployed by the bootstrapped deploy role of the pipeline's own account,
         and no other account appears anywhere
     """
+    assert same_account.app.node.find_child(PIPELINE_STACK).cross_account is False
     roles = _deploy_roles(same_account)
     assert set(roles) == {"Ferry-dev", "Ferry-prod"}
     for role in roles.values():
