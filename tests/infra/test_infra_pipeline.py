@@ -1,7 +1,7 @@
 """The release pipeline (infra/pipeline.py), synthesized through app.build_app as `cdk synth` does.
 
-Two pipelines: one in the environments' own account with a connection source, and one deploying
-dev and prod into two other accounts from CodeCommit.
+Two pipelines: one with no account named anywhere (all in the deploying credentials' account)
+and a connection source, and one deploying dev and prod into two other accounts from CodeCommit.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Pipeline:
     template: dict[str, Any]
     validation_error: str | None
     validation_report: dict[str, Any]
-    accounts: dict[str, str]  # the account each environment deploys into
+    accounts: dict[str, str | None]  # the account each environment names
 
     def resources(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: r for k, r in self.template["Resources"].items() if r["Type"] == kind}
@@ -74,14 +74,13 @@ def _synthesize(outdir: Path, pipeline: PipelineConfig, accounts: dict[str, str]
     report_path = outdir / "validation-report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     template = json.loads((outdir / f"{PIPELINE_STACK}.template.json").read_text())
-    resolved = {name: accounts.get(name, TOOLING) for name in ENVIRONMENTS}
-    return Pipeline(app, outdir, template, error, report, resolved)
+    named = {name: accounts.get(name) for name in ENVIRONMENTS}
+    return Pipeline(app, outdir, template, error, report, named)
 
 
 @pytest.fixture(scope="module")
 def same_account(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     config = PipelineConfig(
-        account=TOOLING,
         region="us-east-1",
         source="connection",
         repository="acme/ferry",
@@ -195,14 +194,12 @@ def test_smoke_step_may_only_call_dev_api_get_routes(pipeline: Pipeline) -> None
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         if not all(action.startswith(common) for action in _list(statement["Action"]))
     ]
-    dev = ENVIRONMENTS["dev"]
-    assert extra == [
-        {
-            "Action": "execute-api:Invoke",
-            "Effect": "Allow",
-            "Resource": f"arn:aws:execute-api:{dev.region}:{pipeline.accounts['dev']}:*/*/GET/*",
-        }
-    ]
+    region, account = ENVIRONMENTS["dev"].region, pipeline.accounts["dev"]
+    arn = f"arn:aws:execute-api:{region}:{account}:*/*/GET/*"
+    if account is None:  # the pipeline's own account, known at deploy time
+        prefix, suffix = f"arn:aws:execute-api:{region}:", ":*/*/GET/*"
+        arn = {"Fn::Join": ["", [prefix, {"Ref": "AWS::AccountId"}, suffix]]}
+    assert extra == [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": arn}]
 
 
 def test_synth_installs_the_locks_and_docker_runs_only_for_images(pipeline: Pipeline) -> None:
@@ -276,10 +273,10 @@ def test_cross_account_deploys_assume_the_target_accounts_roles(cross_account: P
 
 def test_same_account_deploys_stay_in_the_pipelines_account(same_account: Pipeline) -> None:
     """
-    Given dev and prod without an account (they deploy into the pipeline's)
+    Given a pipeline, dev and prod that name no account (all deploy into the credentials' one)
     When I read the deploy actions and every account id the pipeline template names
     Then both stacks are deployed by the bootstrapped deploy role of the pipeline's own account,
-        and no other account appears anywhere
+        and the only account named is the connection's, from its ARN
     """
     assert same_account.app.node.find_child(PIPELINE_STACK).cross_account is False
     roles = _deploy_roles(same_account)
