@@ -375,8 +375,11 @@ def _role(b: _Build, lid: str) -> None:
     props = b.props(lid)
     role = b.clients["iam"].create_role(
         RoleName=b.resolver.physical_id(lid),
-        AssumeRolePolicyDocument=json.dumps(props.get("AssumeRolePolicyDocument", {})),
+        AssumeRolePolicyDocument=json.dumps(
+            b.resolver.resolve(props.get("AssumeRolePolicyDocument", {}))
+        ),
         Description=props.get("Description", ""),
+        MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
     )["Role"]
     b.resolver.set(lid, arn=role["Arn"], attributes={"RoleId": role["RoleId"]})
 
