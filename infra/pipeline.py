@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_cdk import (
     ArnFormat,
+    CfnOutput,
     Duration,
     Environment,
     RemovalPolicy,
@@ -62,6 +63,12 @@ class FerryStage(Stage):
         super().__init__(scope, config.name)
         self.config = config
         self.stack = FerryStack(self, config=config)
+
+    @property
+    def outputs(self) -> dict[str, CfnOutput]:
+        """The stack's outputs by key, wherever in the stack's code they are declared."""
+        children = self.stack.node.children
+        return {child.node.id: child for child in children if isinstance(child, CfnOutput)}
 
 
 class FerryPipelineStack(Stack):
@@ -176,7 +183,7 @@ class FerryPipelineStack(Stack):
             commands=[f".venv/bin/ferry smoke --env {config.name}"],
             env_from_cfn_outputs={
                 f"{OUTPUT_ENV_PREFIX}{output_id}": output
-                for output_id, output in stage.stack.outputs.items()
+                for output_id, output in stage.outputs.items()
             },
             role_policy_statements=[
                 iam.PolicyStatement(

@@ -185,10 +185,7 @@ class FerryStack(Stack):
         )
 
     def _outputs(self) -> None:
-        """Read by the CLI (`ferry --env dev|prod`) and mirrored by `.ferry/local.json`.
-
-        `self.outputs` keeps them by id, for a pipeline step that reads a deployed stage's.
-        """
+        """Read by the CLI (`ferry --env dev|prod`) and mirrored by `.ferry/local.json`."""
         storage, tables, batch = self.storage, self.tables, self.batch
         monitoring, retraining = self.monitoring, self.retraining
         outputs = {
@@ -211,7 +208,5 @@ class FerryStack(Stack):
             "TrainingFunctionName": retraining.training.function_name,
             "ValidationFunctionName": retraining.validation.function_name,
         }
-        self.outputs: dict[str, CfnOutput] = {
-            output_id: CfnOutput(self, output_id, value=value)
-            for output_id, value in outputs.items()
-        }
+        for output_id, value in outputs.items():
+            CfnOutput(self, output_id, value=value)
