@@ -308,11 +308,7 @@ class Steps:
         from ferry_local.events import LambdaContext
         from ferry_local.lambda_worker import error_payload
 
-        entry = self._entry_points.get(function_name)
-        if entry is None:
-            message = f"{function_name} is not a batch function"
-            body = {"errorMessage": message, "errorType": "Runtime.NotRegistered"}
-            return json.dumps(body).encode(), True, message
+        entry = self._entry_points[function_name]  # the machine invokes batch steps only
         context = LambdaContext(function_name=function_name, timeout_seconds=900)
         out = io.StringIO()
         with _ONE_INVOCATION, contextlib.redirect_stdout(out):
