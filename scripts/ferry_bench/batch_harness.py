@@ -115,8 +115,7 @@ def batch_platform(
     from ferry_local.moto_stack import clients, create_state_machine, local_aws
 
     built = built_model()
-    handler = load_handler("batch")
-    steps = Steps(handler)
+    steps = Steps()
     # The hooks go in first: moto keeps the state machines it made with execution off apart.
     with local_aws(workdir / "scoring-tmp") as res, moto_hooks.installed(runtime=steps):
         if before_clients is not None:
@@ -136,6 +135,7 @@ def batch_platform(
         }
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
+        handler = load_handler("batch")  # after its environment: Powertools reads it on import
         url = c["sqs"].get_queue_url(QueueName=res.batch_queue)["QueueUrl"]
         c["sqs"].set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "0"})
         arn = c["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
@@ -286,26 +286,28 @@ def upload_events(p: BatchPlatform, specs: list[FileSpec]) -> dict[str, str]:
 
 class Steps:
     """The Lambda service behind the fan-out's task states: moto's interpreter invokes a step
-    function (`moto_hooks` routes the invocation here) and its handler runs in this process.
+    function (`moto_hooks` routes the invocation here) and its handler runs in this process
+    (the module `load_handler` imports, once its environment is set).
 
     Answers as Lambda does: the handler's result, or its error payload (`errorType` is the
     exception's name, which the states' Retry and Catch match). Counts invocations per handler.
     """
 
-    def __init__(self, handler: ModuleType) -> None:
+    def __init__(self, folder: str = "batch") -> None:
         from ferry_local.moto_stack import function_handlers
 
-        self._handler = handler
+        self._folder = folder
         self._entry_points = {
             name: entry.rpartition(".")[2]
-            for name, (folder, entry) in function_handlers().items()
-            if folder.name == "batch"
+            for name, (path, entry) in function_handlers().items()
+            if path.name == folder
         }
         self.invocations: Counter[str] = Counter()  # handler name → invocations
         self.errors: Counter[str] = Counter()
 
     def invoke(self, function_name: str, event: Any) -> tuple[bytes, bool, str]:
         from ferry_local.events import LambdaContext
+        from ferry_local.handlers import load_handler
         from ferry_local.lambda_worker import error_payload
 
         entry = self._entry_points[function_name]  # the machine invokes batch steps only
@@ -314,7 +316,7 @@ class Steps:
         with _ONE_INVOCATION, contextlib.redirect_stdout(out):
             self.invocations[entry] += 1
             try:
-                result = getattr(self._handler, entry)(event, context)
+                result = getattr(load_handler(self._folder), entry)(event, context)
             except Exception as exc:
                 self.errors[entry] += 1
                 return error_payload(exc, context.aws_request_id).encode(), True, out.getvalue()

@@ -166,7 +166,7 @@ def test_a_large_file_fans_out_and_the_merge_matches_a_single_run(
         Map (one Part per part) and Merge produce the scored file, rejects and counts of
         scoring the file in one run
     """
-    steps = Steps(handler)
+    steps = Steps()
     monkeypatch.setenv("BATCH_FANOUT_THRESHOLD_BYTES", "2000")
     monkeypatch.setenv("BATCH_PART_BYTES", "3000")
     # Byte-equal scores need one ONNX thread: with the stack's ONNX_THREADS=2, onnxruntime's
