@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -89,7 +89,6 @@ class SlowDownSummaries:
 
     times: int | None
     fired: int = 0
-    keys: list[str] = field(default_factory=list)
 
     def wrap(self, original: Any) -> Any:
         from moto.s3.exceptions import S3ClientError
@@ -98,15 +97,14 @@ class SlowDownSummaries:
             wanted = "/summary-00001.json" in key_name
             if wanted and (self.times is None or self.fired < self.times):
                 self.fired += 1
-                self.keys.append(key_name)
                 raise S3ClientError("SlowDown", "Please reduce your request rate.")
             return original(backend, bucket_name, key_name, *a, **kw)
 
         return put_object
 
 
-def _run(fanout: FanOut, name: str) -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:
-    """Upload `name` (over the threshold); wait for its execution: (execution, history, body)."""
+def _run(fanout: FanOut, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Upload `name` (over the threshold); wait for its execution: (execution, history)."""
     sfn = fanout.client("stepfunctions")
     before = len(sfn.list_executions(stateMachineArn=fanout.machine)["executions"])
     body = encode(applications(ROWS, "csv", share=0.05), "csv")
@@ -117,7 +115,7 @@ def _run(fanout: FanOut, name: str) -> tuple[dict[str, Any], list[dict[str, Any]
     assert json.loads(execution["input"])["object"]["key"] == key
     arn = execution["executionArn"]
     history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    return execution, history, body
+    return execution, history
 
 
 def _manifest(fanout: FanOut, name: str) -> dict[str, Any]:
@@ -154,7 +152,7 @@ def test_an_upload_over_the_threshold_runs_the_synthesized_distributed_map(
         the manifest says rows in = scored + rejected, and the outputs hold exactly those rows
     """
     invoked = fanout.part_invocations()
-    execution, history, _ = _run(fanout, "fan/plain")
+    execution, history = _run(fanout, "fan/plain")
 
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert _entered(history) == ["Split", "Ready?", "Parts", "Merge"]
@@ -194,7 +192,7 @@ def test_a_transient_part_failure_is_retried_by_the_machines_retry(
     fault = SlowDownSummaries(times=3)
     monkeypatch.setattr(S3Backend, "put_object", fault.wrap(S3Backend.put_object))
     invoked = fanout.part_invocations()
-    execution, history, _ = _run(fanout, "fan/transient")
+    execution, history = _run(fanout, "fan/transient")
     monkeypatch.undo()
 
     assert fault.fired == 3
@@ -225,7 +223,7 @@ def test_a_persistent_part_failure_goes_through_catch_to_the_failed_manifest(
     fault = SlowDownSummaries(times=None)
     monkeypatch.setattr(S3Backend, "put_object", fault.wrap(S3Backend.put_object))
     invoked = fanout.part_invocations()
-    execution, history, _ = _run(fanout, "fan/persistent")
+    execution, history = _run(fanout, "fan/persistent")
     monkeypatch.undo()
 
     assert execution["status"] == "FAILED" and execution["error"] == "BatchFailed"
