@@ -40,6 +40,11 @@ from infra.storage import MODELS_PREFIX
 INCOMING_PREFIX = "batch/incoming/"
 MAX_RECEIVES = 3
 VISIBILITY_FACTOR = 6
+# A part is idempotent (it rewrites its own staging keys, all or nothing), so a part that failed
+# past its clients' retries (an S3 throttle, a connection cut mid-read) runs again instead of
+# failing the whole file; one that keeps failing fails the Map Run (no tolerated failures) and
+# the Catch writes the failed manifest.
+PART_RETRIES = 2
 # The fan-out steps and the handler each is (one image, one CMD per step).
 STEPS = {
     "Split": "handler.split_handler",
@@ -268,7 +273,13 @@ class BatchScoring(Construct):
             max_concurrency=map_concurrency,
             result_path=sfn.JsonPath.DISCARD,
         )
-        parts.item_processor(invoke("Part"))
+        part = invoke("Part").add_retry(
+            errors=[sfn.Errors.TASKS_FAILED],
+            max_attempts=PART_RETRIES,
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+        )
+        parts.item_processor(part)
         parts.add_catch(fail, result_path="$.error")
         merge = invoke("Merge", {"object": sfn.JsonPath.object_at("$.object")})
         merge.add_catch(fail, result_path="$.error")

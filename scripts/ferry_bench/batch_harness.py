@@ -3,8 +3,14 @@ transient-faults properties.
 
 `batch_platform` creates Ferry's resources on moto, puts the model in production and loads the
 real batch handler; `Invoker` and `drain` feed queue messages to it as the SQS event-source
-mapping would (failed messages come back, the redrive policy moves them to the DLQ);
-`run_fanouts` runs the Distributed Map steps of big files; the readers fetch outputs back.
+mapping would (failed messages come back, the redrive policy moves them to the DLQ). A big
+file's fan-out is the synthesized `Ferry-local` state machine, run by moto's Step Functions
+interpreter with the platform's `moto_hooks` installed (its Distributed Map, Retry and Catch
+are the definition's): its task states invoke the step functions, which `Steps` runs with the
+real handlers; `finish_fanouts` waits for the executions. The readers fetch outputs back.
+
+Every handler runs in this process (not in a worker process per function, as on the platform),
+so the fault hooks on this process's boto3 session reach the fan-out's steps too.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import json
 import logging
 import os
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +35,9 @@ from ferry_bench.defect_files import MODEL, FileSpec
 QUEUE_ATTRS = ["All"]
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ferry-local-batch"
 PART_BYTES = 9_973  # a prime: part boundaries fall anywhere inside a line
+FANOUT_MACHINE = "BatchFanOut"  # the logical id (prefix) of the fan-out state machine
+# In-process handlers share sys.stdout (redirected per invocation): one invocation at a time.
+_ONE_INVOCATION = threading.Lock()
 
 
 @cache
@@ -40,6 +50,19 @@ def built_model() -> Any:
 
 
 # ---- the platform: moto, Ferry's resources, the model in production, the batch handler ------
+
+
+@dataclass
+class FanoutRuns:
+    """The fan-out executions that finished since the last look, and their Map Runs' items."""
+
+    statuses: Counter[str]
+    items: int = 0
+    failed_items: int = 0
+
+    @property
+    def executions(self) -> int:
+        return sum(self.statuses.values())
 
 
 @dataclass
@@ -56,6 +79,9 @@ class BatchPlatform:
     queue_arn: str
     dlq_url: str
     state_machine: str
+    steps: Steps
+    seen: set[str] = field(default_factory=set)  # fan-out executions already tallied
+    fanouts: FanoutRuns = field(default_factory=lambda: FanoutRuns(Counter()))  # all of them
 
     @property
     def bucket(self) -> str:
@@ -71,7 +97,8 @@ def batch_platform(
     part_bytes: int = PART_BYTES,
     before_clients: Callable[[], None] | None = None,
 ) -> Iterator[BatchPlatform]:
-    """moto with Ferry's resources, credit-risk v1 in production, the batch function's env set.
+    """moto with Ferry's resources and its fan-out state machine, credit-risk v1 in production,
+    the batch function's env set, and step invocations routed to `Steps`.
 
     Small chunks (and so small CSV blocks) and a low fan-out threshold put chunk, block and
     part boundaries all over the files. The queue's visibility timeout is 0, so a failed
@@ -83,11 +110,14 @@ def batch_platform(
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
+    from ferry_local import moto_hooks
     from ferry_local.handlers import load_handler
-    from ferry_local.moto_stack import clients, local_aws
+    from ferry_local.moto_stack import clients, create_state_machine, local_aws
 
     built = built_model()
-    with local_aws(workdir / "scoring-tmp") as res:
+    steps = Steps()
+    # The hooks go in first: moto keeps the state machines it made with execution off apart.
+    with local_aws(workdir / "scoring-tmp") as res, moto_hooks.installed(runtime=steps):
         if before_clients is not None:
             before_clients()
         c = clients()
@@ -95,11 +125,7 @@ def batch_platform(
         writer = RegistryWriter(c["dynamodb"], res.registry_table)
         card = register_built(built, MODEL, c["s3"], res.model_bucket, writer, Lineage())
         writer.set_stage(MODEL, "production", card.version, None, actor="reliability")
-        machine = sfn.create_state_machine(
-            name="ferry-local-batch-fanout",
-            definition=json.dumps({"StartAt": "Map", "States": {"Map": {"Type": "Succeed"}}}),
-            roleArn="arn:aws:iam::123456789012:role/ferry-local",
-        )["stateMachineArn"]
+        machine = create_state_machine(FANOUT_MACHINE)
         env = {
             **res.batch_environment(workdir / "batch-tmp"),
             "BATCH_CHUNK_ROWS": str(chunk_rows),
@@ -109,15 +135,18 @@ def batch_platform(
         }
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
+        handler = load_handler("batch")  # after its environment: Powertools reads it on import
         url = c["sqs"].get_queue_url(QueueName=res.batch_queue)["QueueUrl"]
         c["sqs"].set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "0"})
         arn = c["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         dlq = c["sqs"].get_queue_url(QueueName=res.batch_dlq)["QueueUrl"]
-        handler = load_handler("batch")
         handler.runtime.cache_clear()
-        quiet = logging.getLogger(handler.logger.name)
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)  # the handler's JSON logs would bury the report
+        # The handler's JSON logs, and moto's interpreter logging every failed state, would
+        # bury the report.
+        quiet = [logging.getLogger(n) for n in (handler.logger.name, "moto.stepfunctions")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.CRITICAL)
         try:
             yield BatchPlatform(
                 res,
@@ -130,10 +159,12 @@ def batch_platform(
                 arn["Attributes"]["QueueArn"],
                 dlq,
                 machine,
+                steps,
             )
         finally:
             handler.runtime.cache_clear()
-            quiet.setLevel(level)
+            for q, level in zip(quiet, levels, strict=True):
+                q.setLevel(level)
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -168,7 +199,7 @@ class Invoker:
         self.delivered.update(bodies.values())
         out = io.StringIO()
         try:
-            with contextlib.redirect_stdout(out):
+            with _ONE_INVOCATION, contextlib.redirect_stdout(out):
                 result = self._handler.lambda_handler(event, LambdaContext(timeout_seconds=900))
         except Exception as exc:  # the function errored: every message returns to the queue
             self.errors += 1
@@ -253,59 +284,66 @@ def upload_events(p: BatchPlatform, specs: list[FileSpec]) -> dict[str, str]:
     return events
 
 
-def run_fanouts(
-    p: BatchPlatform, rng: random.Random, seen: set[str], catch: bool = False
-) -> tuple[int, int]:
-    """Run every new fan-out execution as its Distributed Map would: split, each part (some
-    twice: an item retry), merge. Returns (executions run, part invocations).
+class Steps:
+    """The Lambda service behind the fan-out's task states: moto's interpreter invokes a step
+    function (`moto_hooks` routes the invocation here) and its handler runs in this process
+    (the module `load_handler` imports, once its environment is set).
 
-    With `catch`, a failing step goes to the Fail step with the state's object, as the state
-    machine's Catch does (the execution input before Split, Split's pinned object after it);
-    a Fail step that fails too fails the execution (the pipeline alarm's business).
+    Answers as Lambda does: the handler's result, or its error payload (`errorType` is the
+    exception's name, which the states' Retry and Catch match). Counts invocations per handler.
     """
-    from ferry_local.events import LambdaContext
 
-    ctx = LambdaContext(timeout_seconds=900)
-    runs = parts = 0
-    with contextlib.redirect_stdout(io.StringIO()):  # the steps' EMF metrics
-        for arn in _new_executions(p, seen):
-            state = json.loads(p.sfn.describe_execution(executionArn=arn)["input"])
-            runs += 1
+    def __init__(self, folder: str = "batch") -> None:
+        from ferry_local.moto_stack import function_handlers
+
+        self._folder = folder
+        self._entry_points = {
+            name: entry.rpartition(".")[2]
+            for name, (path, entry) in function_handlers().items()
+            if path.name == folder
+        }
+        self.invocations: Counter[str] = Counter()  # handler name → invocations
+        self.errors: Counter[str] = Counter()
+
+    def invoke(self, function_name: str, event: Any) -> tuple[bytes, bool, str]:
+        from ferry_local.events import LambdaContext
+        from ferry_local.handlers import load_handler
+        from ferry_local.lambda_worker import error_payload
+
+        entry = self._entry_points[function_name]  # the machine invokes batch steps only
+        context = LambdaContext(function_name=function_name, timeout_seconds=900)
+        out = io.StringIO()
+        with _ONE_INVOCATION, contextlib.redirect_stdout(out):
+            self.invocations[entry] += 1
             try:
-                plan = p.handler.split_handler(state, ctx)
-                if plan.get("status") != "ready":
-                    continue
-                state = plan
-                body = p.s3.get_object(Bucket=p.bucket, Key=plan["parts_key"])["Body"].read()
-                for item in json.loads(body):
-                    for _ in range(rng.choice((1, 1, 1, 2))):
-                        parts += 1
-                        p.handler.part_handler(
-                            {
-                                "object": plan["object"],
-                                "part": item,
-                                "model_version": plan["model_version"],
-                            },
-                            ctx,
-                        )
-                p.handler.merge_handler({"object": plan["object"]}, ctx)
+                result = getattr(load_handler(self._folder), entry)(event, context)
             except Exception as exc:
-                if not catch:
-                    raise
-                error = {"Error": type(exc).__name__, "Cause": str(exc)}
-                with contextlib.suppress(Exception):
-                    p.handler.fail_handler({"object": state["object"], "error": error}, ctx)
-    return runs, parts
+                self.errors[entry] += 1
+                return error_payload(exc, context.aws_request_id).encode(), True, out.getvalue()
+        return json.dumps(result).encode(), False, out.getvalue()
 
 
-def _new_executions(p: BatchPlatform, seen: set[str]) -> list[str]:
-    new = []
-    for page in p.sfn.get_paginator("list_executions").paginate(stateMachineArn=p.state_machine):
-        for ex in page["executions"]:
-            if ex["executionArn"] not in seen:
-                seen.add(ex["executionArn"])
-                new.append(ex["executionArn"])
-    return new
+def finish_fanouts(p: BatchPlatform, timeout: float = 600.0) -> FanoutRuns:
+    """Wait until no fan-out execution is running; tally those that finished since the last
+    call (also added to `p.fanouts`)."""
+    from ferry_local.workflows import wait_for_executions
+
+    done = wait_for_executions(p.sfn, p.state_machine, count=0, timeout=timeout)
+    runs = FanoutRuns(Counter())
+    for execution in done:
+        arn = execution["executionArn"]
+        if arn in p.seen:
+            continue
+        p.seen.add(arn)
+        runs.statuses[execution["status"]] += 1
+        for listed in p.sfn.list_map_runs(executionArn=arn)["mapRuns"]:
+            counts = p.sfn.describe_map_run(mapRunArn=listed["mapRunArn"])["itemCounts"]
+            runs.items += counts["total"]
+            runs.failed_items += counts["failed"]
+    p.fanouts.statuses.update(runs.statuses)
+    p.fanouts.items += runs.items
+    p.fanouts.failed_items += runs.failed_items
+    return runs
 
 
 def clear_idempotency(p: BatchPlatform) -> int:

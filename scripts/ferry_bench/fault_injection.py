@@ -236,6 +236,7 @@ class Outcomes:
     """Counts over all cases."""
 
     survived: int = 0
+    part_retried: int = 0
     redelivered: int = 0
     dlq: int = 0
     redriven: int = 0

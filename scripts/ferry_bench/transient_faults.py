@@ -11,6 +11,11 @@ UploadPart of a file, the manifest write after the first), optionally after lett
 the call (the request landed, its answer was lost). A GetObject body can also be cut mid-stream
 (a connection reset while the file is read), which botocore does not retry.
 
+Files above the fan-out threshold run the synthesized fan-out state machine in moto's Step
+Functions interpreter (the local emulator, not AWS): its Part's Retry and its Catch to the
+failed manifest are the definition's, the step handlers run in this process under the same
+fault hooks.
+
 botocore's retry backoff is recorded, not slept (the figures say how long AWS clients would
 have waited); everything else — the retry decisions, the retry quota, the redrive policy — is
 the real code. The clients use botocore's default retry mode (standard: 3 attempts, 4 for
@@ -35,11 +40,12 @@ from pathlib import Path
 
 from ferry_bench.batch_harness import (
     BatchPlatform,
+    FanoutRuns,
     Invoker,
     batch_platform,
     drain,
+    finish_fanouts,
     read_object,
-    run_fanouts,
     scored_rows,
     send,
     upload_events,
@@ -69,8 +75,10 @@ class BatchCase:
     """One file through the queue under `faults`, and what must become of it.
 
     expect: "survived" (botocore's retries absorbed every fault: no failed delivery),
-    "redelivered" (a delivery failed, the queue's retry completed it), "dlq" (every retry
-    failed: dead-lettered, then redriven with faults off and completed), "failed_manifest".
+    "part_retried" (a fan-out part failed past botocore's retries and the state machine's
+    Retry ran it again: no failed delivery either), "redelivered" (a delivery failed, the
+    queue's retry completed it), "dlq" (every retry failed: dead-lettered, then redriven with
+    faults off and completed), "failed_manifest" (the fan-out's Catch wrote it).
     """
 
     name: str
@@ -164,6 +172,13 @@ def _absorbed_cases() -> list[BatchCase]:
                 s3_fault("PutObject", match="batch/staging/", skip=4, times=2),
             ],
             "survived",
+            rows=900,
+            fanout=True,
+        ),
+        BatchCase(
+            "s3 staging PutObject SlowDown ×3 mid-fan-out (one part invocation's attempts)",
+            [s3_fault("PutObject", match="batch/staging/", skip=4, times=3)],
+            "part_retried",
             rows=900,
             fanout=True,
         ),
@@ -356,19 +371,20 @@ def run_batch_case(
     events = upload_events(p, [spec])
     body = events[spec.key]
     invoker = Invoker(p.handler)
-    seen: set[str] = set()
+    part_errors = p.steps.errors["part_handler"]
     with inj.active(case.faults, case.cuts):
         send(p, [body])
         drain(p, invoker, rng, max_polls=40)
-        run_fanouts(p, rng, seen, catch=True)
+        fanned = finish_fanouts(p)
     dead = _queue_bodies(p, p.dlq_url)
     failed = invoker.failed[body]
     label = f"[{case.name}]"
     check_fired(case.faults, case.cuts, label, bad)
-    if case.expect in ("survived", "redelivered"):
+    _check_fanout(case, fanned, p.steps.errors["part_handler"] - part_errors, label, bad)
+    if case.expect in ("survived", "part_retried", "redelivered"):
         if dead:
             bad.append(f"{label} the message was dead-lettered")
-        if case.expect == "survived" and failed:
+        if case.expect in ("survived", "part_retried") and failed:
             bad.append(
                 f"{label} {failed} failed delivery(ies): botocore's retries should absorb it"
             )
@@ -384,7 +400,7 @@ def run_batch_case(
         out.dlq += 1
         send(p, dead)  # the operator's redrive, faults fixed
         drain(p, invoker, rng, max_polls=40)
-        run_fanouts(p, rng, seen, catch=True)
+        finish_fanouts(p)
         if _queue_bodies(p, p.dlq_url):
             bad.append(f"{label} the redriven message failed again")
     if case.expect == "failed_manifest":
@@ -417,10 +433,29 @@ def run_batch_case(
             p.s3.abort_multipart_upload(Bucket=p.bucket, Key=u["Key"], UploadId=u["UploadId"])
     if case.expect == "survived":
         out.survived += 1
+    elif case.expect == "part_retried":
+        out.part_retried += 1
     elif case.expect == "redelivered":
         out.redelivered += 1
     else:
         out.redriven += 1
+
+
+def _check_fanout(
+    case: BatchCase, fanned: FanoutRuns, part_errors: int, label: str, bad: list[str]
+) -> None:
+    """A fan-out case's execution ended as its faults call for: a failed part retried by the
+    machine and the run succeeded, or the Catch failed it; every other fan-out succeeded."""
+    if not case.fanout or case.expect == "dlq":
+        return  # a persistent StartExecution fault: the redrive starts the one execution
+    want = "FAILED" if case.expect == "failed_manifest" else "SUCCEEDED"
+    if dict(fanned.statuses) != {want: 1}:
+        bad.append(f"{label} expected one {want} fan-out execution, got {dict(fanned.statuses)}")
+    if case.expect == "part_retried" and not (part_errors and fanned.failed_items == 0):
+        bad.append(
+            f"{label} expected a failed part retried by the machine ({part_errors} part "
+            f"errors, {fanned.failed_items} failed items)"
+        )
 
 
 def _check_audit(p: BatchPlatform, rid: str | None, label: str, bad: list[str]) -> None:
@@ -467,6 +502,8 @@ def run_faults(mode: Mode, result: PropertyResult, workdir: Path, select: str = 
             for gcase in governance_cases:
                 runs += 1
                 run_gov_case(bench, inj, gcase, out, bad)
+        fanouts = p.fanouts
+        part_invocations = p.steps.invocations["part_handler"]
     result.figures.update(
         {
             "client retry mode": f"{config.get('mode', 'legacy')} (botocore default)",
@@ -475,10 +512,14 @@ def run_faults(mode: Mode, result: PropertyResult, workdir: Path, select: str = 
             "retries by botocore": inj.retries,
             "backoff seconds (recorded, not slept)": round(inj.backoff_seconds, 1),
             "transient survived (botocore retries)": out.survived,
+            "beyond retry budget, a fan-out part retried by the machine": out.part_retried,
             "beyond retry budget, survived by redelivery": out.redelivered,
             "persistent → DLQ": out.dlq,
             "DLQ redriven and completed": out.redriven,
             "persistent → failed manifest with reason": out.failed_manifest,
+            "fan-out executions (Ferry-local's machine, moto's interpreter)": fanouts.executions,
+            "fan-out executions failed through the Catch": fanouts.statuses["FAILED"],
+            "part invocations retried by the machine's Retry": part_invocations - fanouts.items,
             "persistent → promotion refused, nothing written": out.refused,
             "persistent → event kept, warning reported": out.warned,
             "rows verified": out.rows,

@@ -120,6 +120,18 @@ class FunctionRuntime:
             return value
         return str(self.tmp_dir / function_name / value[len("/tmp") :].lstrip("/"))
 
+    def update_environment(self, function_name: str, environment: dict[str, str]) -> None:
+        """New variables (UpdateFunctionConfiguration): the next invocation runs in a new
+        process with them, as Lambda starts new execution environments after the change."""
+        fn = self._functions.get(function_name)
+        if fn is None:
+            return
+        with fn.run_lock:
+            fn.environment = {
+                k: self._own_tmp(function_name, str(v)) for k, v in environment.items()
+            }
+            self._stop(fn)
+
     def functions(self) -> dict[str, Path]:
         """Registered function names and the folders their handlers run from."""
         return {name: fn.folder for name, fn in self._functions.items()}

@@ -5,7 +5,10 @@ The local platform needs moto 5.2.5 (`MOTO_VERSION`) to behave as AWS does where
 - Lambda: `LambdaFunction._invoke_lambda` runs code only in Docker. Routed to the local
   runtime (`lambda_runtime.FunctionRuntime.invoke`): every invocation path of moto goes
   through it (Invoke, S3 notifications, SQS event source mappings, EventBridge targets, Step
-  Functions tasks). With no runtime routed, moto's own method runs.
+  Functions tasks). With no runtime routed, moto's own method runs. And
+  `LambdaFunction.update_configuration` only edits moto's record: new environment variables
+  reach the runtime (`update_environment`), whose next invocation starts a new process with
+  them, as Lambda starts new execution environments after a configuration change.
 - EventBridge: `Rule.send_to_targets` delivers to neither Step Functions nor Lambda, ignores a
   target's input and delivers to disabled rules. Routed to `eventbridge.Dispatcher.submit` for
   states/lambda/sqs/sns targets of enabled rules; moto keeps the other targets.
@@ -13,7 +16,11 @@ The local platform needs moto 5.2.5 (`MOTO_VERSION`) to behave as AWS does where
   answers HTTP 500); pNN[.N] is computed with the alarm evaluator's definition.
 - Step Functions: `StepFunctionsParserBackend.start_execution` names an unnamed execution
   `None` (the second one fails with ExecutionAlreadyExists): it gets a UUID, as in AWS. And
-  moto's `execute_state_machine` setting is on, so executions run their states.
+  moto's `execute_state_machine` setting is on, so executions run their states. A Distributed
+  Map run whose items failed succeeds in moto (`DistributedIterationComponent._map_run` counts
+  the failures and goes on, whatever ToleratedFailureCount/Percentage say): it fails with
+  `States.ExceedToleratedFailureThreshold` once the failed or timed-out items exceed the
+  threshold (default 0: any failed item), as AWS documents, so the Map's Catch sees it.
 - DynamoDB: moto's item operations are not atomic across threads (a cancelled
   `transact_write_items` restores a snapshot, erasing what other threads committed meanwhile).
   One lock over them gives concurrent callers DynamoDB's per-request atomicity.
@@ -36,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 MOTO_VERSION = "5.2.5"
 
@@ -47,6 +54,13 @@ class MotoVersionError(RuntimeError):
 
 class LambdaInvoker(Protocol):
     def invoke(self, function_name: str, event: Any) -> tuple[bytes, bool, str]: ...
+
+
+@runtime_checkable
+class Reconfigurable(Protocol):
+    """A runtime that takes a function's new environment (`FunctionRuntime` does)."""
+
+    def update_environment(self, function_name: str, environment: dict[str, str]) -> None: ...
 
 
 class RuleTargetDelivery(Protocol):
@@ -180,6 +194,18 @@ def _invoke_lambda(original: Callable[..., Any]) -> Callable[..., Any]:
     return invoke_lambda
 
 
+def _update_configuration(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_configuration(self: Any, config_updates: dict[str, Any]) -> Any:
+        """`LambdaFunction.update_configuration`, and new variables reach the runtime."""
+        answer = original(self, config_updates)
+        runtime = _state.runtime
+        if "Environment" in config_updates and isinstance(runtime, Reconfigurable):
+            runtime.update_environment(self.function_name, dict(self.environment_vars or {}))
+        return answer
+
+    return update_configuration
+
+
 # ---------------------------------------------------------------- EventBridge
 
 
@@ -242,6 +268,63 @@ def _named_executions(original: Callable[..., Any]) -> Callable[..., Any]:
     return start_execution
 
 
+def _tolerated_failures(original: Callable[..., Any]) -> Callable[..., Any]:
+    def map_run(self: Any, env: Any, eval_input: Any) -> None:
+        """`DistributedIterationComponent._map_run`, failing past the tolerated threshold."""
+        original(self, env, eval_input)
+        record = eval_input.map_run_record  # its thresholds, as UpdateMapRun may have set them
+        items = record.item_counter
+        failed, total = items.failed.get() + items.timed_out.get(), items.total.get()
+        count, percentage = record.tolerated_failure_count, record.tolerated_failure_percentage
+        if failed and exceeds_tolerance(failed, total, count, percentage):
+            raise _threshold_exceeded(env, failed, total)
+
+    return map_run
+
+
+def exceeds_tolerance(failed: int, total: int, count: int, percentage: float) -> bool:
+    """AWS's rule: the run fails past either threshold given; with none (both 0), any failure.
+
+    moto keeps 0 for a threshold that is not declared, so a declared 0 beside a declared
+    non-zero threshold counts as not declared (the one case this reads differently from AWS).
+    """
+    limits = []
+    if count:
+        limits.append(failed > count)
+    if percentage:
+        limits.append(100.0 * failed / max(total, 1) > percentage)
+    return any(limits) if limits else failed > 0
+
+
+def _threshold_exceeded(env: Any, failed: int, total: int) -> Exception:
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+        StatesErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    name = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+    details = ExecutionFailedEventDetails(
+        error=name.to_name(),
+        cause=f"The Map Run's failed items ({failed} of {total}) exceed its tolerated failures",
+    )
+    return FailureEventException(
+        FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=name),
+            event_type=HistoryEventType.ExecutionFailed,
+            event_details=EventDetails(executionFailedEventDetails=details),
+        )
+    )
+
+
 # ---------------------------------------------------------------- DynamoDB
 
 _DYNAMODB_LOCK = threading.RLock()
@@ -265,6 +348,12 @@ def _serialized(original: Callable[..., Any]) -> Callable[..., Any]:
 
 PATCHES: tuple[Patch, ...] = (
     Patch("moto.awslambda.models", "LambdaFunction", "_invoke_lambda", _invoke_lambda),
+    Patch(
+        "moto.awslambda.models",
+        "LambdaFunction",
+        "update_configuration",
+        _update_configuration,
+    ),
     Patch("moto.events.models", "Rule", "send_to_targets", _send_to_targets),
     Patch(
         "moto.cloudwatch.models",
@@ -277,6 +366,13 @@ PATCHES: tuple[Patch, ...] = (
         "StepFunctionsParserBackend",
         "start_execution",
         _named_executions,
+    ),
+    Patch(
+        "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration."
+        "distributed_iteration_component",
+        "DistributedIterationComponent",
+        "_map_run",
+        _tolerated_failures,
     ),
     *(
         Patch("moto.dynamodb.models", "DynamoDBBackend", name, _serialized)

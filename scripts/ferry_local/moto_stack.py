@@ -32,6 +32,8 @@ REGION = template.DEFAULT_REGION
 # Buckets (with their notifications), tables and queues: what the core needs. KMS keys are left
 # out (moto does not check a bucket's key, and creating them doubles the cost).
 STORAGE_TYPES = frozenset({"AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SQS::Queue"})
+# What a state machine's tasks need: the functions (placeholder code) and their roles.
+FUNCTION_TYPES = frozenset({"AWS::IAM::Role", "AWS::Lambda::Function"})
 
 
 @functools.cache
@@ -160,6 +162,43 @@ def create_identities(region: str = REGION) -> dict[str, Identity]:
         if persona_name(key)
     }
     return assume_each(endpoint["sts"], role_arns)
+
+
+def create_state_machine(logical_id_prefix: str, region: str = REGION) -> str:
+    """Create the template's state machine whose logical id starts with `logical_id_prefix`,
+    with the stack's functions and roles, in whatever endpoint boto3 points at; its ARN.
+
+    The functions hold placeholder code (as on the platform): their invocations run wherever
+    `moto_hooks` routes them (`function_handlers` says which handler each one is).
+    """
+    from ferry_local.resources import create_resources as create
+    from ferry_local.workflows import create_workflows
+
+    stack = local_stack()
+    resolver = _resolver(stack)
+    endpoint = _creating_clients(region, os.environ.get("AWS_ENDPOINT_URL"))
+    create(stack.template, resolver, endpoint, stack=stack, types=FUNCTION_TYPES)
+    (lid,) = [
+        lid
+        for lid, r in resolver.resources.items()
+        if r["Type"] == "AWS::StepFunctions::StateMachine" and lid.startswith(logical_id_prefix)
+    ]
+    made = create_workflows({"Resources": {lid: resolver.resources[lid]}}, resolver, endpoint)
+    return made.state_machines[lid]
+
+
+@functools.cache
+def function_handlers(repo_root: Path = REPO_ROOT) -> dict[str, tuple[Path, str]]:
+    """Each function of the stack, by name → (the folder of its code, its handler)."""
+    stack = local_stack(repo_root)
+    resolver = _resolver(stack)
+    found = {}
+    for lid, resource in resolver.resources.items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            source = stack.function_source(resource.get("Properties", {}), repo_root)
+            if source is not None:
+                found[resolver.physical_id(lid)] = source
+    return found
 
 
 @contextmanager

@@ -51,3 +51,23 @@ def test_another_moto_version_is_refused_with_the_reason() -> None:
     with pytest.raises(MotoVersionError, match=r"moto is 9\.9\.9.*written for moto 5\.2\.5"):
         moto_hooks.check_moto_version("9.9.9")
     moto_hooks.check_moto_version()  # the installed moto is the one they were written for
+
+
+@pytest.mark.parametrize(
+    ("failed", "total", "count", "percentage", "fails"),
+    [
+        (0, 5, 0, 0.0, False),  # nothing failed
+        (1, 5, 0, 0.0, True),  # no threshold declared: any failed item fails the Map Run
+        (2, 5, 2, 0.0, False),  # ToleratedFailureCount 2: two failures are tolerated
+        (3, 5, 2, 0.0, True),  # ... a third is not
+        (2, 5, 0, 40.0, False),  # ToleratedFailurePercentage 40: 40 % is tolerated
+        (3, 5, 0, 40.0, True),  # ... 60 % is not
+        (5, 5, 0, 100.0, False),  # 100 %: the run never fails on its items
+        (3, 10, 2, 50.0, True),  # both declared: past either one fails it
+    ],
+)
+def test_a_distributed_map_run_fails_past_its_tolerated_failures(
+    failed: int, total: int, count: int, percentage: float, fails: bool
+) -> None:
+    """The threshold rule of the Map Run patch, as AWS documents it for Distributed Map."""
+    assert moto_hooks.exceeds_tolerance(failed, total, count, percentage) is fails

@@ -12,11 +12,15 @@ from typing import Any
 import pyarrow.csv as pacsv
 import pytest
 
+from ferry_bench.batch_harness import FANOUT_MACHINE, Steps
 from ferry_core.audit.chain import AuditLog
 from ferry_core.batch import formats
 from ferry_core.batch.sample_files import applications, encode
+from ferry_local import moto_hooks
 from ferry_local.events import LambdaContext, sqs_event
 from ferry_local.handlers import load_handler
+from ferry_local.moto_stack import create_state_machine
+from ferry_local.workflows import wait_for_executions
 
 MANIFEST = "batch/manifests/credit-risk/in box/apps+1.json"
 KEY = "batch/incoming/credit-risk/in box/apps+1.csv"  # S3 events carry it URL-encoded
@@ -155,44 +159,37 @@ def test_a_large_file_fans_out_and_the_merge_matches_a_single_run(
     handler: ModuleType, aws: Any, boto: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """
-    Given a file above the fan-out threshold and the fan-out state machine
-    When the function receives it, and the split, each part and the merge run (as the
-        Distributed Map would run them)
-    Then the function starts one execution (named by the run id), and the merged
-        scored file, rejects and counts equal those of scoring the file in one run
+    Given a file above the fan-out threshold and the synthesized fan-out state machine, run by
+        moto's interpreter with its task invocations routed to the step handlers
+    When the function receives it (twice)
+    Then the function starts one execution (named by the run id), whose Split, Distributed
+        Map (one Part per part) and Merge produce the scored file, rejects and counts of
+        scoring the file in one run
     """
-    sfn = __import__("boto3").client("stepfunctions", region_name="us-east-1")
-    arn = sfn.create_state_machine(
-        name="batch-fanout",
-        definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
-        roleArn="arn:aws:iam::123456789012:role/sfn",
-    )["stateMachineArn"]
-    monkeypatch.setenv("BATCH_STATE_MACHINE_ARN", arn)
+    steps = Steps()
     monkeypatch.setenv("BATCH_FANOUT_THRESHOLD_BYTES", "2000")
     monkeypatch.setenv("BATCH_PART_BYTES", "3000")
     # Byte-equal scores need one ONNX thread: with the stack's ONNX_THREADS=2, onnxruntime's
     # sums over differently sized parts can differ in the last digit from a single run.
     monkeypatch.setenv("ONNX_THREADS", "1")
-    handler.runtime.cache_clear()
-    rows = applications(300, "csv", share=0.05)
-    body = encode(rows, "csv")
-    messages, queue = upload(boto, aws, body)
-    event = [m for m in messages if "Records" in m["Body"]]
-
-    assert deliver(handler, event, queue) == []
-    assert deliver(handler, event, queue) == []  # a redelivery starts nothing more
-    (execution,) = sfn.list_executions(stateMachineArn=arn)["executions"]
+    sfn = __import__("boto3").client("stepfunctions", region_name="us-east-1")
+    body = encode(applications(300, "csv", share=0.05), "csv")
+    # The hooks go in before the machine is made: moto keeps those made before them apart.
+    with moto_hooks.installed(runtime=steps):
+        arn = create_state_machine(FANOUT_MACHINE)
+        monkeypatch.setenv("BATCH_STATE_MACHINE_ARN", arn)
+        handler.runtime.cache_clear()
+        messages, queue = upload(boto, aws, body)
+        event = [m for m in messages if "Records" in m["Body"]]
+        assert deliver(handler, event, queue) == []
+        assert deliver(handler, event, queue) == []  # a redelivery starts nothing more
+        (execution,) = wait_for_executions(sfn, arn, count=1)
     assert len(execution["name"]) == 32  # the run id: a second start of this run is refused
-    started = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
-
-    ctx = LambdaContext()
-    plan = handler.split_handler(started, ctx)
-    assert plan["status"] == "ready" and plan["parts"] == len(range(0, len(body), 3000))
-    items = json.loads(get(boto, aws, plan["parts_key"]))
-    for item in items:
-        handler.part_handler({"object": plan["object"], "part": item, "model_version": 1}, ctx)
-    merged = handler.merge_handler({"object": plan["object"]}, ctx)
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    merged = json.loads(execution["output"])
     assert merged["status"] == "succeeded"
+    assert steps.invocations["part_handler"] == len(range(0, len(body), 3000))
+    assert steps.invocations["split_handler"] == steps.invocations["merge_handler"] == 1
     fanned = {k: get(boto, aws, merged["outputs"][k]) for k in ("scored", "rejected")}
     assert (
         boto["s3"].list_objects_v2(Bucket=aws.data_bucket, Prefix="batch/staging/")["KeyCount"] == 0

@@ -16,8 +16,9 @@ from ferry_core.batch import formats
 def test_every_row_lands_once_whatever_the_replays_and_poison() -> None:
     """
     Given files in three formats with every kind of malformed row, failing files, S3 events
-        replayed 1-5 times, shuffled, mixed with poison, delivered in batches, fanned out, and
-        replayed again after the idempotency records expired
+        replayed 1-5 times, shuffled, mixed with poison, delivered in batches, the big files
+        fanned out by the synthesized state machine (moto's interpreter), and replayed again
+        after the idempotency records expired
     When the fast mode of property 2 runs
     Then no violation: every row once on its side, manifests and outputs agree, one run and one
         audit entry per file, poison dead-lettered or counted, no good message failed
@@ -30,6 +31,8 @@ def test_every_row_lands_once_whatever_the_replays_and_poison() -> None:
     assert (f["lost"], f["double-counted"], f["misrouted"], f["phantom rows"]) == (0, 0, 0, 0)
     assert f["deliveries"] > f["events in"] and f["duplicates suppressed"] > 0
     assert f["fan-out executions"] > 0 and f["late replays (after idempotency expiry)"] > 0
+    # every part is one Map Run item, each run once (no fault, so no Retry)
+    assert f["fan-out Map Run items (parts)"] == f["part invocations"] > f["fan-out executions"]
     assert f["files failing whole (with reason)"] == 8
     assert f["poison failed → DLQ"] == 1 and f["poison consumed (counted in BatchFailures)"] > 0
     assert f["good messages failed"] == 0 and f["audit verify"] == "ok"

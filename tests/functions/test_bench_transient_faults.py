@@ -35,6 +35,10 @@ def test_faults_under_every_service_are_survived_or_routed_to_a_failure_path() -
     assert f["beyond retry budget, survived by redelivery"] >= 4
     assert f["persistent → DLQ"] == f["DLQ redriven and completed"] >= 8
     assert f["persistent → failed manifest with reason"] >= 1
+    # the fan-out runs the synthesized machine: its Retry reruns parts, its Catch fails runs
+    assert f["beyond retry budget, a fan-out part retried by the machine"] == 1
+    assert f["fan-out executions failed through the Catch"] == 1
+    assert f["part invocations retried by the machine's Retry"] >= 1 + 2  # + a failing part's
     assert f["persistent → promotion refused, nothing written"] >= 5
     assert f["persistent → event kept, warning reported"] == 2
     assert f["rows verified"] > 100_000

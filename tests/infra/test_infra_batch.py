@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_cdk.assertions import Template
 
-from infra.batch import MAX_RECEIVES, STEPS, VISIBILITY_FACTOR
+from infra.batch import MAX_RECEIVES, PART_RETRIES, STEPS, VISIBILITY_FACTOR
 from infra.config import ENVIRONMENTS
 from infra.stack import stack_name
 
@@ -136,11 +136,11 @@ def test_one_image_five_entry_points_sized_from_config(
 
 def test_fan_out_is_split_distributed_map_merge_with_a_failure_path(template: Template) -> None:
     """
-    Given the fan-out state machine (moto cannot run a Distributed Map, so its definition is
-        asserted here and its steps are tested as functions)
+    Given the fan-out state machine (tests/e2e/test_local_workflows_fanout.py runs it)
     When I read its definition
     Then Split feeds a Distributed Map whose ItemReader is the parts.json the split wrote, each
-        item runs the Part function, then Merge; every step's failure goes to Fail
+        item runs the Part function (retried on a failed task), then Merge; every step's
+        failure goes to Fail
     """
     _, machine = _one(template, "AWS::StepFunctions::StateMachine", "BatchFanOut")
     body = machine["Properties"]["DefinitionString"]
@@ -158,6 +158,8 @@ def test_fan_out_is_split_distributed_map_merge_with_a_failure_path(template: Te
         '\\"Next\\":\\"Merge\\"',
         '\\"ErrorEquals\\":[\\"States.ALL\\"]',
         '\\"Next\\":\\"Fail\\"',
+        f'{{\\"ErrorEquals\\":[\\"States.TaskFailed\\"],\\"IntervalSeconds\\":2,'
+        f'\\"MaxAttempts\\":{PART_RETRIES},\\"BackoffRate\\":2}}',
     ):
         assert fragment in text, fragment
 
