@@ -66,10 +66,15 @@ def bootstrap_qualifier(root: Path = REPO_ROOT) -> str:
     return context.get("@aws-cdk/core:bootstrapQualifier", DEFAULT_QUALIFIER)
 
 
-def check_caller(config: EnvironmentConfig, session: Any) -> tuple[list[Check], str | None]:
-    """Credentials, account and region checks, and the caller's account when it is known."""
+def check_caller(
+    config: EnvironmentConfig, session: Any, environ: Mapping[str, str] = os.environ
+) -> tuple[list[Check], str | None]:
+    """Credentials, account and region checks, and the caller's account when it is known.
+
+    The caller's region is AWS_REGION, which the CDK CLI reads first, else boto3's (its
+    AWS_DEFAULT_REGION or the profile's)."""
     stack = stack_of(config)
-    region = session.region_name
+    region = environ.get("AWS_REGION") or session.region_name
     if region == config.region:
         region_check = Check("region", "ok", region)
     else:
@@ -223,7 +228,7 @@ def preflight(
     root: Path = REPO_ROOT,
 ) -> list[Check]:
     """Every check, in order; none is left out because another failed."""
-    checks, account = check_caller(config, session)
+    checks, account = check_caller(config, session, environ)
     if account is None:
         checks.append(Check("bootstrap", "skipped", "not checked: no working AWS credentials"))
     elif config.account not in (None, account):

@@ -146,6 +146,14 @@ def test_wrong_region(tools, project) -> None:
     }
 
 
+def test_aws_region_names_the_callers_region(aws, tools, project) -> None:
+    """AWS_REGION (read by the CDK CLI before AWS_DEFAULT_REGION) is the caller's region."""
+    _bootstrapped(aws)
+    environ = {"PATH": tools["PATH"], "AWS_REGION": "eu-west-1"}
+    checks = preflight(DEV, aws, node=tools["node22"], environ=environ, root=project)
+    assert [c.name for c in checks if c.status == "failed"] == ["region"]
+
+
 def test_missing_bootstrap(aws, tools, project) -> None:
     """
     Given an account and region with neither the CDKToolkit stack nor its version parameter
@@ -251,6 +259,7 @@ def test_check_only_prints_each_failure_on_one_line(aws, tmp_path: Path, monkeyp
     """
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     result = CliRunner().invoke(app, ["deploy", "--env", "dev", "--check-only"])
     assert result.exit_code == 1
