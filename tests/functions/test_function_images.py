@@ -480,6 +480,7 @@ def test_image_answers_a_real_event(
     paths = build_tree(image, tmp_path, arch)
     built_in = time.monotonic() - started
     if arch != HOST:
+        assert _native_machines(paths) == {ELF_MACHINES[arch]}
         pytest.skip(
             f"{name} is configured {arch}: its tree installs ({_size(paths) / 2**20:.1f} MiB, "
             f"native code checked), but this {HOST} machine cannot run it"
