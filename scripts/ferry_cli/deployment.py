@@ -30,6 +30,7 @@ class DeployError(Exception):
 
 
 def environment_file(config: EnvironmentConfig, root: Path = REPO_ROOT) -> Path:
+    """Where a deployed environment's endpoints go, beside the local platform's local.json."""
     return root / STATE_DIR / f"{config.name}.json"
 
 
