@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from infra.toolchain import use_project_node
+
 _ROOT = Path(__file__).resolve().parent
-# Before aws_cdk is imported: jsii reads these when it starts its Node runtime.
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-os.environ.setdefault("JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(_ROOT / ".cache" / "jsii"))
+# Before aws_cdk is imported: jsii reads its Node and package cache when its runtime starts.
+use_project_node()
 
 import aws_cdk as cdk  # noqa: E402
 

@@ -192,6 +192,7 @@ class BatchScoring(Construct):
         """One batch image, one handler per function, all logging to the one log group."""
         spec = FunctionSpec(
             folder="batch",
+            architecture=self._config.function_architectures.batch,
             lock="batch",
             cmd=cmd,
             description=description,

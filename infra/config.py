@@ -30,6 +30,25 @@ API_INTEGRATION_TIMEOUT_SECONDS = 29
 _ACCOUNT = r"^\d{12}$"
 _REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 
+# A Lambda function's instruction set; its image is built for the same one.
+Architecture = Literal["x86_64", "arm64"]
+
+
+class FunctionArchitectures(BaseModel):
+    """The architecture of each function, by its folder under functions/: the function runs
+    on it and its image is built for it. arm64 (Graviton) costs about 20 % less per GB-second;
+    every lock resolves for both (tests/functions/test_function_images.py proves the tree of
+    the architecture chosen here). The batch image serves all five batch functions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scoring: Architecture = "x86_64"
+    batch: Architecture = "x86_64"
+    drift: Architecture = "x86_64"
+    governance: Architecture = "x86_64"
+    training: Architecture = "x86_64"
+    validation: Architecture = "x86_64"
+
 
 class EnvironmentConfig(BaseModel):
     """Typed, validated settings of one deployment environment (validated at synth time)."""
@@ -70,6 +89,10 @@ class EnvironmentConfig(BaseModel):
         ge=0, le=3_600, description="How long the scoring function trusts a stage pointer."
     )
     log_retention_days: int
+    function_architectures: FunctionArchitectures = Field(
+        default_factory=FunctionArchitectures,
+        description="x86_64 or arm64 per function (function and image alike).",
+    )
 
     # Batch scoring (infra/batch.py; functions/batch/README.md explains the limits)
     batch_memory_mb: int = Field(default=3008, ge=1024, le=10_240)

@@ -23,8 +23,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.config import Architecture
 from infra.images import image_code
 from infra.nag import acknowledge
+
+LAMBDA_ARCHITECTURES: dict[Architecture, lambda_.Architecture] = {
+    "x86_64": lambda_.Architecture.X86_64,
+    "arm64": lambda_.Architecture.ARM_64,
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class FunctionSpec:
     timeout: Duration
     environment: Mapping[str, str]
     no_dlq_reason: str  # who invokes it, and so why a failure needs no dead-letter queue
+    architecture: Architecture  # the function's and its image's (config.function_architectures)
     lock: str = "runtime"
     cmd: str | None = None
     ephemeral_mb: int | None = None
@@ -92,9 +99,9 @@ def container_function(
     function = lambda_.DockerImageFunction(
         scope,
         construct_id,
-        code=image_code(spec.folder, spec.lock, spec.cmd),
+        code=image_code(spec.folder, spec.architecture, spec.lock, spec.cmd),
         description=spec.description,
-        architecture=lambda_.Architecture.X86_64,
+        architecture=LAMBDA_ARCHITECTURES[spec.architecture],
         role=role,
         memory_size=spec.memory_mb,
         ephemeral_storage_size=Size.mebibytes(spec.ephemeral_mb) if spec.ephemeral_mb else None,

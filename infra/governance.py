@@ -73,6 +73,7 @@ class Governance(Construct):
         )
         spec = FunctionSpec(
             folder="governance",
+            architecture=config.function_architectures.governance,
             description="Ferry governance: promote, roll back, archive, approve, reject",
             memory_mb=1024,
             timeout=Duration.seconds(60),

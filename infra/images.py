@@ -13,6 +13,8 @@ from aws_cdk import IgnoreMode
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_lambda as lambda_
 
+from infra.config import Architecture
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,15 +33,23 @@ def context_exclude(function: str, lock: str = "runtime") -> tuple[str, ...]:
     )
 
 
+# The platform an image is built for, by the architecture its function runs on.
+IMAGE_PLATFORMS: dict[Architecture, ecr_assets.Platform] = {
+    "x86_64": ecr_assets.Platform.LINUX_AMD64,
+    "arm64": ecr_assets.Platform.LINUX_ARM64,
+}
+
+
 def image_code(
-    function: str, lock: str = "runtime", cmd: str | None = None
+    function: str, architecture: Architecture, lock: str = "runtime", cmd: str | None = None
 ) -> lambda_.DockerImageCode:
-    """The image of `functions/{function}/Dockerfile`; `cmd` picks another handler in it."""
+    """The image of `functions/{function}/Dockerfile` built for `architecture`; `cmd` picks
+    another handler in it."""
     return lambda_.DockerImageCode.from_image_asset(
         str(REPO_ROOT),
         file=f"functions/{function}/Dockerfile",
         exclude=list(context_exclude(function, lock)),
         ignore_mode=IgnoreMode.DOCKER,
-        platform=ecr_assets.Platform.LINUX_AMD64,
+        platform=IMAGE_PLATFORMS[architecture],
         cmd=[cmd] if cmd else None,
     )

@@ -283,6 +283,7 @@ class Monitoring(Construct):
         )
         spec = FunctionSpec(
             folder="drift",
+            architecture=config.function_architectures.drift,
             description="Ferry drift statistics (scheduled)",
             memory_mb=1024,
             timeout=Duration.minutes(5),

@@ -89,6 +89,7 @@ class Retraining(Construct):
             "Training",
             FunctionSpec(
                 folder="training",
+                architecture=config.function_architectures.training,
                 lock="train",
                 description="Ferry training: fit a candidate and write its bundle",
                 memory_mb=config.training_memory_mb,
@@ -106,6 +107,7 @@ class Retraining(Construct):
             "Validation",
             FunctionSpec(
                 folder="validation",
+                architecture=config.function_architectures.validation,
                 lock="batch",
                 description="Ferry validation: the gate every candidate passes before promotion",
                 memory_mb=config.validation_memory_mb,

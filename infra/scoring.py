@@ -52,6 +52,7 @@ class ScoringFunction(Construct):
         )
         spec = FunctionSpec(
             folder="scoring",
+            architecture=config.function_architectures.scoring,
             description="Ferry real-time scoring",
             memory_mb=config.scoring_memory_mb,
             timeout=Duration.seconds(config.scoring_timeout_seconds),

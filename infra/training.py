@@ -183,6 +183,8 @@ def sagemaker_training(
         directory=str(REPO_ROOT),
         file="functions/training/Dockerfile",
         exclude=list(context_exclude("training", "train")),
+        # The job runs on `sagemaker_instance_type` (an x86 ml.m5.xlarge by default): this image
+        # stays amd64 whatever function_architectures.training says of the training function.
         platform=ecr_assets.Platform.LINUX_AMD64,
     )
     role = _training_job_role(scope, stores)

@@ -21,12 +21,10 @@ from ferry_local.moto_stack import (
     local_aws,
     stack_resources,
 )
+from infra.toolchain import use_project_node
 
 os.environ.update(FAKE_CREDENTIALS)
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-os.environ.setdefault(
-    "JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(Path(__file__).resolve().parents[1] / ".cache" / "jsii")
-)
+use_project_node()  # before anything imports aws_cdk
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Ferry")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -70,8 +69,6 @@ def synthesize(outdir: Path) -> Assembly:
 
     A failed cdk-nag validation still writes the templates; tests/infra reports the findings.
     """
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    os.environ.setdefault("JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(REPO_ROOT / ".cache" / "jsii"))
     from app import build_app
 
     # jsii surfaces a failed validation (cdk-nag) as RuntimeError, after writing the templates

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ferry_cli.deploy_cmds import register_deploy_commands
 from ferry_cli.drift_cmds import register_drift_commands
 from ferry_cli.governance_cmds import register_commands
 from ferry_cli.local_cmds import register_local_commands
@@ -43,6 +44,7 @@ register_commands(app)  # register, models, show, promote, rollback, archive, ap
 register_local_commands(app)  # local up
 register_drift_commands(app)  # drift
 register_retrain_commands(app)  # retrain
+register_deploy_commands(app)  # deploy
 
 
 @app.command()

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.toolchain import use_project_node
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ENV = "local"
 LOCAL_STACK = "Ferry-local"
@@ -184,9 +186,8 @@ def _synth(repo_root: Path, cache: Path) -> None:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")])),
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-        "JSII_RUNTIME_PACKAGE_CACHE_ROOT": str(repo_root / ".cache" / "jsii"),
     }
+    use_project_node(env)
     command = [sys.executable, "-m", "ferry_local.template", str(work)]
     done = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True)
     if done.returncode != 0:

@@ -2,12 +2,15 @@
 
 There is no Docker engine in CI, so the check reads each `functions/*/Dockerfile` (FROM, COPY,
 RUN, ENV, CMD; anything else fails the check) and lays out the same tree: the lock installed
-with wheels only for the base image's platform (Amazon Linux 2023: x86_64 manylinux_2_34,
-Python 3.12), the core installed from a copy as `pip install` does, the handler files in the
-task root, bytecode compiled. Then `python3.12 -I -S` with only that tree on `sys.path` imports
-the module CMD names and answers one event against a moto server in its own process. The
-arm64 (Graviton) wheels of every lock are resolved too. Installed trees are cached by lock hash
-under `.cache/images/`; run with `-s` to see each image's installed size.
+with wheels only for the base image's platform (Amazon Linux 2023: manylinux_2_34, Python 3.12)
+and the architecture `function_architectures` in infra/config.py gives the function (x86_64 or
+arm64), the core installed from a copy as `pip install` does, the handler files in the task
+root, bytecode compiled. Then `python3.12 -I -S` with only that tree on `sys.path` imports the
+module CMD names and answers one event against a moto server in its own process. A tree of
+another architecture than this machine's cannot run here: it is installed and its native code
+checked, and the answering test says it skipped the run. Every image's tree is also installed
+for both architectures, with each one's installed size printed (`-s`). Trees are cached by
+lock hash under `.cache/images/`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -33,11 +37,17 @@ import pytest
 
 from ferry_local.events import http_api_event, sqs_event
 from ferry_local.moto_stack import FAKE_CREDENTIALS, REGION, StackResources, create_resources
+from infra.config import ENVIRONMENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "images"
-PLATFORM = "x86_64-manylinux_2_34"  # AL2023's glibc 2.34
-ARM_PLATFORM = "aarch64-manylinux_2_34"
+# Wheel platform by Lambda architecture: AL2023's glibc 2.34.
+PLATFORMS = {"x86_64": "x86_64-manylinux_2_34", "arm64": "aarch64-manylinux_2_34"}
+# ELF e_machine of the native code each architecture loads.
+ELF_MACHINES = {"x86_64": 62, "arm64": 183}
+HOST = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
+    platform.machine().lower()
+)
 TASK_ROOT = "${LAMBDA_TASK_ROOT}"
 UV = Path(sys.executable).with_name("uv")
 MODEL = "credit-risk"
@@ -145,7 +155,7 @@ def _compile(python: str, tree: Path) -> None:
 
 def _cached(name: str, parts: list[bytes], fill: Callable[[Path], None]) -> Path:
     """A tree under .cache/images/ keyed by its inputs; filled once, reused while they hold."""
-    key = hashlib.sha256(b"\0".join([*parts, PLATFORM.encode(), UV.read_bytes()]))
+    key = hashlib.sha256(b"\0".join([*parts, UV.read_bytes()]))
     tree = CACHE / f"{name}-{key.hexdigest()[:16]}"
     if not (tree / ".complete").is_file():
         for stale in CACHE.glob(f"{name}-*"):  # an older lock's tree: never used again
@@ -155,22 +165,20 @@ def _cached(name: str, parts: list[bytes], fill: Callable[[Path], None]) -> Path
     return tree
 
 
-def installed_lock(lock: Path, python: str, version: str) -> Path:
-    """The lock's wheels for the image platform, bytecode compiled as pip does in the image."""
-    wheels_only = ("--python-version", version, "--only-binary", ":all:", "-r", lock, "--quiet")
+def installed_lock(lock: Path, python: str, version: str, arch: str) -> Path:
+    """The lock's wheels for the image's platform and `arch`, bytecode compiled as pip does in
+    the image (bytecode is the same on every architecture)."""
 
     def fill(tree: Path) -> None:
-        _uv("pip", "install", "--target", tree, "--python-platform", PLATFORM, *wheels_only)
+        _uv("pip", "install", "--quiet", "--target", tree, "--python-platform", PLATFORMS[arch],
+            "--python-version", version, "--only-binary", ":all:", "-r", lock)  # fmt: skip
         _compile(python, tree)
-        # Graviton: the same pins must exist as aarch64 wheels (resolved, not installed).
-        with tempfile.TemporaryDirectory() as arm:
-            _uv("pip", "install", "--dry-run", "--target", arm,
-                "--python-platform", ARM_PLATFORM, *wheels_only)  # fmt: skip
 
-    return _cached(lock.stem, [lock.read_bytes(), version.encode()], fill)
+    parts = [lock.read_bytes(), version.encode(), PLATFORMS[arch].encode()]
+    return _cached(f"{lock.stem}-{arch}", parts, fill)
 
 
-def installed_project(project: Path, python: str, version: str) -> Path:
+def installed_project(project: Path, python: str, version: str, arch: str) -> Path:
     """`pip install --no-deps` of a copied project folder (the core), cached by its files."""
     skip = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")  # local build leftovers
     files = sorted(
@@ -183,21 +191,22 @@ def installed_project(project: Path, python: str, version: str) -> Path:
         with tempfile.TemporaryDirectory() as build:
             copy = Path(build) / project.name  # built from a copy, as COPY + RUN do
             shutil.copytree(project, copy, ignore=skip)
-            _uv("pip", "install", "--quiet", "--target", tree, "--no-deps",
-                "--python-version", version, "--python-platform", PLATFORM, copy)  # fmt: skip
+            _uv("pip", "install", "--quiet", "--target", tree, "--no-deps", "--python-version",
+                version, "--python-platform", PLATFORMS[arch], copy)  # fmt: skip
         _compile(python, tree)
 
-    parts = [version.encode()]
+    parts = [version.encode(), PLATFORMS[arch].encode()]
     for f in files:
         parts += [str(f.relative_to(project)).encode(), f.read_bytes()]
-    return _cached(project.name, parts, fill)
+    return _cached(f"{project.name}-{arch}", parts, fill)
 
 
-def build_tree(image: Image, work: Path) -> list[Path]:
-    """[task root, *site dirs]: the image's importable files, laid out as the Dockerfile does."""
+def build_tree(image: Image, work: Path, arch: str) -> list[Path]:
+    """[task root, *site dirs]: the image's importable files for `arch`, laid out as the
+    Dockerfile does."""
     python = _python(image.python)
-    sites = [installed_lock(lock, python, image.python) for lock in image.locks]
-    sites += [installed_project(p, python, image.python) for p in image.projects]
+    sites = [installed_lock(lock, python, image.python, arch) for lock in image.locks]
+    sites += [installed_project(p, python, image.python, arch) for p in image.projects]
     task = work / "task"
     task.mkdir()
     for name, source in image.task_files.items():
@@ -413,28 +422,74 @@ def _size(paths: list[Path]) -> int:
     return sum(f.stat().st_size for p in paths for f in p.rglob("*") if f.is_file())
 
 
+def _native_machines(paths: list[Path]) -> set[int]:
+    """The ELF e_machine of every shared library in the tree."""
+    machines = set()
+    for f in (f for p in paths for f in p.rglob("*.so*") if f.is_file()):
+        with f.open("rb") as elf:
+            head = elf.read(20)
+        if head[:4] == b"\x7fELF":
+            machines.add(int.from_bytes(head[18:20], "little"))
+    return machines
+
+
+# (function, architecture) as infra/config.py gives them, in dev and prod.
+CONFIGURED = sorted(
+    {
+        (name, getattr(config.function_architectures, name))
+        for config in ENVIRONMENTS.values()
+        for name in CASES
+    }
+)
+
+
 def test_every_function_has_a_dockerfile_and_a_case() -> None:
     assert {p.parent.name for p in ROOT.glob("functions/*/Dockerfile")} == set(CASES)
 
 
+@pytest.mark.parametrize("arch", sorted(PLATFORMS))
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_image_answers_a_real_event(name: str, server: StackResources, tmp_path: Path) -> None:
+def test_image_tree_installs_for_each_architecture(name: str, arch: str, tmp_path: Path) -> None:
     """
-    Given the tree functions/{name}/Dockerfile builds: its lock as x86_64 manylinux_2_34 wheels
-        for the base image's Python (arm64 wheels resolved too), the core, the handler files
+    Given functions/{name}/Dockerfile
+    When its tree is laid out for x86_64 and for arm64 (wheels only, manylinux_2_34, Python 3.12)
+    Then both install, their native code is all of that architecture, and each prints its
+         installed size (-s): the figures behind a choice in function_architectures
+    """
+    image = parse_dockerfile(ROOT / "functions" / name / "Dockerfile")
+    paths = build_tree(image, tmp_path, arch)
+    assert _native_machines(paths) == {ELF_MACHINES[arch]}
+    runs = "runs here" if arch == HOST else f"installed only: this machine is {HOST}"
+    print(f"\n{name:<11} {arch:<7} {_size(paths) / 2**20:7.1f} MiB installed  ({runs})")
+
+
+@pytest.mark.parametrize(("name", "arch"), CONFIGURED)
+def test_image_answers_a_real_event(
+    name: str, arch: str, server: StackResources, tmp_path: Path
+) -> None:
+    """
+    Given the tree functions/{name}/Dockerfile builds for the architecture infra/config.py
+        gives the function: its lock as manylinux_2_34 wheels for the base image's Python, the
+        core, the handler files
     When an isolated Python 3.12 that sees nothing else imports CMD's handler and invokes it
         with one event against AWS (a moto server)
     Then it answers as the function does in Lambda, with no module from outside the image
     """
     image = parse_dockerfile(ROOT / "functions" / name / "Dockerfile")
     started = time.monotonic()
-    paths = build_tree(image, tmp_path)
+    paths = build_tree(image, tmp_path, arch)
     built_in = time.monotonic() - started
+    if arch != HOST:
+        assert _native_machines(paths) == {ELF_MACHINES[arch]}
+        pytest.skip(
+            f"{name} is configured {arch}: its tree installs ({_size(paths) / 2**20:.1f} MiB, "
+            f"native code checked), but this {HOST} machine cannot run it"
+        )
     env, event = CASES[name](server, tmp_path)
     result = answer(image, paths, env, event)
     print(
-        f"\n{name:<11} {_size(paths) / 2**20:7.1f} MiB installed  tree {built_in:5.1f} s  "
-        f"locks {', '.join(p.name for p in image.locks)}"
+        f"\n{name:<11} {arch:<7} {_size(paths) / 2**20:7.1f} MiB installed  "
+        f"tree {built_in:5.1f} s  locks {', '.join(p.name for p in image.locks)}"
     )
     CHECKS[name](result, server)
 

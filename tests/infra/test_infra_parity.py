@@ -32,6 +32,10 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
         r"ExpirationInDays$",
     ),
     "registry_cache_seconds": (r"/Environment/Variables/REGISTRY_CACHE_SECONDS$",),
+    "function_architectures": (
+        r"^Resources/\w+/Properties/Architectures/0$",
+        r"^Resources/\w+/Properties/Code/ImageUri",  # the image built for that architecture
+    ),
     "scoring_memory_mb": (r"^Resources/ScoringFunction\w+/Properties/MemorySize$",),
     "scoring_timeout_seconds": (r"^Resources/ScoringFunction\w+/Properties/Timeout$",),
     "scoring_reserved_concurrency": (
