@@ -14,6 +14,9 @@ The local platform needs moto 5.2.5 (`MOTO_VERSION`) to behave as AWS does where
 - Step Functions: `StepFunctionsParserBackend.start_execution` names an unnamed execution
   `None` (the second one fails with ExecutionAlreadyExists): it gets a UUID, as in AWS. And
   moto's `execute_state_machine` setting is on, so executions run their states.
+- IAM: every request after resource creation is authorized as AWS does it: the resource ARN
+  of each action, conditions, KMS for SSE-KMS objects, expired sessions, Step Functions tasks
+  as their execution role (`moto_iam.py`, whose patches are part of `PATCHES`).
 - DynamoDB: moto's item operations are not atomic across threads (a cancelled
   `transact_write_items` restores a snapshot, erasing what other threads committed meanwhile).
   One lock over them gives concurrent callers DynamoDB's per-request atomicity.
@@ -37,6 +40,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any, Protocol
+
+from ferry_local import moto_iam
 
 MOTO_VERSION = "5.2.5"
 
@@ -64,10 +69,12 @@ class Patch:
 
     @property
     def name(self) -> str:
-        return f"{self.module}.{self.owner}.{self.attribute}"
+        return ".".join(part for part in (self.module, self.owner, self.attribute) if part)
 
     def owner_object(self) -> Any:
-        return getattr(importlib.import_module(self.module), self.owner)
+        """The class (or, with `owner` empty, the module) whose attribute is replaced."""
+        module = importlib.import_module(self.module)
+        return getattr(module, self.owner) if self.owner else module
 
 
 class _State:
@@ -134,6 +141,7 @@ def uninstall(
         for patch in PATCHES:
             setattr(patch.owner_object(), patch.attribute, _state.originals.pop(patch.name))
         _moto_config()["stepfunctions"]["execute_state_machine"] = _state.saved_sfn_setting
+        moto_iam.restore_settings()
         _state.runtime = _state.dispatcher = None
 
 
@@ -282,4 +290,5 @@ PATCHES: tuple[Patch, ...] = (
         Patch("moto.dynamodb.models", "DynamoDBBackend", name, _serialized)
         for name in _DYNAMODB_ITEM_OPERATIONS
     ),
+    *moto_iam.iam_patches(Patch),
 )

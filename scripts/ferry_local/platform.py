@@ -28,12 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ferry_local import moto_hooks
+from ferry_local import moto_hooks, moto_iam
 from ferry_local.alarms import LocalMonitoring
 from ferry_local.emf import MetricSink
 from ferry_local.http_api import LocalHttpApi, routes_from_template
 from ferry_local.lambda_runtime import FunctionRuntime
 from ferry_local.moto_hooks import MOTO_VERSION
+from ferry_local.principals import Principals
 from ferry_local.resources import BuildReport, EndpointClients, create_resources
 from ferry_local.template import (
     DEFAULT_ACCOUNT,
@@ -70,6 +71,7 @@ class LocalPlatform:
         alarm_interval: float = 5.0,
         alarm_time_scale: float = 1.0,
         progress: Callable[[str], None] | None = None,
+        enforce_iam: bool = True,
     ) -> None:
         """`state_dir` (default `.ferry/`) holds local.json, state/ and logs/; `cache_dir`
         (default `.ferry/cdk.out`) the synthesized template, shared by every state dir.
@@ -78,6 +80,9 @@ class LocalPlatform:
         the platform while it runs: right for `ferry local up`, wrong for a test process whose
         other tests use moto's in-process mock. Functions always get it in their environment.
         `stack` runs another synthesized stack instead of `Ferry-local` (tests).
+        `enforce_iam` (the default, as in AWS) authorizes every AWS request made after the
+        resources exist against its caller's policies; off, moto accepts any signed request
+        (for measuring what the checks cost, not for proving anything).
         """
         self.repo_root = Path(repo_root)
         self.state_dir = Path(state_dir) if state_dir else self.repo_root / ".ferry"
@@ -91,6 +96,7 @@ class LocalPlatform:
         self.alarm_interval = alarm_interval
         self.alarm_time_scale = alarm_time_scale
         self.progress = progress or (lambda _message: None)
+        self.enforce_iam = enforce_iam
         self.region = DEFAULT_REGION
         self.account_id = DEFAULT_ACCOUNT
         self.report = BuildReport()
@@ -106,6 +112,7 @@ class LocalPlatform:
         self.runtime: FunctionRuntime | None = None
         self.resolver: Resolver | None = None
         self.clients: EndpointClients | None = None
+        self.principals: Principals | None = None
 
     # -- public surface -----------------------------------------------------------------------
 
@@ -180,21 +187,24 @@ class LocalPlatform:
                     }
                 )
         sink = MetricSink()
+        self.principals = Principals(self.account_id, self.region)
         self.runtime = FunctionRuntime(
             self.repo_root,
             on_logs=sink,
             log_dir=self.state_dir / "logs",
-            base_environment={
-                **FAKE_CREDENTIALS,
-                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
-            },
+            # A function's credentials are its own role's session (`credentials` below).
+            base_environment={"AWS_ENDPOINT_URL": self.aws_endpoint_url},
             region=self.region,
             account_id=self.account_id,
             tmp_dir=self.state_dir / "tmp",
+            credentials=self.principals.session,
         )
         moto_hooks.install(runtime=self.runtime)
         self._hooked = True
-        self.clients = EndpointClients(self.aws_endpoint_url, self.region)
+        moto_iam.set_role_credentials(self.principals.session)
+        self.clients = EndpointClients(
+            self.aws_endpoint_url, self.region, session=self.principals.platform_session
+        )
         self.resolver = Resolver(
             self.stack.template,
             stack_name=self.stack.name,
@@ -212,9 +222,13 @@ class LocalPlatform:
                 repo_root=self.repo_root,
                 report=self.report,
             )
+        for warning in self.report.warnings:
+            self.progress(f"WARNING: {warning}")
         if self.restore:
             with self._timed("restore"):
                 self.restored = self._restore()
+        # From here on every AWS request is authorized against its caller's policies.
+        moto_iam.enforcing(self.enforce_iam)
         with self._timed("http_api"):
             routes = routes_from_template(self.resolver)
             self._api = LocalHttpApi(
@@ -229,9 +243,15 @@ class LocalPlatform:
         if self.runtime is not None and self.clients is not None:
             from ferry_local.pollers import start_pollers
 
-            self._pollers = start_pollers(self.clients, self.runtime, self.region)
+            self._pollers = start_pollers(
+                self.clients, self.runtime, self.region, role_clients=self.role_clients
+            )
         self._monitoring = LocalMonitoring(
-            self.clients, sink, interval=self.alarm_interval, time_scale=self.alarm_time_scale
+            self.clients,
+            sink,
+            interval=self.alarm_interval,
+            time_scale=self.alarm_time_scale,
+            role_clients=self.role_clients,
         ).start()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.local_json.with_suffix(".json.tmp")
@@ -254,6 +274,18 @@ class LocalPlatform:
                     value = self.api_url + "/" + value.split("/", 3)[3]
             local[key] = value
         return local
+
+    def role_clients(self, role_arn: str, service: str) -> EndpointClients:
+        """Clients signed with a session of `role_arn` as `service` holds it (an SQS event
+        source mapping polls as its function's role; an EventBridge target is reached as the
+        target's role)."""
+        assert self.principals is not None
+        principals = self.principals
+        return EndpointClients(
+            self.aws_endpoint_url,
+            self.region,
+            session=lambda: principals.session(role_arn, service),
+        )
 
     # -- stop ----------------------------------------------------------------------------------
 
