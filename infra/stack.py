@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.access import Access, StageResources
 from infra.api import ScoringApi
 from infra.batch import BatchScoring
 from infra.config import EnvironmentConfig
@@ -162,6 +163,24 @@ class FerryStack(Stack):
         )
         self.monitoring.add_retrain_target(self.retraining.drift_target())
         self.monitoring.add_pipeline("Retrain", self.retraining.state_machine)
+        self.access = Access(
+            self,
+            "Access",
+            stage=StageResources(
+                api=self.api.http_api,
+                stage_name=self.api.stage.stage_name,
+                model_bucket=storage.model_bucket,
+                model_key=storage.model_key,
+                data_bucket=storage.data_bucket,
+                data_key=storage.data_key,
+                anchor_bucket=self.governance.anchor_bucket,
+                anchor_key=self.governance.anchor_key,
+                registry_table=tables.registry_table,
+                audit_table=tables.audit_table,
+                retrain_machine=self.retraining.state_machine,
+                batch_machine=self.batch.state_machine,
+            ),
+        )
 
     def _outputs(self) -> None:
         """Read by the CLI (`ferry --env dev|prod`) and mirrored by `.ferry/local.json`."""

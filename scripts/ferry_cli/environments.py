@@ -1,7 +1,9 @@
 """Where `--env local|dev|prod` points: one resolution, then the same code path for all.
 
 - `local` reads `.ferry/local.json` (written by `ferry local up`, DESIGN.md §4) and points
-  every boto3 client at its `aws_endpoint_url`; `FERRY_LOCAL_CONFIG` overrides the path.
+  every boto3 client at its `aws_endpoint_url` with the credentials of one of its local
+  identities (`ferry --as NAME`, else `FERRY_IDENTITY`, else `admin`); `FERRY_LOCAL_CONFIG`
+  overrides the path.
 - `dev` / `prod` read the outputs of the stack `Ferry-dev` / `Ferry-prod` with CloudFormation
   `describe_stacks`, in the region of `infra/config.py`, with the caller's own credentials.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +20,13 @@ from typing import Any
 import boto3
 
 from ferry_local.handlers import REPO_ROOT
+from ferry_local.identities import Identity, load_identities
 
 ENV_NAMES = ("local", "dev", "prod")
 LOCAL_CONFIG = Path(".ferry") / "local.json"
-LOCAL_CREDENTIALS = {
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-    "aws_session_token": "testing",
-}
+DEFAULT_IDENTITY = "admin"
+# The local identity this command acts as (`ferry --as NAME`); None: FERRY_IDENTITY or admin.
+ACTING_AS: ContextVar[str | None] = ContextVar("ferry_acting_as", default=None)
 
 
 class EnvironmentUnavailable(Exception):
@@ -41,6 +43,7 @@ class Environment:
     endpoint_url: str | None = None
     api_url: str | None = None
     approval_required: bool = False
+    identity: Identity | None = None  # local: whose credentials; deployed: the caller's own
     _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def output(self, key: str) -> str:
@@ -55,9 +58,10 @@ class Environment:
         """A boto3 client for this environment (cached; boto3 clients are thread-safe)."""
         if service not in self._clients:
             kwargs: dict[str, Any] = {"region_name": self.region}
-            if self.endpoint_url:  # the local platform: moto takes any credentials
+            if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
-                kwargs.update(LOCAL_CREDENTIALS)
+            if self.identity is not None:
+                kwargs.update(self.identity.boto3_kwargs())
             self._clients[service] = boto3.client(service, **kwargs)
         return self._clients[service]
 
@@ -75,15 +79,33 @@ def resolve_local(path: Path | None = None) -> Environment:
         )
     try:
         doc = json.loads(path.read_text())
-        return Environment(
+        environment = Environment(
             name="local",
             region=doc["region"],
             outputs={k: str(v) for k, v in doc["outputs"].items()},
             endpoint_url=doc["aws_endpoint_url"],
             api_url=doc.get("api_url"),
+            identity=_local_identity(load_identities(doc), path),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EnvironmentUnavailable(f"{path} is not a valid local platform file: {exc}") from exc
+    return environment
+
+
+def acting_as() -> str:
+    """The local identity this command acts as."""
+    return ACTING_AS.get() or os.environ.get("FERRY_IDENTITY") or DEFAULT_IDENTITY
+
+
+def _local_identity(identities: dict[str, Identity], path: Path) -> Identity:
+    name = acting_as()
+    if name not in identities:
+        known = ", ".join(sorted(identities)) or "none"
+        raise EnvironmentUnavailable(
+            f"no local identity {name!r} in {path} (identities: {known}); restart the platform "
+            "with `ferry local up` if it was started by an older version"
+        )
+    return identities[name]
 
 
 def resolve_stack(name: str, cloudformation: Any | None = None) -> Environment:

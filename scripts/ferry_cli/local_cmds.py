@@ -78,6 +78,10 @@ def _print_endpoints(console: Console, platform: Any) -> None:
     for key, value in platform.outputs.items():
         table.add_row(key, str(value))
     table.add_row("functions", ", ".join(sorted(platform.report.functions)) or "-")
+    table.add_row(
+        "identities",
+        ", ".join(sorted(platform.identities)) + " (credentials in the endpoints file)",
+    )
     table.add_row("endpoints file", str(platform.local_json))
     if platform.restored:
         restored = ", ".join(f"{k} ({n})" for k, n in sorted(platform.restored.items()))

@@ -21,6 +21,24 @@ bench_app = typer.Typer(
     no_args_is_help=True, help="Benchmarks and reliability properties that print their figures."
 )
 app.add_typer(bench_app, name="bench")
+
+
+@app.callback()
+def main(
+    acting_as: str | None = typer.Option(
+        None,
+        "--as",
+        metavar="IDENTITY",
+        help="local identity to act as (client, data-scientist, approver, admin; "
+        "default: $FERRY_IDENTITY, else admin); deployed stages use your AWS credentials",
+    ),
+) -> None:
+    """Ferry: tabular models into governed production."""
+    from ferry_cli.environments import ACTING_AS
+
+    ACTING_AS.set(acting_as)
+
+
 register_commands(app)  # register, models, show, promote, rollback, archive, approve, reject, audit
 register_local_commands(app)  # local up
 register_drift_commands(app)  # drift

@@ -25,6 +25,7 @@ from unittest.mock import patch
 import boto3
 
 from ferry_local import template
+from ferry_local.identities import Identity, persona_name
 from ferry_local.template import FAKE_CREDENTIALS, REPO_ROOT, SynthesizedStack
 
 REGION = template.DEFAULT_REGION
@@ -141,6 +142,24 @@ def create_resources(
     endpoint = _creating_clients(region, os.environ.get("AWS_ENDPOINT_URL"))
     create(stack.template, _resolver(stack), endpoint, stack=stack, types=types)
     return stack_resources()
+
+
+def create_identities(region: str = REGION) -> dict[str, Identity]:
+    """The stack's persona roles, created in whatever endpoint boto3 points at, and a session
+    of each, as the local platform makes them (for `local.json` documents written by tests)."""
+    from ferry_local.identities import create_identities as assume_each
+    from ferry_local.resources import create_resources as create
+
+    stack = local_stack()
+    endpoint = _creating_clients(region, os.environ.get("AWS_ENDPOINT_URL"))
+    resolver = _resolver(stack)
+    create(stack.template, resolver, endpoint, stack=stack, types={"AWS::IAM::Role"})
+    role_arns = {
+        key: resolver.resolve(output["Value"])
+        for key, output in stack.template["Outputs"].items()
+        if persona_name(key)
+    }
+    return assume_each(endpoint["sts"], role_arns)
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from ferry_local import moto_hooks, moto_iam
 from ferry_local.alarms import LocalMonitoring
 from ferry_local.emf import MetricSink
 from ferry_local.http_api import LocalHttpApi, routes_from_template
+from ferry_local.identities import Identity, create_identities
 from ferry_local.lambda_runtime import FunctionRuntime
 from ferry_local.moto_hooks import MOTO_VERSION
 from ferry_local.principals import Principals
@@ -101,6 +102,7 @@ class LocalPlatform:
         self.account_id = DEFAULT_ACCOUNT
         self.report = BuildReport()
         self.outputs: dict[str, Any] = {}
+        self.identities: dict[str, Identity] = {}
         self.restored: dict[str, int] = {}
         self.timings: dict[str, float] = {}
         self._moto: Any = None
@@ -137,6 +139,14 @@ class LocalPlatform:
     def snapshot_dir(self) -> Path:
         return self.state_dir / "state"
 
+    def identity(self, name: str) -> Identity:
+        """A local identity by persona name (`client`, `data-scientist`, `approver`, `admin`)."""
+        try:
+            return self.identities[name]
+        except KeyError:
+            known = ", ".join(sorted(self.identities)) or "none"
+            raise PlatformError(f"no local identity {name!r} (the stack defines {known})") from None
+
     def info(self) -> dict[str, Any]:
         """The `.ferry/local.json` document (DESIGN.md §4)."""
         return {
@@ -145,6 +155,7 @@ class LocalPlatform:
             "region": self.region,
             "stack": self.stack.name if self.stack else "Ferry-local",
             "outputs": self.outputs,
+            "identities": {name: i.to_json() for name, i in self.identities.items()},
         }
 
     def __enter__(self) -> LocalPlatform:
@@ -224,6 +235,8 @@ class LocalPlatform:
             )
         for warning in self.report.warnings:
             self.progress(f"WARNING: {warning}")
+        with self._timed("identities"):
+            self.identities = create_identities(self.clients["sts"], self.outputs)
         if self.restore:
             with self._timed("restore"):
                 self.restored = self._restore()

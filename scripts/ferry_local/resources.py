@@ -402,8 +402,11 @@ def _role(b: _Build, lid: str) -> None:
     iam = b.clients["iam"]
     role = iam.create_role(
         RoleName=name,
-        AssumeRolePolicyDocument=json.dumps(props.get("AssumeRolePolicyDocument", {})),
+        AssumeRolePolicyDocument=json.dumps(
+            b.resolver.resolve(props.get("AssumeRolePolicyDocument", {}))
+        ),
         Description=props.get("Description", ""),
+        MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
     )["Role"]
     b.resolver.set(lid, arn=role["Arn"], attributes={"RoleId": role["RoleId"]})
     for policy in props.get("Policies", []):

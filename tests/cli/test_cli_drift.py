@@ -23,7 +23,7 @@ from ferry_core.onboarding.builder import (
 )
 from ferry_core.registry.registration import register_built
 from ferry_core.registry.writer import RegistryWriter
-from ferry_local.moto_stack import create_resources
+from ferry_local.moto_stack import create_identities, create_resources
 
 MODEL = "credit-risk"
 
@@ -44,6 +44,7 @@ def platform(tmp_path, monkeypatch, built, fitted) -> Iterator[dict[str, Any]]:
     writer = RegistryWriter(clients["dynamodb"], res.registry_table)
     card = register_built(built, MODEL, clients["s3"], res.model_bucket, writer, Lineage())
     writer.set_stage(MODEL, "production", card.version, None, actor="tests")
+    identities = {name: i.to_json() for name, i in create_identities().items()}
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     config = {
         "api_url": url,
@@ -52,6 +53,7 @@ def platform(tmp_path, monkeypatch, built, fitted) -> Iterator[dict[str, Any]]:
         "stack": "Ferry-local",
         "outputs": {"DataBucketName": res.data_bucket, "RegistryTableName": res.registry_table},
     }
+    config["identities"] = identities
     (tmp_path / "local.json").write_text(json.dumps(config))
     monkeypatch.setenv("FERRY_LOCAL_CONFIG", str(tmp_path / "local.json"))
     monkeypatch.setenv("COLUMNS", "160")  # Rich wraps at 80 columns without a terminal

@@ -21,7 +21,7 @@ from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, TARGET, to_model_f
 from ferry_core.store import sha256_hex
 from ferry_local import moto_hooks
 from ferry_local.handlers import REPO_ROOT
-from ferry_local.moto_stack import StackResources, create_resources
+from ferry_local.moto_stack import StackResources, create_identities, create_resources
 
 MODEL = "credit-risk"
 OUTPUTS = {
@@ -56,6 +56,7 @@ def local(tmp_path, monkeypatch, fitted) -> Iterator[Local]:
     requests.post(f"{url}/moto-api/reset", timeout=10)  # moto's state is process-global
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     res = create_resources()
+    identities = {name: i.to_json() for name, i in create_identities().items()}
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     config = {
         "api_url": url,
@@ -64,6 +65,7 @@ def local(tmp_path, monkeypatch, fitted) -> Iterator[Local]:
         "stack": "Ferry-local",
         "outputs": {key: getattr(res, attr) for key, attr in OUTPUTS.items()},
     }
+    config["identities"] = identities
     (tmp_path / "local.json").write_text(json.dumps(config))
     monkeypatch.setenv("FERRY_LOCAL_CONFIG", str(tmp_path / "local.json"))
     pipe, train, valid = fitted

@@ -23,6 +23,8 @@ from typing import Any
 import boto3
 import pytest
 
+from ferry_local.identities import Identity, load_identities
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 240
 TRAINERS = (
@@ -37,7 +39,7 @@ class RunningPlatform:
     process: subprocess.Popen[bytes]
     state_dir: Path
     info: dict[str, Any]
-    _clients: dict[str, Any] = field(default_factory=dict)
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -47,14 +49,20 @@ class RunningPlatform:
     def outputs(self) -> dict[str, Any]:
         return self.info["outputs"]
 
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = boto3.client(
+    def identity(self, name: str) -> Identity:
+        """One of the platform's local identities (`client`, `data-scientist`, …)."""
+        return load_identities(self.info)[name]
+
+    def client(self, service: str, identity: str = "admin") -> Any:
+        """A boto3 client of the local endpoint acting as `identity`."""
+        if (service, identity) not in self._clients:
+            self._clients[service, identity] = boto3.client(
                 service,  # type: ignore[call-overload]
                 endpoint_url=self.info["aws_endpoint_url"],
                 region_name=self.info["region"],
+                **self.identity(identity).boto3_kwargs(),
             )
-        return self._clients[service]
+        return self._clients[service, identity]
 
     def request(
         self,

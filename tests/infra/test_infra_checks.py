@@ -39,6 +39,11 @@ OUTPUT_IDS = {
     "RetrainStateMachineArn",
     "TrainingFunctionName",
     "ValidationFunctionName",
+    # The people's roles (the local platform's identities assume them).
+    "IdentityClientRoleArn",
+    "IdentityDataScientistRoleArn",
+    "IdentityApproverRoleArn",
+    "IdentityAdminRoleArn",
 }
 
 

@@ -78,8 +78,11 @@ def test_only_the_governance_role_can_write_the_registry(template: Template) -> 
     Given every role in the stack
     When I collect the DynamoDB write actions each is allowed on the registry table
     Then the scoring role has none, the governance role has its conditional Put/Update (and
-        Delete, for the retrain workflow's lock, approval and canary items), and no other role
-        has any (only the promotion path moves stage pointers)
+        Delete, for the retrain workflow's lock, approval and canary items), and no other
+        function or service role has any (only the promotion path moves stage pointers)
+    And of the people's roles, exactly those who record governance decisions with the `ferry`
+        command (data scientist, approver, admin) may write it, never with Delete; the API
+        client's role may not
     """
     registry = _table_arn(template, "Registry")
     roles = _statements_by_role(template)
@@ -91,8 +94,20 @@ def test_only_the_governance_role_can_write_the_registry(template: Template) -> 
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
     }
+    people = {
+        role: persona
+        for persona in ("client", "data-scientist", "approver", "admin")
+        for role in [_logical_id(template, "AWS::IAM::Role", f"Access{_camel(persona)}Role")]
+    }
     writers = {role for role, st in roles.items() if _writes_on(st, registry)}
-    assert writers == {governance}
+    assert writers - set(people) == {governance}
+    assert {people[r] for r in writers & set(people)} == {"data-scientist", "approver", "admin"}
+    for role in writers & set(people):
+        assert "dynamodb:DeleteItem" not in _writes_on(roles[role], registry)
+
+
+def _camel(persona: str) -> str:
+    return "".join(part.capitalize() for part in persona.split("-"))
 
 
 def test_governance_appends_to_the_audit_table_but_cannot_rewrite_it(template: Template) -> None:

@@ -1,0 +1,275 @@
+"""The people and clients who use a stage: one IAM role per persona, least privilege each.
+
+A person or an application assumes its persona's role (from SSO, a CI role or a workload
+identity in the same account); the local platform hands each local identity credentials of
+the same role, so what a persona may do locally is what it may do in AWS.
+
+- `client`: an application that scores: invokes the read and predict routes of the API, nothing
+  else (no bucket, no table).
+- `data-scientist`: registers versions (artifact + card into the model store, registry and audit
+  entries), drops training data and batch files, starts retraining, reads drift and results.
+- `approver`: approves or rejects a version and resumes a run waiting at the approval gate.
+- `admin`: operates the stage: all of the above plus promotion and rollback.
+
+Registry and audit writes are granted to the people who take governance decisions because the
+`ferry` command records them with the caller's own credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.api import ROUTES
+from infra.nag import acknowledge_wildcard_resources
+from infra.storage import MODELS_PREFIX
+
+PERSONAS: tuple[str, ...] = ("client", "data-scientist", "approver", "admin")
+# The routes an application calls; the governance routes of the API are for people.
+CLIENT_ROUTES: tuple[tuple[str, str], ...] = ROUTES
+SESSION_HOURS = 12
+# Data bucket prefixes people write: training data and batch inputs (DESIGN.md 3.4).
+DATA_WRITE_PREFIXES = ("training/", "batch/incoming/")
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """What the personas act on (the stack's constructs)."""
+
+    api: apigwv2.HttpApi
+    stage_name: str
+    model_bucket: s3.IBucket
+    model_key: kms.IKey
+    data_bucket: s3.IBucket
+    data_key: kms.IKey
+    anchor_bucket: s3.IBucket
+    anchor_key: kms.IKey
+    registry_table: dynamodb.ITable
+    audit_table: dynamodb.ITable
+    retrain_machine: sfn.IStateMachine
+    batch_machine: sfn.IStateMachine
+
+
+def output_id(persona: str) -> str:
+    """`data-scientist` → `IdentityDataScientistRoleArn`, the output holding its role's ARN
+    (the local platform finds the personas by this shape)."""
+    return "Identity" + "".join(part.capitalize() for part in persona.split("-")) + "RoleArn"
+
+
+class Access(Construct):
+    """One role per persona (`roles[name]`), assumable by principals of this account."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageResources) -> None:
+        super().__init__(scope, construct_id)
+        self._stage = stage
+        statements = {
+            "client": self._invoke(CLIENT_ROUTES),
+            "data-scientist": [*self._read(), *self._register(), *self._data(), *self._retrain()],
+            "approver": [*self._read(), *self._decide()],
+            "admin": [
+                *self._read(),
+                *self._register(),
+                *self._data(),
+                *self._retrain(),
+                *self._decide(),
+            ],
+        }
+        self.roles: dict[str, iam.Role] = {}
+        for persona in PERSONAS:
+            cid = output_id(persona).removeprefix("Identity").removesuffix("Arn")
+            role = iam.Role(
+                self,
+                cid,
+                assumed_by=iam.AccountRootPrincipal(),
+                max_session_duration=Duration.hours(SESSION_HOURS),
+                description=f"Ferry {persona}: what that persona may do on this stage",
+            )
+            policy = iam.Policy(self, f"{cid}Policy", statements=statements[persona])
+            policy.attach_to_role(role)
+            self._acknowledge(policy, persona)
+            self.roles[persona] = role
+            CfnOutput(Stack.of(self), output_id(persona), value=role.role_arn)
+
+    # -- statements ------------------------------------------------------------------------------
+
+    def _invoke(self, routes: Sequence[tuple[str, str]]) -> list[iam.PolicyStatement]:
+        arns = [
+            self._stage.api.arn_for_execute_api(
+                method, re.sub(r"\{[^}]+\}", "*", path), self._stage.stage_name
+            )
+            for method, path in routes
+        ]
+        return [
+            iam.PolicyStatement(sid="InvokeApi", actions=["execute-api:Invoke"], resources=arns)
+        ]
+
+    def _read(self) -> list[iam.PolicyStatement]:
+        s = self._stage
+        return [
+            *self._invoke(ROUTES),
+            iam.PolicyStatement(
+                sid="ReadRegistryAndAudit",
+                actions=["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"],
+                resources=[s.registry_table.table_arn, s.audit_table.table_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ListBuckets",
+                actions=["s3:ListBucket", "s3:ListBucketVersions"],
+                resources=[
+                    s.model_bucket.bucket_arn,
+                    s.data_bucket.bucket_arn,
+                    s.anchor_bucket.bucket_arn,
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ReadObjects",
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[
+                    s.model_bucket.arn_for_objects(f"{MODELS_PREFIX}*"),
+                    s.data_bucket.arn_for_objects("*"),
+                    s.anchor_bucket.arn_for_objects("*"),
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="DecryptObjects",
+                actions=["kms:Decrypt"],
+                resources=[s.model_key.key_arn, s.data_key.key_arn, s.anchor_key.key_arn],
+            ),
+            iam.PolicyStatement(
+                sid="FollowRuns",
+                actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+                resources=[self._executions(s.retrain_machine), self._executions(s.batch_machine)],
+            ),
+            iam.PolicyStatement(
+                sid="ListRuns",
+                actions=["states:ListExecutions", "states:DescribeStateMachine"],
+                resources=[s.retrain_machine.state_machine_arn, s.batch_machine.state_machine_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadMonitoring",
+                actions=[
+                    "cloudwatch:GetMetricData",
+                    "cloudwatch:GetMetricStatistics",
+                    "cloudwatch:ListMetrics",
+                    "cloudwatch:DescribeAlarms",
+                ],
+                resources=["*"],
+            ),
+        ]
+
+    def _register(self) -> list[iam.PolicyStatement]:
+        s = self._stage
+        return [
+            iam.PolicyStatement(
+                sid="WriteModelStore",
+                actions=["s3:PutObject"],
+                resources=[s.model_bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+            ),
+            iam.PolicyStatement(
+                sid="EncryptModels",
+                actions=["kms:GenerateDataKey"],
+                resources=[s.model_key.key_arn],
+            ),
+            *self._record(),
+        ]
+
+    def _record(self) -> list[iam.PolicyStatement]:
+        """Registry and audit entries, the anchors of the audit chain, and registry events."""
+        s = self._stage
+        return [
+            iam.PolicyStatement(
+                sid="WriteRegistryAndAudit",
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
+                resources=[s.registry_table.table_arn, s.audit_table.table_arn],
+            ),
+            iam.PolicyStatement(
+                sid="WriteAnchors",
+                actions=["s3:PutObject"],
+                resources=[s.anchor_bucket.arn_for_objects("anchors/*")],
+            ),
+            iam.PolicyStatement(
+                sid="EncryptAnchors",
+                actions=["kms:GenerateDataKey"],
+                resources=[s.anchor_key.key_arn],
+            ),
+            iam.PolicyStatement(
+                sid="PublishRegistryEvents",
+                actions=["events:PutEvents"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="events",
+                        resource="event-bus",
+                        resource_name="default",
+                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                    )
+                ],
+                conditions={"StringEquals": {"events:source": "ferry.registry"}},
+            ),
+        ]
+
+    def _data(self) -> list[iam.PolicyStatement]:
+        s = self._stage
+        return [
+            iam.PolicyStatement(
+                sid="WriteData",
+                actions=["s3:PutObject"],
+                resources=[s.data_bucket.arn_for_objects(f"{p}*") for p in DATA_WRITE_PREFIXES],
+            ),
+            iam.PolicyStatement(
+                sid="EncryptData",
+                actions=["kms:GenerateDataKey"],
+                resources=[s.data_key.key_arn],
+            ),
+        ]
+
+    def _retrain(self) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(
+                sid="StartRetraining",
+                actions=["states:StartExecution"],
+                resources=[self._stage.retrain_machine.state_machine_arn],
+            )
+        ]
+
+    def _decide(self) -> list[iam.PolicyStatement]:
+        statements = self._record()
+        # A run waiting at the approval gate is resumed with its task token; Step Functions
+        # has no resource-level permission for these two actions.
+        statements.append(
+            iam.PolicyStatement(
+                sid="ResumeRuns",
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
+                resources=["*"],
+            )
+        )
+        return statements
+
+    @staticmethod
+    def _executions(machine: sfn.IStateMachine) -> str:
+        """The ARN pattern of a state machine's executions."""
+        return Stack.of(machine).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{machine.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def _acknowledge(self, policy: iam.Policy, persona: str) -> None:
+        acknowledge_wildcard_resources(
+            policy.node.default_child,
+            f"The {persona} role's wildcards are each scoped to this stage: the API's routes with "
+            "their path parameters, object prefixes of this stage's buckets (models/, anchors/, "
+            "training/, batch/incoming/), and executions of this stage's state machines; "
+            "Resource * only where the service has no resource-level permission (CloudWatch "
+            "reads, Step Functions task tokens).",
+        )
