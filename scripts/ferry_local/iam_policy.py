@@ -219,6 +219,19 @@ def denial_message(principal_arn: str, action: str, resource: str, decision: Dec
     )
 
 
+def unsupported_operators(document: Mapping[str, Any]) -> set[str]:
+    """Condition operators a policy document uses that `evaluate` does not implement."""
+    found = set()
+    for statement in _statements(document):
+        for operator in statement.get("Condition") or {}:
+            qualifier, _, name = operator.rpartition(":")
+            name = name.removesuffix("IfExists")
+            known = name == "Null" or name in _OPERATORS
+            if not known or qualifier not in ("", "ForAnyValue", "ForAllValues"):
+                found.add(operator)
+    return found
+
+
 def unsupported_keys(documents: Sequence[Mapping[str, Any]], supported: set[str]) -> set[str]:
     """Condition keys these documents use that the local platform does not supply."""
     return {key for doc in documents for key in condition_keys(doc)} - supported

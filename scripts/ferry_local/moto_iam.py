@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ferry_local.iam_policy import Decision, denial_message, evaluate
+from ferry_local.iam_policy import UnsupportedCondition, denial_message, evaluate
 from ferry_local.iam_resources import Check, Request, checks, kms_key_arn
 
 log = logging.getLogger("ferry.local.iam")
@@ -119,11 +119,30 @@ def ensure_aws_managed_policy(account_id: str, policy_arn: str) -> None:
 # ---------------------------------------------------------------- errors
 
 
-def _error(code: str, message: str, status: int = 403) -> Exception:
-    from moto.core.exceptions import JsonRESTError
+# The query-protocol services' code for a refusal, where it is not AccessDenied.
+_QUERY_DENIAL_CODES = {"sns": "AuthorizationError"}
+_QUERY_SERVICES = frozenset({"sns", "sts", "iam"})
 
-    error = JsonRESTError(code, message)
-    error.code = status
+
+def _error(code: str, message: str, status: int, *, headers: Any, service: str) -> Exception:
+    """A refusal in the protocol of the request: query services (a form body) get AWS's XML
+    error (`AccessDenied`, SNS's `AuthorizationError`), JSON, CBOR and REST services the JSON
+    one (`AccessDeniedException`)."""
+    from moto.core.exceptions import JsonRESTError, _RESTError
+
+    content_type = str(headers.get("Content-Type", ""))
+    query = "x-www-form-urlencoded" in content_type or (
+        service in _QUERY_SERVICES and "json" not in content_type
+    )
+    error: Exception
+    if query:
+        plain = code.removesuffix("Exception")
+        if plain == "AccessDenied":
+            plain = _QUERY_DENIAL_CODES.get(service, plain)
+        error = _RESTError(plain, message)
+    else:
+        error = JsonRESTError(code, message)
+    error.code = status  # type: ignore[attr-defined]
     return error
 
 
@@ -163,7 +182,7 @@ def _authorize_action(original: Callable[..., Any]) -> Callable[..., Any]:
             return None  # always allowed, as in AWS
         found = _s3_checks(self, iam_request, resource) if is_s3 else _checks(self, iam_request)
         for check in found:
-            _require(principal, check, is_s3)
+            _require(principal, check)
         return None
 
     return authorize
@@ -171,9 +190,19 @@ def _authorize_action(original: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class _Principal:
+    """The caller of one request, its policies, and how its service words a refusal."""
+
     arn: str
     account: str
     policies: list[Any]
+    is_s3: bool
+    headers: Any
+    service: str
+
+    def refusal(self, code: str, message: str, status: int = 403) -> Exception:
+        if self.is_s3:
+            return _s3_error(code.removesuffix("Exception"), message)
+        return _error(code, message, status, headers=self.headers, service=self.service)
 
 
 def _principal(iam_request: Any, is_s3: bool) -> _Principal:
@@ -182,19 +211,23 @@ def _principal(iam_request: Any, is_s3: bool) -> _Principal:
     from moto.sts.models import sts_backends
 
     key = iam_request._access_key
+    principal = _Principal(
+        key.arn,
+        iam_request.account_id,
+        [_document(policy) for policy in key.collect_policies()],
+        is_s3,
+        iam_request._headers,
+        iam_request._service,
+    )
     session = sts_backends[iam_request.account_id]["aws"].get_assumed_role_from_access_key(
         key._access_key_id
     )
     if session is not None and session.expiration <= utcnow():
         if is_s3:
             raise _s3_error("ExpiredToken", "The provided token has expired.")
-        raise _error(
-            "ExpiredTokenException", "The security token included in the request is expired", 400
-        )
-    documents = []
-    for policy in key.collect_policies():
-        documents.append(_document(policy))
-    return _Principal(key.arn, iam_request.account_id, documents)
+        message = "The security token included in the request is expired"
+        raise principal.refusal("ExpiredTokenException", message, 400)
+    return principal
 
 
 def _document(policy: Any) -> Any:
@@ -208,24 +241,23 @@ def _document(policy: Any) -> Any:
     return json.loads(document) if isinstance(document, str) else document
 
 
-def _require(principal: _Principal, check: Check, is_s3: bool) -> None:
+def _require(principal: _Principal, check: Check) -> None:
     context = {
         "aws:PrincipalArn": principal.arn,
         "aws:PrincipalAccount": principal.account,
         **{k: v for k, v in check.context.items() if v is not None},
     }
-    decision = evaluate(principal.policies, check.action, check.resource, context)
+    try:
+        decision = evaluate(principal.policies, check.action, check.resource, context)
+    except UnsupportedCondition as exc:  # refused, and said why: never a silent allow
+        message = f"{check.action} on {check.resource} for {principal.arn}: {exc}"
+        log.error("access refused: %s", message)
+        raise principal.refusal("AccessDeniedException", message) from exc
     if decision.allowed:
         return
-    _refuse(principal.arn, check, decision, is_s3)
-
-
-def _refuse(principal_arn: str, check: Check, decision: Decision, is_s3: bool) -> None:
-    message = denial_message(principal_arn, check.action, check.resource, decision)
+    message = denial_message(principal.arn, check.action, check.resource, decision)
     log.warning("access denied: %s", message)
-    if is_s3:
-        raise _s3_error("AccessDenied", message)
-    raise _error("AccessDeniedException", message)
+    raise principal.refusal("AccessDeniedException", message)
 
 
 def _params(response: Any) -> Mapping[str, Any]:

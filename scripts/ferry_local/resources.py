@@ -26,7 +26,7 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from ferry_local.iam_policy import unsupported_keys
+from ferry_local.iam_policy import unsupported_keys, unsupported_operators
 from ferry_local.iam_resources import SUPPORTED_CONDITION_KEYS
 from ferry_local.lambda_runtime import DEFAULT_HANDLER, FunctionRuntime
 from ferry_local.moto_iam import SessionCredentials, ensure_aws_managed_policy
@@ -428,6 +428,12 @@ def _check_conditions(b: _Build, lid: str, document: dict[str, Any]) -> None:
         b.report.warnings.append(
             f"{lid}: condition keys {sorted(missing)} are not evaluated locally; the "
             "statements using them never match here (in AWS they may)"
+        )
+    operators = unsupported_operators(document)
+    if operators:
+        b.report.warnings.append(
+            f"{lid}: condition operators {sorted(operators)} are not evaluated locally; a "
+            "request reaching a statement that uses them is refused with an error"
         )
 
 
