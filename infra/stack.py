@@ -179,6 +179,7 @@ class FerryStack(Stack):
                 audit_table=tables.audit_table,
                 retrain_machine=self.retraining.state_machine,
                 batch_machine=self.batch.state_machine,
+                drift_function=self.monitoring.function,
             ),
         )
 

@@ -69,7 +69,7 @@ def test_local_json_has_the_design_shape_and_the_stack_outputs(
     local_platform: RunningPlatform, stack: SynthesizedStack
 ) -> None:
     info = local_platform.info
-    assert set(info) == {"api_url", "aws_endpoint_url", "region", "stack", "outputs"}
+    assert set(info) == {"api_url", "aws_endpoint_url", "region", "stack", "outputs", "identities"}
     assert info["stack"] == "Ferry-local"
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", info["api_url"])
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", info["aws_endpoint_url"])
