@@ -14,7 +14,9 @@ What moto does and what these patches change:
   bucket also needs kms:GenerateDataKey (kms:Decrypt) on its key, as S3 asks KMS on the
   caller's behalf. Refusals carry AWS's text: who, the action, the resource.
 - `IAMRequestBase._create_aws_request`: a request with no body and no form (a Lambda GET)
-  was signed over moto's querystring fallback (its headers), so its signature never matched.
+  was signed over moto's querystring fallback (its headers), so its signature never matched;
+  `BaseResponse.decompress_request_body`: a gzip body (PutMetricData) was checked after moto
+  decompressed it, so its signature never matched either.
 - Step Functions: the interpreter calls Lambda, SNS, SQS, ... with the fixed key "ak". Here a
   task uses credentials of the execution's role (or of the task's own `Credentials`), issued
   by the platform (`set_role_credentials`), so the role must allow what the task does.
@@ -26,6 +28,7 @@ What moto does and what these patches change:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import threading
@@ -171,7 +174,7 @@ def _authorize_action(original: Callable[..., Any]) -> Callable[..., Any]:
             method=self.method,
             path=path,
             data=self.data,
-            body=self.raw_body,
+            body=getattr(self, _SENT_BODY, None) or self.raw_body,
             headers=self.headers,
             action=self._get_action(),
         )
@@ -305,10 +308,20 @@ def _resolve_kms_key(account: str, region: str, key: str) -> str:
 # ---------------------------------------------------------------- S3 (and its KMS calls)
 
 
+# moto's names for S3 operations that IAM authorizes under another action.
+_S3_IAM_ACTIONS = {
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "s3:PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "s3:DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "s3:SelectObject": "s3:GetObject",
+}
+
+
 def _s3_checks(response: Any, iam_request: Any, resource: str) -> list[Check]:
     """moto's S3 action and ARN, with `s3:prefix` for listings, and the KMS permissions S3
     uses on the caller's behalf for SSE-KMS objects."""
-    action = iam_request._action
+    action = _S3_IAM_ACTIONS.get(iam_request._action, iam_request._action)
     data = iam_request._data or {}
     context: dict[str, Any] = {}
     if action == "s3:ListBucket":
@@ -402,6 +415,23 @@ def _signed_body(original: Callable[..., Any]) -> Callable[..., Any]:
     return create_aws_request
 
 
+_SENT_BODY = "_ferry_sent_body"
+
+
+def _keep_sent_body(original: Callable[..., Any]) -> Callable[..., Any]:
+    def decompress_request_body(self: Any, request: Any) -> None:
+        """moto decompresses a gzip body (botocore compresses PutMetricData) before anything
+        checks its signature, which covers the bytes sent: keep those for the check."""
+        if request.content_encoding == "gzip" and self.allow_request_decompression:
+            sent = request.get_data()
+            setattr(self, _SENT_BODY, sent)
+            request.stream = io.BytesIO(sent)
+            request._cached_data = None  # werkzeug's cache of what get_data() read
+        original(self, request)
+
+    return decompress_request_body
+
+
 # ---------------------------------------------------------------- Step Functions tasks
 
 
@@ -490,6 +520,7 @@ def iam_patches(patch: Callable[[str, str, str, Callable[[Any], Any]], Any]) -> 
             _authorize_action,
         ),
         patch("moto.iam.access_control", "IAMRequestBase", "_create_aws_request", _signed_body),
+        patch("moto.core.responses", "BaseResponse", "decompress_request_body", _keep_sent_body),
         patch(
             f"{_TASKS}.state_task_lambda",
             "StateTaskLambda",

@@ -350,6 +350,8 @@ class LocalPlatform:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "buckets": {},
             "tables": {},
+            # Objects name their SSE-KMS key; a restart recreates each key under a new id.
+            "kms_keys": self._kms_keys(),
         }
         backend = s3_backends[self.account_id]["aws"]
         for name, bucket in backend.buckets.items():
@@ -389,6 +391,7 @@ class LocalPlatform:
         assert self.clients is not None
         restored: dict[str, int] = {}
         backend = s3_backends[self.account_id]["aws"]
+        renamed_keys = _renamed(manifest.get("kms_keys", {}), self._kms_keys())
         for name in manifest["buckets"]:
             if name not in backend.buckets:
                 self.progress(f"snapshot bucket {name} is not in the stack any more; not restored")
@@ -396,6 +399,9 @@ class LocalPlatform:
             keys = backend.buckets[name].keys
             versions = pickle.loads((self.snapshot_dir / "s3" / f"{name}.pickle").read_bytes())
             for key, key_versions in versions:
+                for version in key_versions:
+                    kms = getattr(version, "kms_key_id", None)
+                    version.kms_key_id = renamed_keys.get(kms, kms)
                 keys.setlist(key, key_versions)
             restored[f"s3://{name}"] = sum(len(v) for _, v in versions)
         ddb = self.clients["dynamodb"]
@@ -412,6 +418,15 @@ class LocalPlatform:
                     pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems")
             restored[f"dynamodb:{table}"] = len(items)
         return restored
+
+    def _kms_keys(self) -> dict[str, dict[str, str]]:
+        """Each KMS key of the stack by logical id: its id and ARN in this run."""
+        assert self.resolver is not None
+        return {
+            lid: {"id": self.resolver.physical_id(lid), "arn": self.resolver.arn(lid)}
+            for lid, r in self.resolver.resources.items()
+            if r["Type"] == "AWS::KMS::Key"
+        }
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -433,6 +448,16 @@ class _Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.timings[self.name] = time.perf_counter() - self.started
+
+
+def _renamed(before: dict[str, dict[str, str]], now: dict[str, dict[str, str]]) -> dict[str, str]:
+    """A restored object's key id or ARN from the last run → the same key's in this one."""
+    renamed = {}
+    for lid, old in before.items():
+        if lid in now:
+            renamed[old["id"]] = now[lid]["id"]
+            renamed[old["arn"]] = now[lid]["arn"]
+    return renamed
 
 
 def _paginate(client: Any, method: str, key: str, **kwargs: Any) -> list[Any]:

@@ -291,6 +291,31 @@ def test_a_service_session_needs_the_roles_trust_and_expires(world: World) -> No
         sts.get_caller_identity()
 
 
+def test_a_compressed_request_is_checked_on_the_bytes_that_were_signed(world: World) -> None:
+    """botocore gzips a large PutMetricData body; the signature covers the compressed bytes."""
+    data = [{"MetricName": f"m{i}", "Value": float(i)} for i in range(1000)]
+    allowed = world.role(
+        "metrics", [{"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"}]
+    )
+    allowed["cloudwatch"].put_metric_data(Namespace="Ferry/Test", MetricData=data)
+    refused = world.role(
+        "no-metrics", [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]
+    )
+    _refused(
+        lambda: refused["cloudwatch"].put_metric_data(Namespace="Ferry/Test", MetricData=data),
+        "cloudwatch:PutMetricData",
+        "*",
+    )
+
+
+def test_head_bucket_is_authorized_as_list_bucket(world: World) -> None:
+    lister = world.role(
+        "lister",
+        [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::encrypted"}],
+    )
+    lister["s3"].head_bucket(Bucket="encrypted")
+
+
 def test_requests_with_unknown_credentials_are_refused(world: World) -> None:
     import boto3
 
