@@ -26,10 +26,9 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from ferry_local.iam_policy import unsupported_keys, unsupported_operators
-from ferry_local.iam_resources import SUPPORTED_CONDITION_KEYS
+from ferry_local import roles
 from ferry_local.lambda_runtime import DEFAULT_HANDLER, FunctionRuntime
-from ferry_local.moto_iam import SessionCredentials, ensure_aws_managed_policy
+from ferry_local.moto_iam import SessionCredentials
 from ferry_local.template import REPO_ROOT, Resolver, SynthesizedStack, TemplateError
 
 Outputs = dict[str, Any]
@@ -396,82 +395,6 @@ def _subscription(b: _Build, lid: str) -> None:
     b.resolver.set(lid, ref=arn, arn=arn)
 
 
-def _role(b: _Build, lid: str) -> None:
-    props = b.props(lid)
-    name = b.resolver.physical_id(lid)
-    iam = b.clients["iam"]
-    role = iam.create_role(
-        RoleName=name,
-        AssumeRolePolicyDocument=json.dumps(
-            b.resolver.resolve(props.get("AssumeRolePolicyDocument", {}))
-        ),
-        Description=props.get("Description", ""),
-        MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
-    )["Role"]
-    b.resolver.set(lid, arn=role["Arn"], attributes={"RoleId": role["RoleId"]})
-    for policy in props.get("Policies", []):
-        _check_conditions(b, lid, policy["PolicyDocument"])
-        iam.put_role_policy(
-            RoleName=name,
-            PolicyName=policy["PolicyName"],
-            PolicyDocument=json.dumps(policy["PolicyDocument"]),
-        )
-    for arn in props.get("ManagedPolicyArns", []):
-        ensure_aws_managed_policy(b.resolver.account_id, arn)
-        iam.attach_role_policy(RoleName=name, PolicyArn=arn)
-
-
-def _check_conditions(b: _Build, lid: str, document: dict[str, Any]) -> None:
-    """A condition key the platform does not supply cannot match: say so, loudly."""
-    missing = unsupported_keys([document], set(SUPPORTED_CONDITION_KEYS))
-    if missing:
-        b.report.warnings.append(
-            f"{lid}: condition keys {sorted(missing)} are not evaluated locally; the "
-            "statements using them never match here (in AWS they may)"
-        )
-    operators = unsupported_operators(document)
-    if operators:
-        b.report.warnings.append(
-            f"{lid}: condition operators {sorted(operators)} are not evaluated locally; a "
-            "request reaching a statement that uses them is refused with an error"
-        )
-
-
-def _role_names(b: _Build, props: dict[str, Any], lid: str) -> list[str]:
-    for kind in ("Users", "Groups"):
-        if props.get(kind):
-            b.report.warnings.append(f"{lid}: attached to {kind.lower()}, which are not emulated")
-    return [str(role).rsplit("/", 1)[-1] for role in props.get("Roles", [])]
-
-
-def _policy(b: _Build, lid: str) -> None:
-    """AWS::IAM::Policy: an inline policy on each of its roles."""
-    props = b.props(lid)
-    _check_conditions(b, lid, props["PolicyDocument"])
-    for role in _role_names(b, props, lid):
-        b.clients["iam"].put_role_policy(
-            RoleName=role,
-            PolicyName=props["PolicyName"],
-            PolicyDocument=json.dumps(props["PolicyDocument"]),
-        )
-
-
-def _managed_policy(b: _Build, lid: str) -> None:
-    """AWS::IAM::ManagedPolicy: created, then attached to each of its roles."""
-    props = b.props(lid)
-    _check_conditions(b, lid, props["PolicyDocument"])
-    iam = b.clients["iam"]
-    arn = iam.create_policy(
-        PolicyName=props.get("ManagedPolicyName") or b.resolver.physical_id(lid),
-        Path=props.get("Path", "/"),
-        PolicyDocument=json.dumps(props["PolicyDocument"]),
-        Description=props.get("Description", ""),
-    )["Policy"]["Arn"]
-    b.resolver.set(lid, ref=arn)
-    for role in _role_names(b, props, lid):
-        iam.attach_role_policy(RoleName=role, PolicyArn=arn)
-
-
 def _log_group(b: _Build, lid: str) -> None:
     b.clients["logs"].create_log_group(logGroupName=b.resolver.physical_id(lid))
 
@@ -591,9 +514,9 @@ CREATORS: dict[str, Creator] = {
     "AWS::SQS::Queue": _queue,
     "AWS::SNS::Topic": _topic,
     "AWS::SNS::Subscription": _subscription,
-    "AWS::IAM::Role": _role,
-    "AWS::IAM::Policy": _policy,
-    "AWS::IAM::ManagedPolicy": _managed_policy,
+    "AWS::IAM::Role": roles.create_role,
+    "AWS::IAM::Policy": roles.create_policy,
+    "AWS::IAM::ManagedPolicy": roles.create_managed_policy,
     "AWS::Logs::LogGroup": _log_group,
     "AWS::Lambda::Function": _function,
     "AWS::Lambda::Version": _version,
