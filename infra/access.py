@@ -42,6 +42,16 @@ PERSONAS: tuple[str, ...] = ("client", "data-scientist", "approver", "admin")
 # The routes an application calls; the governance routes of the API are for people.
 CLIENT_ROUTES: tuple[tuple[str, str], ...] = ROUTES
 SESSION_HOURS = 12
+# What the admin lists to see the stage's resources: these actions have no resource-level
+# permission, so their resource is `*`.
+LIST_ACTIONS = (
+    "s3:ListAllMyBuckets",
+    "dynamodb:ListTables",
+    "sqs:ListQueues",
+    "sns:ListTopics",
+    "lambda:ListFunctions",
+    "states:ListStateMachines",
+)
 # Data bucket prefixes people write: training data and batch inputs (DESIGN.md 3.4).
 DATA_WRITE_PREFIXES = ("training/", "batch/incoming/")
 
@@ -288,19 +298,7 @@ class Access(Construct):
                 actions=["states:StopExecution"],
                 resources=[self._executions(s.retrain_machine), self._executions(s.batch_machine)],
             ),
-            # The List actions of these services have no resource-level permission.
-            iam.PolicyStatement(
-                sid="ListResources",
-                actions=[
-                    "s3:ListAllMyBuckets",
-                    "dynamodb:ListTables",
-                    "sqs:ListQueues",
-                    "sns:ListTopics",
-                    "lambda:ListFunctions",
-                    "states:ListStateMachines",
-                ],
-                resources=["*"],
-            ),
+            iam.PolicyStatement(sid="ListResources", actions=list(LIST_ACTIONS), resources=["*"]),
             iam.PolicyStatement(
                 sid="InspectBuckets",
                 actions=["s3:GetBucketVersioning", "s3:GetEncryptionConfiguration"],

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from infra.access import PERSONAS, output_id
+from infra.access import LIST_ACTIONS, PERSONAS, output_id
 from infra.api import ROUTES
 
 ROLE_IDS = {p: "Access" + "".join(x.capitalize() for x in p.split("-")) + "Role" for p in PERSONAS}
@@ -100,12 +100,7 @@ def test_no_persona_has_a_wildcard_action_or_write_access_to_data_it_does_not_ow
                     "cloudwatch:DescribeAlarms",
                     "states:SendTaskSuccess",
                     "states:SendTaskFailure",
-                    "s3:ListAllMyBuckets",
-                    "dynamodb:ListTables",
-                    "sqs:ListQueues",
-                    "sns:ListTopics",
-                    "lambda:ListFunctions",
-                    "states:ListStateMachines",
+                    *LIST_ACTIONS,
                 }, (persona, actions)
 
 
