@@ -42,14 +42,14 @@ def _upload_training(platform: RunningPlatform, model: str, rows: int = 6000) ->
     buf = io.BytesIO()
     generate_credit_data(rows, seed=21).to_parquet(buf, index=False)
     key = f"training/{model}/labelled-{rows}.parquet"
-    platform.client("s3").put_object(
+    platform.client("s3", "data-scientist").put_object(
         Bucket=platform.outputs["DataBucketName"], Key=key, Body=buf.getvalue()
     )
     return f"s3://{platform.outputs['DataBucketName']}/{key}"
 
 
 def _start(platform: RunningPlatform, model: str, **run_input: Any) -> str:
-    resp = platform.client("stepfunctions").start_execution(
+    resp = platform.client("stepfunctions", "data-scientist").start_execution(
         stateMachineArn=platform.outputs["RetrainStateMachineArn"],
         input=json.dumps({"model": model, "canary_percent": 0, **run_input}),
     )
@@ -241,7 +241,9 @@ def test_the_approval_gate_resumes_the_run_on_an_operators_decision(
     version = _wait_for_approval_request(local_platform, model)
     # Not promoted while it waits.
     assert _pointer(local_platform, model, "production") == champion.version
-    done = run_ferry(local_platform, decision, model, str(version), "--reason", "reviewed")
+    done = run_ferry(
+        local_platform, "--as", "approver", decision, model, str(version), "--reason", "reviewed"
+    )
     assert done.returncode == 0, done.stderr
     desc = _wait(local_platform, arn)
     events = [(e.event, e.version) for e in _audit(local_platform, model)]
