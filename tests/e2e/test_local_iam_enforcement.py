@@ -328,3 +328,48 @@ def test_requests_with_unknown_credentials_are_refused(world: World) -> None:
     )
     with pytest.raises(ClientError, match=r"InvalidClientTokenId|security token"):
         anyone.list_tables()
+
+
+def test_a_function_runs_with_its_roles_session_and_a_fresh_sandbox_before_it_expires(
+    tmp_path: Any,
+) -> None:
+    """
+    Given a function registered with its execution role
+    When it is invoked, and again once its session is within minutes of expiring
+    Then its process holds that role's credentials (not the runtime's), and the second
+        invocation runs in a new process with a new session, as Lambda retires a sandbox
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from ferry_local.lambda_runtime import FunctionRuntime
+    from ferry_local.moto_iam import SessionCredentials
+
+    (tmp_path / "handler.py").write_text(
+        "import os\n"
+        "def lambda_handler(event, context):\n"
+        "    return {'key': os.environ['AWS_ACCESS_KEY_ID'], 'pid': os.getpid()}\n"
+    )
+    issued: list[tuple[str, str]] = []
+
+    def credentials(role_arn: str, service: str) -> SessionCredentials:
+        issued.append((role_arn, service))
+        # the first session is about to expire; the next one is good for an hour
+        minutes = 1 if len(issued) == 1 else 60
+        now = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as moto's sessions keep it
+        expiration = now + timedelta(minutes=minutes)
+        return SessionCredentials(f"ASIA{len(issued)}", "secret", "token", expiration)
+
+    runtime = FunctionRuntime(
+        tmp_path, base_environment={"AWS_ACCESS_KEY_ID": "runtime"}, credentials=credentials
+    )
+    role = f"arn:aws:iam::{ACCOUNT}:role/fn-role"
+    runtime.register("fn", tmp_path, {}, role_arn=role)
+    try:
+        first = json.loads(runtime.invoke("fn", {})[0])
+        second = json.loads(runtime.invoke("fn", {})[0])
+        third = json.loads(runtime.invoke("fn", {})[0])
+    finally:
+        runtime.close()
+    assert issued == [(role, LAMBDA), (role, LAMBDA)]
+    assert (first["key"], second["key"], third["key"]) == ("ASIA1", "ASIA2", "ASIA2")
+    assert first["pid"] != second["pid"] == third["pid"]
