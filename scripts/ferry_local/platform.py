@@ -6,9 +6,12 @@
         platform.outputs            # the stack outputs: bucket and table names, ...
 
 Start: synthesize `Ferry-local` (cached), start moto's server on 127.0.0.1, install
-`moto_hooks` (Lambda invocations go to the local runtime, each function in its own process),
-create the template's resources (state machines, rules and alarms too), restore the last
-snapshot, start the HTTP API and the alarm evaluator, and write `.ferry/local.json`. Stop:
+`moto_hooks` (Lambda invocations go to the local runtime, each function in its own process
+with a session of its own execution role), create the template's resources (roles with their
+policies, state machines, rules and alarms too) as the platform's own principal
+(`principals.py`), restore the last snapshot, switch IAM enforcement on (every later request
+is authorized against its caller's policies, `moto_iam.py`), start the HTTP API and the alarm
+evaluator, and write `.ferry/local.json` (with the persona identities, never the platform's). Stop:
 snapshot S3 objects (every version, with their version ids) and DynamoDB items to
 `.ferry/state/`, stop the functions' processes, then shut everything down.
 
