@@ -323,6 +323,7 @@ class LocalPlatform:
                 self.snapshot()
             self._moto.stop()
             self._moto = None
+        moto_iam.restore_settings()  # this process's moto checks nothing again, hooks or not
         if self._hooked:
             moto_hooks.uninstall(runtime=self.runtime)
             self._hooked = False
