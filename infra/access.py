@@ -73,6 +73,7 @@ class StageResources:
     retrain_machine: sfn.IStateMachine
     batch_machine: sfn.IStateMachine
     drift_function: lambda_.IFunction
+    functions: tuple[lambda_.IFunction, ...]  # the stage's functions the admin may inspect
 
 
 def output_id(persona: str) -> str:
@@ -285,7 +286,6 @@ class Access(Construct):
         """What operating the stage takes beyond deciding: stopping a run, and seeing what the
         stage holds."""
         s = self._stage
-        stack = Stack.of(self)
         buckets = [s.model_bucket, s.data_bucket, s.anchor_bucket]
         return [
             iam.PolicyStatement(  # the drift check, now rather than at its next schedule
@@ -312,14 +312,7 @@ class Access(Construct):
             iam.PolicyStatement(
                 sid="InspectFunctions",
                 actions=["lambda:GetFunction", "lambda:GetFunctionConfiguration"],
-                resources=[
-                    stack.format_arn(
-                        service="lambda",
-                        resource="function",
-                        resource_name=f"{stack.stack_name}-*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
+                resources=[f.function_arn for f in s.functions],
             ),
         ]
 
@@ -339,7 +332,7 @@ class Access(Construct):
             f"The {persona} role's wildcards are each scoped to this stage: the API's routes with "
             "their path parameters, object prefixes of this stage's buckets (models/, candidates/, "
             "anchors/, training/, batch/incoming/), and executions of this stage's state machines; "
-            "this stage's functions by their stack-name prefix; Resource * only where the "
+            "Resource * only where the "
             "service has no resource-level permission (CloudWatch reads, Step Functions task "
             "tokens, the services' List actions).",
         )
