@@ -332,7 +332,6 @@ class Access(Construct):
             f"The {persona} role's wildcards are each scoped to this stage: the API's routes with "
             "their path parameters, object prefixes of this stage's buckets (models/, candidates/, "
             "anchors/, training/, batch/incoming/), and executions of this stage's state machines; "
-            "Resource * only where the "
-            "service has no resource-level permission (CloudWatch reads, Step Functions task "
-            "tokens, the services' List actions).",
+            "Resource * only where the service has no resource-level permission (CloudWatch "
+            "reads, Step Functions task tokens, the services' List actions).",
         )
