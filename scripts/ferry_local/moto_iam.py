@@ -12,7 +12,8 @@ What moto does and what these patches change:
   `iam_resources.checks` names each action and resource as the Service Authorization Reference
   does, `iam_policy.evaluate` decides, and for S3 an object written to (read from) an SSE-KMS
   bucket also needs kms:GenerateDataKey (kms:Decrypt) on its key, as S3 asks KMS on the
-  caller's behalf. Refusals carry AWS's text: who, the action, the resource.
+  caller's behalf; sts:AssumeRole also needs the role's trust policy to name the caller.
+  Refusals carry AWS's text: who, the action, the resource.
 - `IAMRequestBase._create_aws_request`: a request with no body and no form (a Lambda GET)
   was signed over moto's querystring fallback (its headers), so its signature never matched;
   `BaseResponse.decompress_request_body`: a gzip body (PutMetricData) was checked after moto
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ferry_local.iam_policy import UnsupportedCondition, denial_message, evaluate
+from ferry_local.iam_policy import UnsupportedCondition, action_matches, denial_message, evaluate
 from ferry_local.iam_resources import Check, Request, checks, kms_key_arn
 
 log = logging.getLogger("ferry.local.iam")
@@ -186,6 +187,8 @@ def _authorize_action(original: Callable[..., Any]) -> Callable[..., Any]:
         found = _s3_checks(self, iam_request, resource) if is_s3 else _checks(self, iam_request)
         for check in found:
             _require(principal, check)
+            if check.action == "sts:AssumeRole":
+                _require_trust(principal, check.resource)
         return None
 
     return authorize
@@ -231,6 +234,47 @@ def _principal(iam_request: Any, is_s3: bool) -> _Principal:
         message = "The security token included in the request is expired"
         raise principal.refusal("ExpiredTokenException", message, 400)
     return principal
+
+
+def _trusted_names(principal_arn: str, account: str) -> set[str]:
+    """How a trust policy may name this caller: itself, its role (for a session), its account."""
+    names = {principal_arn, account, f"arn:aws:iam::{account}:root", "*"}
+    if ":assumed-role/" in principal_arn:
+        role = principal_arn.split(":assumed-role/", 1)[1].split("/", 1)[0]
+        names.add(f"arn:aws:iam::{account}:role/{role}")
+    return names
+
+
+def _require_trust(principal: _Principal, role_arn: str) -> None:
+    """sts:AssumeRole also needs the role's trust policy to name the caller (moto's own trust
+    check is part of the evaluation these patches replace)."""
+    from moto.iam.models import iam_backends
+
+    try:
+        role = iam_backends[principal.account]["aws"].get_role_by_arn(role_arn)
+    except Exception:
+        return  # no such role: STS answers that itself
+    trust = json.loads(role.assume_role_policy_document)
+    names = _trusted_names(principal.arn, principal.account)
+    allowed = False
+    statements = trust.get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if not action_matches(statement.get("Action"), "sts:AssumeRole"):
+            continue
+        named = (statement.get("Principal") or {}).get("AWS", [])
+        named = {named} if isinstance(named, str) else set(named)
+        if names & named:
+            if statement.get("Effect") == "Deny":
+                allowed = False
+                break
+            allowed = True
+    if not allowed:
+        message = (
+            f"User: {principal.arn} is not authorized to perform: sts:AssumeRole on resource: "
+            f"{role_arn} because the role's trust policy does not name it"
+        )
+        log.warning("access denied: %s", message)
+        raise principal.refusal("AccessDeniedException", message)
 
 
 def _document(policy: Any) -> Any:

@@ -373,3 +373,41 @@ def test_a_function_runs_with_its_roles_session_and_a_fresh_sandbox_before_it_ex
     assert issued == [(role, LAMBDA), (role, LAMBDA)]
     assert (first["key"], second["key"], third["key"]) == ("ASIA1", "ASIA2", "ASIA2")
     assert first["pid"] != second["pid"] == third["pid"]
+
+
+def test_assume_role_needs_the_callers_permission_and_the_roles_trust(world: World) -> None:
+    iam = world.platform["iam"]
+    account_trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    person = iam.create_role(RoleName="person", AssumeRolePolicyDocument=account_trust)
+    service_only = iam.create_role(RoleName="service-only", AssumeRolePolicyDocument=_trust(LAMBDA))
+    caller = world.role(
+        "assumer", [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]
+    )
+    caller["sts"].assume_role(RoleArn=person["Role"]["Arn"], RoleSessionName="someone")
+    message = _refused(
+        lambda: caller["sts"].assume_role(
+            RoleArn=service_only["Role"]["Arn"], RoleSessionName="someone"
+        ),
+        "sts:AssumeRole",
+        service_only["Role"]["Arn"],
+    )
+    assert "trust policy" in message
+    nobody = world.role(
+        "no-assume", [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]
+    )
+    _refused(
+        lambda: nobody["sts"].assume_role(RoleArn=person["Role"]["Arn"], RoleSessionName="x1"),
+        "sts:AssumeRole",
+        person["Role"]["Arn"],
+    )
