@@ -9,7 +9,9 @@ the same role, so what a persona may do locally is what it may do in AWS.
 - `data-scientist`: registers versions (artifact + card into the model store, registry and audit
   entries), drops training data and batch files, starts retraining, reads drift and results.
 - `approver`: approves or rejects a version and resumes a run waiting at the approval gate.
-- `admin`: operates the stage: all of the above plus promotion and rollback.
+- `admin`: operates the stage: all of the above plus promotion and rollback, stopping a run,
+  running the drift check now, and seeing what the stage holds (its resources' names,
+  settings and functions).
 
 Registry and audit writes are granted to the people who take governance decisions because the
 `ferry` command records them with the caller's own credentials.
@@ -26,6 +28,7 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -33,11 +36,22 @@ from constructs import Construct
 from infra.api import ROUTES
 from infra.nag import acknowledge_wildcard_resources
 from infra.storage import MODELS_PREFIX
+from infra.training import CANDIDATES_PREFIX
 
 PERSONAS: tuple[str, ...] = ("client", "data-scientist", "approver", "admin")
 # The routes an application calls; the governance routes of the API are for people.
 CLIENT_ROUTES: tuple[tuple[str, str], ...] = ROUTES
 SESSION_HOURS = 12
+# What the admin lists to see the stage's resources: these actions have no resource-level
+# permission, so their resource is `*`.
+LIST_ACTIONS = (
+    "s3:ListAllMyBuckets",
+    "dynamodb:ListTables",
+    "sqs:ListQueues",
+    "sns:ListTopics",
+    "lambda:ListFunctions",
+    "states:ListStateMachines",
+)
 # Data bucket prefixes people write: training data and batch inputs (DESIGN.md 3.4).
 DATA_WRITE_PREFIXES = ("training/", "batch/incoming/")
 
@@ -58,6 +72,8 @@ class StageResources:
     audit_table: dynamodb.ITable
     retrain_machine: sfn.IStateMachine
     batch_machine: sfn.IStateMachine
+    drift_function: lambda_.IFunction
+    functions: tuple[lambda_.IFunction, ...]  # the stage's functions the admin may inspect
 
 
 def output_id(persona: str) -> str:
@@ -82,6 +98,7 @@ class Access(Construct):
                 *self._data(),
                 *self._retrain(),
                 *self._decide(),
+                *self._operate(),
             ],
         }
         self.roles: dict[str, iam.Role] = {}
@@ -136,6 +153,8 @@ class Access(Construct):
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
                 resources=[
                     s.model_bucket.arn_for_objects(f"{MODELS_PREFIX}*"),
+                    # a retraining run's candidate and its validation report, read to decide
+                    s.model_bucket.arn_for_objects(f"{CANDIDATES_PREFIX}*"),
                     s.data_bucket.arn_for_objects("*"),
                     s.anchor_bucket.arn_for_objects("*"),
                 ],
@@ -243,6 +262,15 @@ class Access(Construct):
 
     def _decide(self) -> list[iam.PolicyStatement]:
         statements = self._record()
+        # A decision resolves the approval request it answers (and ends a canary): the
+        # `ferry` command deletes that registry item with the decider's credentials.
+        statements.append(
+            iam.PolicyStatement(
+                sid="ResolveApprovals",
+                actions=["dynamodb:DeleteItem"],
+                resources=[self._stage.registry_table.table_arn],
+            )
+        )
         # A run waiting at the approval gate is resumed with its task token; Step Functions
         # has no resource-level permission for these two actions.
         statements.append(
@@ -253,6 +281,40 @@ class Access(Construct):
             )
         )
         return statements
+
+    def _operate(self) -> list[iam.PolicyStatement]:
+        """What operating the stage takes beyond deciding: stopping a run, and seeing what the
+        stage holds."""
+        s = self._stage
+        buckets = [s.model_bucket, s.data_bucket, s.anchor_bucket]
+        return [
+            iam.PolicyStatement(  # the drift check, now rather than at its next schedule
+                sid="RunDriftCheck",
+                actions=["lambda:InvokeFunction"],
+                resources=[s.drift_function.function_arn],
+            ),
+            iam.PolicyStatement(
+                sid="StopRuns",
+                actions=["states:StopExecution"],
+                resources=[self._executions(s.retrain_machine), self._executions(s.batch_machine)],
+            ),
+            iam.PolicyStatement(sid="ListResources", actions=list(LIST_ACTIONS), resources=["*"]),
+            iam.PolicyStatement(
+                sid="InspectBuckets",
+                actions=["s3:GetBucketVersioning", "s3:GetEncryptionConfiguration"],
+                resources=[b.bucket_arn for b in buckets],
+            ),
+            iam.PolicyStatement(
+                sid="InspectTables",
+                actions=["dynamodb:DescribeTable"],
+                resources=[s.registry_table.table_arn, s.audit_table.table_arn],
+            ),
+            iam.PolicyStatement(
+                sid="InspectFunctions",
+                actions=["lambda:GetFunction", "lambda:GetFunctionConfiguration"],
+                resources=[f.function_arn for f in s.functions],
+            ),
+        ]
 
     @staticmethod
     def _executions(machine: sfn.IStateMachine) -> str:
@@ -268,8 +330,8 @@ class Access(Construct):
         acknowledge_wildcard_resources(
             policy.node.default_child,
             f"The {persona} role's wildcards are each scoped to this stage: the API's routes with "
-            "their path parameters, object prefixes of this stage's buckets (models/, anchors/, "
-            "training/, batch/incoming/), and executions of this stage's state machines; "
+            "their path parameters, object prefixes of this stage's buckets (models/, candidates/, "
+            "anchors/, training/, batch/incoming/), and executions of this stage's state machines; "
             "Resource * only where the service has no resource-level permission (CloudWatch "
-            "reads, Step Functions task tokens).",
+            "reads, Step Functions task tokens, the services' List actions).",
         )

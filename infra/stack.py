@@ -181,6 +181,15 @@ class FerryStack(Stack):
                 audit_table=tables.audit_table,
                 retrain_machine=self.retraining.state_machine,
                 batch_machine=self.batch.state_machine,
+                drift_function=self.monitoring.function,
+                functions=(
+                    self.scoring.function,
+                    self.governance.function,
+                    self.batch.function,
+                    self.monitoring.function,
+                    self.retraining.training,
+                    self.retraining.validation,
+                ),
             ),
         )
 

@@ -24,12 +24,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from ferry_local.identities import load_identities
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +64,7 @@ class Target:
     aws_endpoint_url: str | None
     outputs: dict[str, Any]
     started_here: bool
+    identities: dict[str, Any] = field(default_factory=dict)  # local identities by name
 
 
 def run_time_seconds(run_time: str) -> int:
@@ -96,7 +99,13 @@ def _running_platform(state_dir: Path) -> Target | None:
         return None
     if status != 200:
         return None
-    return Target(info["api_url"], info.get("aws_endpoint_url"), info.get("outputs", {}), False)
+    return Target(
+        info["api_url"],
+        info.get("aws_endpoint_url"),
+        info.get("outputs", {}),
+        False,
+        load_identities(info),
+    )
 
 
 @contextlib.contextmanager
@@ -116,7 +125,7 @@ def _target(api_url: str | None, log: Any) -> Iterator[Target]:
         tempfile.TemporaryDirectory(prefix="ferry-load-") as tmp,
         LocalPlatform(REPO_ROOT, state_dir=Path(tmp), restore=False, progress=log) as p,
     ):
-        yield Target(p.api_url, p.aws_endpoint_url, dict(p.outputs), True)
+        yield Target(p.api_url, p.aws_endpoint_url, dict(p.outputs), True, dict(p.identities))
 
 
 def _ensure_model(target: Target, model: str, log: Any) -> None:
@@ -134,18 +143,26 @@ def _ensure_model(target: Target, model: str, log: Any) -> None:
     from ferry_core.registry.writer import RegistryWriter
 
     log(f"building and registering {model} (the demo model)…")
-    kwargs = {
-        "endpoint_url": target.aws_endpoint_url,
-        "region_name": "us-east-1",
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-    s3, ddb = boto3.client("s3", **kwargs), boto3.client("dynamodb", **kwargs)
-    writer = RegistryWriter(ddb, target.outputs["RegistryTableName"])
+    if not {"data-scientist", "admin"} <= target.identities.keys():
+        raise LoadBenchError("the platform publishes no data-scientist and admin identities")
+
+    def client(service: str, identity: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=target.aws_endpoint_url,
+            region_name="us-east-1",
+            **target.identities[identity].boto3_kwargs(),
+        )
+
+    # Registered by the data scientist, promoted by the admin: each as their own identity.
+    table = target.outputs["RegistryTableName"]
+    writer = RegistryWriter(client("dynamodb", "data-scientist"), table)
     built = build_credit_risk()
     lineage = Lineage(entry_point="ferry_core.onboarding.builder:fit_credit_risk")
-    card = register_built(built, model, s3, target.outputs["ModelBucketName"], writer, lineage)
-    writer.set_stage(model, "production", card.version, None, actor="ferry bench load")
+    bucket = target.outputs["ModelBucketName"]
+    card = register_built(built, model, client("s3", "data-scientist"), bucket, writer, lineage)
+    admin = RegistryWriter(client("dynamodb", "admin"), table)
+    admin.set_stage(model, "production", card.version, None, actor="ferry bench load")
     wait_until_served(target.api_url, model)
 
 

@@ -82,7 +82,9 @@ def locust_step(platform: RunningPlatform, model: str, users: int, seconds: int)
     """One headless Locust run (http_load's runner and locustfile) → its aggregated figures."""
     from ferry_bench.http_load import Target, _run_locust
 
-    target = Target(platform.api_url, platform.aws_endpoint_url, platform.outputs, False)
+    target = Target(
+        platform.api_url, platform.aws_endpoint_url, platform.outputs, False, platform.identities
+    )
     with tempfile.TemporaryDirectory(prefix="ferry-p7-locust-") as tmp:
         rows, failures, _ = _run_locust(
             target,
@@ -238,9 +240,9 @@ def switch_under_load(
     if expected[v1] == expected[v2]:
         raise RuntimeError("v1 and v2 score the probe alike: a mixed response would not show")
     with tempfile.TemporaryDirectory() as cache:
-        gov = connect(
-            dynamodb=platform.client("dynamodb"),
-            s3=platform.client("s3"),
+        gov = connect(  # promotion and rollback: the admin's job
+            dynamodb=platform.client("dynamodb", "admin"),
+            s3=platform.client("s3", "admin"),
             events=None,
             registry_table=platform.outputs["RegistryTableName"],
             audit_table=platform.outputs["AuditTableName"],

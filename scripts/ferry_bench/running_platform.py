@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -50,16 +50,30 @@ class RunningPlatform:
     aws_endpoint_url: str
     outputs: dict[str, Any]
     region: str
+    identities: dict[str, Any] = field(default_factory=dict)  # local identities by name
 
-    def client(self, service: str) -> Any:
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> RunningPlatform:
+        """From a local.json document."""
+        from ferry_local.identities import load_identities
+
+        return cls(
+            info["api_url"],
+            info["aws_endpoint_url"],
+            info["outputs"],
+            info["region"],
+            load_identities(info),
+        )
+
+    def client(self, service: str, identity: str = "admin") -> Any:
+        """A client of the platform's AWS endpoint acting as one of its local identities."""
         import boto3
 
         return boto3.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.aws_endpoint_url,
             region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            **self.identities[identity].boto3_kwargs(),
         )
 
     def register(self, built: Any, name: str, production: bool = True) -> Any:
@@ -69,11 +83,13 @@ class RunningPlatform:
         from ferry_core.registry.registration import register_built
         from ferry_core.registry.writer import RegistryWriter
 
-        writer = RegistryWriter(self.client("dynamodb"), self.outputs["RegistryTableName"])
-        bucket = self.outputs["ModelBucketName"]
-        card = register_built(built, name, self.client("s3"), bucket, writer, Lineage())
-        if production:
-            writer.set_stage(name, "production", card.version, None, actor="reliability")
+        table, bucket = self.outputs["RegistryTableName"], self.outputs["ModelBucketName"]
+        writer = RegistryWriter(self.client("dynamodb", "data-scientist"), table)
+        s3 = self.client("s3", "data-scientist")
+        card = register_built(built, name, s3, bucket, writer, Lineage())
+        if production:  # promotion is the admin's
+            admin = RegistryWriter(self.client("dynamodb", "admin"), table)
+            admin.set_stage(name, "production", card.version, None, actor="reliability")
         return card
 
 
@@ -106,10 +122,7 @@ def local_platform() -> Iterator[RunningPlatform]:
                     tail = (state / "ferry-local-up.log").read_text()[-2000:]
                     raise RuntimeError(f"ferry local up did not come up:\n{tail}")
                 time.sleep(0.2)
-            info = json.loads(local_json.read_text())
-            yield RunningPlatform(
-                info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"]
-            )
+            yield RunningPlatform.from_info(json.loads(local_json.read_text()))
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -507,13 +507,16 @@ class LocalMonitoring:
         sink: MetricSink,
         interval: float = 5.0,
         time_scale: float = 1.0,
+        role_clients: Callable[[str, str], Any] | None = None,
     ) -> None:
+        """`role_clients(role_arn, service)`: clients signed as a role (a rule target's
+        RoleArn); without it every delivery is made with `clients`."""
         from ferry_local import moto_hooks
         from ferry_local.eventbridge import Scheduler
 
         self._moto_hooks = moto_hooks
         self.clients = RegionalClients(clients)
-        self.dispatcher = Dispatcher(self.clients)
+        self.dispatcher = Dispatcher(self.clients, role_clients=role_clients)
         moto_hooks.install(dispatcher=self.dispatcher)
         self.scheduler = Scheduler(self.dispatcher, interval)
         self.evaluator = AlarmEvaluator(

@@ -31,6 +31,7 @@ import boto3
 log = logging.getLogger("ferry.local.events")
 
 DELIVERED_SERVICES = frozenset({"states", "lambda", "sqs", "sns"})
+EVENTS_SERVICE = "events.amazonaws.com"
 
 
 # ---------------------------------------------------------------- target input (AWS semantics)
@@ -194,8 +195,18 @@ def deliver(clients: RegionalClients, target: Mapping[str, Any], payload: str) -
 class Dispatcher:
     """Delivers on a small thread pool (EventBridge is asynchronous) and keeps a record."""
 
-    def __init__(self, clients: RegionalClients | None = None, workers: int = 4) -> None:
+    def __init__(
+        self,
+        clients: RegionalClients | None = None,
+        workers: int = 4,
+        role_clients: Callable[[str, str], Any] | None = None,
+    ) -> None:
+        """A target with a `RoleArn` is reached as EventBridge reaches it: signed with a
+        session of that role (`role_clients(role_arn, "events.amazonaws.com")`), which must
+        allow the call (states:StartExecution, say); other targets with `clients`."""
         self.clients = clients or RegionalClients()
+        self.role_clients = role_clients
+        self._as_role: dict[str, RegionalClients] = {}
         self.deliveries: list[Delivery] = []
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferry-events")
         self._pending: set[Future[None]] = set()
@@ -219,7 +230,7 @@ class Dispatcher:
 
     def _run(self, record: Delivery, target: dict[str, Any]) -> None:
         try:
-            record.result = deliver(self.clients, target, record.payload)
+            record.result = deliver(self._clients_for(target), target, record.payload)
             record.ok = True
             log.info("delivered %s → %s: %s", record.source, record.target_arn, record.result)
         except Exception as exc:  # a failed delivery must not stop the others
@@ -229,6 +240,16 @@ class Dispatcher:
         with self._lock:
             self.deliveries.append(record)
             del self.deliveries[:-1000]
+
+    def _clients_for(self, target: Mapping[str, Any]) -> RegionalClients:
+        role = target.get("RoleArn")
+        if not role or self.role_clients is None:
+            return self.clients
+        with self._lock:
+            if role not in self._as_role:
+                given = self.role_clients(role, EVENTS_SERVICE)
+                self._as_role[role] = RegionalClients(given, self.clients.region)
+            return self._as_role[role]
 
     def _dead_letter(self, record: Delivery, target: Mapping[str, Any]) -> None:
         dlq = (target.get("DeadLetterConfig") or {}).get("Arn")

@@ -31,8 +31,11 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
+
+from ferry_local.moto_iam import RoleCredentials, SessionCredentials
 
 DEFAULT_HANDLER = "handler.lambda_handler"
 # What a worker keeps of this process's environment: what the interpreter itself needs.
@@ -40,6 +43,10 @@ PROCESS_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "SYSTEMROOT", "TMPD
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder ferry_local is in
 
 LogSink = Callable[[str, str], None]
+# Lambda's service principal: the one a function's execution role must trust.
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+# A sandbox whose credentials expire sooner than this is replaced before the next invocation.
+RENEW_BEFORE = timedelta(minutes=5)
 
 
 @dataclass
@@ -50,7 +57,9 @@ class _Function:
     environment: dict[str, str]
     memory_mb: int
     timeout_seconds: float
+    role_arn: str | None = None
     worker: subprocess.Popen[str] | None = None
+    session: SessionCredentials | None = None  # the worker's execution-role credentials
     # One invocation at a time per function, as one Lambda container runs one.
     run_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,13 +77,19 @@ class FunctionRuntime:
         region: str = "us-east-1",
         account_id: str = "123456789012",
         tmp_dir: str | os.PathLike[str] | None = None,
+        credentials: RoleCredentials | None = None,
     ) -> None:
         """`base_environment` is given to every function first (the platform passes the local
         AWS endpoint and credentials there); a function's own variables win over it.
 
         `tmp_dir`: Lambda gives each function its own /tmp; with this set, a variable naming a
         path under /tmp (a model cache, say) is moved to `tmp_dir/<function>/…`, so functions
-        and platforms do not share files that in AWS they could never share."""
+        and platforms do not share files that in AWS they could never share.
+
+        `credentials(role_arn, service)` issues a session of a function's execution role: each
+        worker runs with its own role's credentials (not `base_environment`'s), as Lambda
+        gives them, and a worker whose session is about to expire is replaced by a fresh one
+        (a new sandbox) before its next invocation."""
         self.repo_root = Path(repo_root).resolve()
         self.on_logs = on_logs
         self.log_dir = Path(log_dir) if log_dir else self.repo_root / ".ferry" / "logs"
@@ -82,6 +97,7 @@ class FunctionRuntime:
         self.region = region
         self.account_id = account_id
         self.tmp_dir = Path(tmp_dir) if tmp_dir else None
+        self.credentials = credentials
         self._functions: dict[str, _Function] = {}
         self._file_lock = threading.Lock()
 
@@ -94,10 +110,12 @@ class FunctionRuntime:
         *,
         memory_mb: int = 1024,
         timeout_seconds: float = 30.0,
+        role_arn: str | None = None,
     ) -> None:
         """Make `function_name` runnable: `handler` ("module.function") in `folder`.
 
-        `folder` is relative to the repository root (`functions/scoring`) or absolute.
+        `folder` is relative to the repository root (`functions/scoring`) or absolute;
+        `role_arn` is its execution role (its worker runs with a session of it).
         """
         path = Path(folder)
         path = (path if path.is_absolute() else self.repo_root / path).resolve()
@@ -113,6 +131,7 @@ class FunctionRuntime:
             {k: self._own_tmp(function_name, str(v)) for k, v in environment.items()},
             memory_mb,
             timeout_seconds,
+            role_arn,
         )
 
     def _own_tmp(self, function_name: str, value: str) -> str:
@@ -182,6 +201,9 @@ class FunctionRuntime:
     def _ask(self, fn: _Function, request: dict[str, Any]) -> dict[str, Any]:
         """One request to the function's worker (started if it is not running)."""
         worker = fn.worker
+        if worker is not None and self._session_ending(fn):
+            self._stop(fn)  # Lambda retires a sandbox before its credentials expire
+            worker = None
         if worker is None or worker.poll() is not None:
             worker = fn.worker = self._start_worker(fn)
         stdin, stdout = _pipes(worker)
@@ -199,7 +221,15 @@ class FunctionRuntime:
         body = {"errorMessage": message, "errorType": "Runtime.ExitError"}
         return {"payload": json.dumps(body), "errored": True, "logs": message + "\n"}
 
+    def _session_ending(self, fn: _Function) -> bool:
+        if fn.session is None:
+            return False
+        left = fn.session.expiration - datetime.now(UTC).replace(tzinfo=None)
+        return left < RENEW_BEFORE
+
     def _start_worker(self, fn: _Function) -> subprocess.Popen[str]:
+        if self.credentials is not None and fn.role_arn:
+            fn.session = self.credentials(fn.role_arn, LAMBDA_SERVICE)
         kept = {k: os.environ[k] for k in PROCESS_VARIABLES if k in os.environ}
         # The function's folder first, as Lambda puts its task root on the path (a handler's
         # sibling modules import), then the platform's PYTHONPATH: code put on it (a custom
@@ -250,6 +280,7 @@ class FunctionRuntime:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
             "_HANDLER": fn.handler,
             **fn.environment,
+            **_credential_variables(fn.session),
         }
 
     def _publish(self, function_name: str, logs: str) -> None:
@@ -262,6 +293,17 @@ class FunctionRuntime:
                 self.on_logs(function_name, logs)
             except Exception:  # a failing log consumer must not fail the invocation
                 traceback.print_exc()
+
+
+def _credential_variables(session: SessionCredentials | None) -> dict[str, str]:
+    """The execution role's session, in the variables Lambda sets (none without a session)."""
+    if session is None:
+        return {}
+    return {
+        "AWS_ACCESS_KEY_ID": session.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
+        "AWS_SESSION_TOKEN": session.session_token,
+    }
 
 
 def _pipes(worker: subprocess.Popen[str]) -> tuple[IO[str], IO[str]]:

@@ -21,6 +21,9 @@ The local platform needs moto 5.2.5 (`MOTO_VERSION`) to behave as AWS does where
   the failures and goes on, whatever ToleratedFailureCount/Percentage say): it fails with
   `States.ExceedToleratedFailureThreshold` once the failed or timed-out items exceed the
   threshold (default 0: any failed item), as AWS documents, so the Map's Catch sees it.
+- IAM: every request after resource creation is authorized as AWS does it: the resource ARN
+  of each action, conditions, KMS for SSE-KMS objects, expired sessions, Step Functions tasks
+  as their execution role (`moto_iam.py`, whose patches are part of `PATCHES`).
 - DynamoDB: moto's item operations are not atomic across threads (a cancelled
   `transact_write_items` restores a snapshot, erasing what other threads committed meanwhile).
   One lock over them gives concurrent callers DynamoDB's per-request atomicity.
@@ -44,6 +47,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any, Protocol, runtime_checkable
+
+from ferry_local import moto_iam
 
 MOTO_VERSION = "5.2.5"
 
@@ -78,10 +83,12 @@ class Patch:
 
     @property
     def name(self) -> str:
-        return f"{self.module}.{self.owner}.{self.attribute}"
+        return ".".join(part for part in (self.module, self.owner, self.attribute) if part)
 
     def owner_object(self) -> Any:
-        return getattr(importlib.import_module(self.module), self.owner)
+        """The class (or, with `owner` empty, the module) whose attribute is replaced."""
+        module = importlib.import_module(self.module)
+        return getattr(module, self.owner) if self.owner else module
 
 
 class _State:
@@ -148,6 +155,7 @@ def uninstall(
         for patch in PATCHES:
             setattr(patch.owner_object(), patch.attribute, _state.originals.pop(patch.name))
         _moto_config()["stepfunctions"]["execute_state_machine"] = _state.saved_sfn_setting
+        moto_iam.restore_settings()
         _state.runtime = _state.dispatcher = None
 
 
@@ -378,4 +386,5 @@ PATCHES: tuple[Patch, ...] = (
         Patch("moto.dynamodb.models", "DynamoDBBackend", name, _serialized)
         for name in _DYNAMODB_ITEM_OPERATIONS
     ),
+    *moto_iam.iam_patches(Patch),
 )

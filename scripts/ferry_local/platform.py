@@ -6,9 +6,12 @@
         platform.outputs            # the stack outputs: bucket and table names, ...
 
 Start: synthesize `Ferry-local` (cached), start moto's server on 127.0.0.1, install
-`moto_hooks` (Lambda invocations go to the local runtime, each function in its own process),
-create the template's resources (state machines, rules and alarms too), restore the last
-snapshot, start the HTTP API and the alarm evaluator, and write `.ferry/local.json`. Stop:
+`moto_hooks` (Lambda invocations go to the local runtime, each function in its own process
+with a session of its own execution role), create the template's resources (roles with their
+policies, state machines, rules and alarms too) as the platform's own principal
+(`principals.py`), restore the last snapshot, switch IAM enforcement on (every later request
+is authorized against its caller's policies, `moto_iam.py`), start the HTTP API and the alarm
+evaluator, and write `.ferry/local.json` (with the persona identities, never the platform's). Stop:
 snapshot S3 objects (every version, with their version ids) and DynamoDB items to
 `.ferry/state/`, stop the functions' processes, then shut everything down.
 
@@ -28,13 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ferry_local import moto_hooks
+from ferry_local import moto_hooks, moto_iam
 from ferry_local.alarms import LocalMonitoring
 from ferry_local.emf import MetricSink
 from ferry_local.http_api import LocalHttpApi, routes_from_template
 from ferry_local.identities import Identity, create_identities
 from ferry_local.lambda_runtime import FunctionRuntime
 from ferry_local.moto_hooks import MOTO_VERSION
+from ferry_local.principals import Principals
 from ferry_local.resources import BuildReport, EndpointClients, create_resources
 from ferry_local.template import (
     DEFAULT_ACCOUNT,
@@ -71,6 +75,7 @@ class LocalPlatform:
         alarm_interval: float = 5.0,
         alarm_time_scale: float = 1.0,
         progress: Callable[[str], None] | None = None,
+        enforce_iam: bool = True,
     ) -> None:
         """`state_dir` (default `.ferry/`) holds local.json, state/ and logs/; `cache_dir`
         (default `.ferry/cdk.out`) the synthesized template, shared by every state dir.
@@ -79,6 +84,9 @@ class LocalPlatform:
         the platform while it runs: right for `ferry local up`, wrong for a test process whose
         other tests use moto's in-process mock. Functions always get it in their environment.
         `stack` runs another synthesized stack instead of `Ferry-local` (tests).
+        `enforce_iam` (the default, as in AWS) authorizes every AWS request made after the
+        resources exist against its caller's policies; off, moto accepts any signed request
+        (for measuring what the checks cost, not for proving anything).
         """
         self.repo_root = Path(repo_root)
         self.state_dir = Path(state_dir) if state_dir else self.repo_root / ".ferry"
@@ -92,6 +100,7 @@ class LocalPlatform:
         self.alarm_interval = alarm_interval
         self.alarm_time_scale = alarm_time_scale
         self.progress = progress or (lambda _message: None)
+        self.enforce_iam = enforce_iam
         self.region = DEFAULT_REGION
         self.account_id = DEFAULT_ACCOUNT
         self.report = BuildReport()
@@ -108,6 +117,7 @@ class LocalPlatform:
         self.runtime: FunctionRuntime | None = None
         self.resolver: Resolver | None = None
         self.clients: EndpointClients | None = None
+        self.principals: Principals | None = None
 
     # -- public surface -----------------------------------------------------------------------
 
@@ -191,21 +201,24 @@ class LocalPlatform:
                     }
                 )
         sink = MetricSink()
+        self.principals = Principals(self.account_id, self.region)
         self.runtime = FunctionRuntime(
             self.repo_root,
             on_logs=sink,
             log_dir=self.state_dir / "logs",
-            base_environment={
-                **FAKE_CREDENTIALS,
-                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
-            },
+            # A function's credentials are its own role's session (`credentials` below).
+            base_environment={"AWS_ENDPOINT_URL": self.aws_endpoint_url},
             region=self.region,
             account_id=self.account_id,
             tmp_dir=self.state_dir / "tmp",
+            credentials=self.principals.session,
         )
         moto_hooks.install(runtime=self.runtime)
         self._hooked = True
-        self.clients = EndpointClients(self.aws_endpoint_url, self.region)
+        moto_iam.set_role_credentials(self.principals.session)
+        self.clients = EndpointClients(
+            self.aws_endpoint_url, self.region, session=self.principals.platform_session
+        )
         self.resolver = Resolver(
             self.stack.template,
             stack_name=self.stack.name,
@@ -223,11 +236,15 @@ class LocalPlatform:
                 repo_root=self.repo_root,
                 report=self.report,
             )
+        for warning in self.report.warnings:
+            self.progress(f"WARNING: {warning}")
         with self._timed("identities"):
             self.identities = create_identities(self.clients["sts"], self.outputs)
         if self.restore:
             with self._timed("restore"):
                 self.restored = self._restore()
+        # From here on every AWS request is authorized against its caller's policies.
+        moto_iam.enforcing(self.enforce_iam)
         with self._timed("http_api"):
             routes = routes_from_template(self.resolver)
             self._api = LocalHttpApi(
@@ -242,9 +259,15 @@ class LocalPlatform:
         if self.runtime is not None and self.clients is not None:
             from ferry_local.pollers import start_pollers
 
-            self._pollers = start_pollers(self.clients, self.runtime, self.region)
+            self._pollers = start_pollers(
+                self.clients, self.runtime, self.region, role_clients=self.role_clients
+            )
         self._monitoring = LocalMonitoring(
-            self.clients, sink, interval=self.alarm_interval, time_scale=self.alarm_time_scale
+            self.clients,
+            sink,
+            interval=self.alarm_interval,
+            time_scale=self.alarm_time_scale,
+            role_clients=self.role_clients,
         ).start()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.local_json.with_suffix(".json.tmp")
@@ -268,6 +291,18 @@ class LocalPlatform:
             local[key] = value
         return local
 
+    def role_clients(self, role_arn: str, service: str) -> EndpointClients:
+        """Clients signed with a session of `role_arn` as `service` holds it (an SQS event
+        source mapping polls as its function's role; an EventBridge target is reached as the
+        target's role)."""
+        assert self.principals is not None
+        principals = self.principals
+        return EndpointClients(
+            self.aws_endpoint_url,
+            self.region,
+            session=lambda: principals.session(role_arn, service),
+        )
+
     # -- stop ----------------------------------------------------------------------------------
 
     def stop(self, snapshot: bool = True) -> None:
@@ -288,6 +323,7 @@ class LocalPlatform:
                 self.snapshot()
             self._moto.stop()
             self._moto = None
+        moto_iam.restore_settings()  # this process's moto checks nothing again, hooks or not
         if self._hooked:
             moto_hooks.uninstall(runtime=self.runtime)
             self._hooked = False
@@ -318,6 +354,8 @@ class LocalPlatform:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "buckets": {},
             "tables": {},
+            # Objects name their SSE-KMS key; a restart recreates each key under a new id.
+            "kms_keys": self._kms_keys(),
         }
         backend = s3_backends[self.account_id]["aws"]
         for name, bucket in backend.buckets.items():
@@ -357,6 +395,7 @@ class LocalPlatform:
         assert self.clients is not None
         restored: dict[str, int] = {}
         backend = s3_backends[self.account_id]["aws"]
+        renamed_keys = _renamed(manifest.get("kms_keys", {}), self._kms_keys())
         for name in manifest["buckets"]:
             if name not in backend.buckets:
                 self.progress(f"snapshot bucket {name} is not in the stack any more; not restored")
@@ -364,6 +403,9 @@ class LocalPlatform:
             keys = backend.buckets[name].keys
             versions = pickle.loads((self.snapshot_dir / "s3" / f"{name}.pickle").read_bytes())
             for key, key_versions in versions:
+                for version in key_versions:
+                    kms = getattr(version, "kms_key_id", None)
+                    version.kms_key_id = renamed_keys.get(kms, kms)
                 keys.setlist(key, key_versions)
             restored[f"s3://{name}"] = sum(len(v) for _, v in versions)
         ddb = self.clients["dynamodb"]
@@ -380,6 +422,15 @@ class LocalPlatform:
                     pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems")
             restored[f"dynamodb:{table}"] = len(items)
         return restored
+
+    def _kms_keys(self) -> dict[str, dict[str, str]]:
+        """Each KMS key of the stack by logical id: its id and ARN in this run."""
+        assert self.resolver is not None
+        return {
+            lid: {"id": self.resolver.physical_id(lid), "arn": self.resolver.arn(lid)}
+            for lid, r in self.resolver.resources.items()
+            if r["Type"] == "AWS::KMS::Key"
+        }
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -401,6 +452,16 @@ class _Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.timings[self.name] = time.perf_counter() - self.started
+
+
+def _renamed(before: dict[str, dict[str, str]], now: dict[str, dict[str, str]]) -> dict[str, str]:
+    """A restored object's key id or ARN from the last run → the same key's in this one."""
+    renamed = {}
+    for lid, old in before.items():
+        if lid in now:
+            renamed[old["id"]] = now[lid]["id"]
+            renamed[old["arn"]] = now[lid]["arn"]
+    return renamed
 
 
 def _paginate(client: Any, method: str, key: str, **kwargs: Any) -> list[Any]:

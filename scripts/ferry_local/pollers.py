@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from ferry_local.lambda_runtime import FunctionRuntime
+from ferry_local.lambda_runtime import LAMBDA_SERVICE, FunctionRuntime
 
 
 def _function_name(arn_or_name: str) -> str:
@@ -50,13 +51,13 @@ class SqsPoller(threading.Thread):
         self, clients: Any, runtime: FunctionRuntime, mapping: dict[str, Any], region: str
     ) -> None:
         super().__init__(daemon=True, name=f"sqs-poller-{mapping['UUID'][:8]}")
-        self._sqs = clients["sqs"]
+        self._clients = clients
         self._runtime = runtime
         self._queue_arn = mapping["EventSourceArn"]
         account, name = self._queue_arn.split(":")[4:6]
-        self._queue_url = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
-            "QueueUrl"
-        ]
+        self._queue_url = clients["sqs"].get_queue_url(
+            QueueName=name, QueueOwnerAWSAccountId=account
+        )["QueueUrl"]
         self._function = _function_name(mapping["FunctionArn"])
         self._batch = max(1, min(10, int(mapping.get("BatchSize") or 10)))
         self._partial = "ReportBatchItemFailures" in (mapping.get("FunctionResponseTypes") or [])
@@ -69,7 +70,8 @@ class SqsPoller(threading.Thread):
 
     def poll_once(self, wait_seconds: int = 1) -> int:
         """Receive one batch and deliver it; returns how many messages were received."""
-        resp = self._sqs.receive_message(
+        sqs = self._clients["sqs"]  # per poll: the role's session is renewed as it ages
+        resp = sqs.receive_message(
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=self._batch,
             WaitTimeSeconds=wait_seconds,
@@ -93,7 +95,7 @@ class SqsPoller(threading.Thread):
                 return len(messages)  # an unreadable partial response fails the whole batch
         for m in messages:
             if m["MessageId"] not in failed:
-                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=m["ReceiptHandle"])
+                sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=m["ReceiptHandle"])
         return len(messages)
 
     def run(self) -> None:
@@ -105,13 +107,25 @@ class SqsPoller(threading.Thread):
                     return
 
 
-def start_pollers(clients: Any, runtime: FunctionRuntime, region: str) -> list[SqsPoller]:
-    """A poller for every SQS event source mapping moto holds."""
+def start_pollers(
+    clients: Any,
+    runtime: FunctionRuntime,
+    region: str,
+    role_clients: Callable[[str, str], Any] | None = None,
+) -> list[SqsPoller]:
+    """A poller for every SQS event source mapping moto holds. With `role_clients`, each
+    polls as Lambda does: with its function's execution role, which must allow
+    sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on the queue."""
     pollers = []
     for page in clients["lambda"].get_paginator("list_event_source_mappings").paginate():
         for mapping in page.get("EventSourceMappings", []):
             if str(mapping.get("EventSourceArn", "")).startswith("arn:aws:sqs:"):
-                poller = SqsPoller(clients, runtime, mapping, region)
+                polling = clients
+                if role_clients is not None:
+                    function = clients["lambda"].get_function(FunctionName=mapping["FunctionArn"])
+                    role = function["Configuration"]["Role"]
+                    polling = role_clients(role, LAMBDA_SERVICE)
+                poller = SqsPoller(polling, runtime, mapping, region)
                 poller.start()
                 pollers.append(poller)
     return pollers

@@ -4,7 +4,9 @@ One creator per resource type (`CREATORS`), dispatched from the template: nothin
 Ferry's buckets or tables, so resources added to the stack appear locally without a change here.
 moto's CloudFormation is not used: it skips API Gateway v2 and alarms, ignores S3 versioning and
 hangs on CDK's S3-notification custom resource. Types the platform serves itself (the HTTP API)
-or that cannot matter locally (IAM policies, permissions, bucket policies) are reported as skipped.
+or that moto cannot enforce (resource policies: bucket, queue, topic and Lambda permissions) are
+reported as skipped. Roles get their policies (AWS::IAM::Policy, AWS::IAM::ManagedPolicy, inline
+`Policies`, `ManagedPolicyArns`): the platform authorizes every request against them.
 State machines, rules and alarms are created by `workflows.create_workflows` at the end.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import zipfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -23,15 +26,15 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
+from ferry_local import roles
 from ferry_local.lambda_runtime import DEFAULT_HANDLER, FunctionRuntime
+from ferry_local.moto_iam import SessionCredentials
 from ferry_local.template import REPO_ROOT, Resolver, SynthesizedStack, TemplateError
 
 Outputs = dict[str, Any]
 
 # Resource types with nothing to create locally, and why (reported by `ferry local up`).
 NOT_EMULATED: dict[str, str] = {
-    "AWS::IAM::Policy": "moto does not enforce IAM",
-    "AWS::IAM::ManagedPolicy": "moto does not enforce IAM",
     "AWS::S3::BucketPolicy": "moto does not enforce bucket policies",
     "AWS::SQS::QueuePolicy": "moto does not enforce queue policies",
     "AWS::SNS::TopicPolicy": "moto does not enforce topic policies",
@@ -61,25 +64,45 @@ WORKFLOW_TYPES = frozenset(
 
 
 class EndpointClients:
-    """boto3 clients for one endpoint, created on first use: `clients["s3"]`."""
+    """boto3 clients for one endpoint, created on first use: `clients["s3"]`.
 
-    def __init__(self, endpoint_url: str | None, region: str = "us-east-1") -> None:
+    `session` gives the credentials to sign with (a role session, renewed by its issuer);
+    a client is made again when they change. Without it, fixed placeholder credentials:
+    right only while the endpoint does not authenticate."""
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        region: str = "us-east-1",
+        session: Callable[[], SessionCredentials] | None = None,
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
-        self._clients: dict[str, BaseClient] = {}
+        self.session = session
+        self._clients: dict[str, tuple[Any, BaseClient]] = {}
+        self._lock = threading.Lock()
 
     def __getitem__(self, service: str) -> BaseClient:
-        if service not in self._clients:
-            self._clients[service] = boto3.client(
-                service,  # type: ignore[call-overload]
-                region_name=self.region,
-                endpoint_url=self.endpoint_url,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-                aws_session_token="testing",
-                config=Config(retries={"max_attempts": 2}, read_timeout=900),
-            )
-        return self._clients[service]
+        held = self.session() if self.session is not None else None
+        with self._lock:
+            made = self._clients.get(service)
+            if made is None or made[0] != held:
+                keys = (
+                    (held.access_key_id, held.secret_access_key, held.session_token)
+                    if held is not None
+                    else ("testing", "testing", "testing")
+                )
+                client = boto3.client(
+                    service,  # type: ignore[call-overload]
+                    region_name=self.region,
+                    endpoint_url=self.endpoint_url,
+                    aws_access_key_id=keys[0],
+                    aws_secret_access_key=keys[1],
+                    aws_session_token=keys[2],
+                    config=Config(retries={"max_attempts": 2}, read_timeout=900),
+                )
+                made = self._clients[service] = (held, client)
+            return made[1]
 
 
 @dataclass
@@ -88,6 +111,7 @@ class BuildReport:
 
     created: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # said loudly by `ferry local up`
     functions: dict[str, str] = field(default_factory=dict)  # function name → source folder
 
 
@@ -371,19 +395,6 @@ def _subscription(b: _Build, lid: str) -> None:
     b.resolver.set(lid, ref=arn, arn=arn)
 
 
-def _role(b: _Build, lid: str) -> None:
-    props = b.props(lid)
-    role = b.clients["iam"].create_role(
-        RoleName=b.resolver.physical_id(lid),
-        AssumeRolePolicyDocument=json.dumps(
-            b.resolver.resolve(props.get("AssumeRolePolicyDocument", {}))
-        ),
-        Description=props.get("Description", ""),
-        MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
-    )["Role"]
-    b.resolver.set(lid, arn=role["Arn"], attributes={"RoleId": role["RoleId"]})
-
-
 def _log_group(b: _Build, lid: str) -> None:
     b.clients["logs"].create_log_group(logGroupName=b.resolver.physical_id(lid))
 
@@ -430,6 +441,7 @@ def _function(b: _Build, lid: str) -> None:
             handler,
             memory_mb=args["MemorySize"],
             timeout_seconds=float(args["Timeout"]),
+            role_arn=props["Role"],
         )
         b.report.functions[name] = str(folder)
 
@@ -502,7 +514,9 @@ CREATORS: dict[str, Creator] = {
     "AWS::SQS::Queue": _queue,
     "AWS::SNS::Topic": _topic,
     "AWS::SNS::Subscription": _subscription,
-    "AWS::IAM::Role": _role,
+    "AWS::IAM::Role": roles.create_role,
+    "AWS::IAM::Policy": roles.create_policy,
+    "AWS::IAM::ManagedPolicy": roles.create_managed_policy,
     "AWS::Logs::LogGroup": _log_group,
     "AWS::Lambda::Function": _function,
     "AWS::Lambda::Version": _version,

@@ -32,7 +32,9 @@ LOCAL_ENV = "local"
 LOCAL_STACK = "Ferry-local"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
-# moto takes any credentials; these keep boto3 from looking for real ones.
+# Placeholder credentials for moto's in-process mock (`mock_aws`), which checks none; they keep
+# boto3 from looking for real ones. The platform's server refuses them: there a caller signs
+# with a session of its role (a local identity, a function's execution role).
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

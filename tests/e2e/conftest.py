@@ -170,16 +170,25 @@ def register_model() -> Any:
 
 
 def _register_model(platform: RunningPlatform, built: Any, name: str) -> Any:
-    """Register `built` as `name` and promote it to production, as `ferry register` does it:
-    artifacts into the model bucket, the card into the registry, through the AWS endpoint."""
+    """Register `built` as `name` (as the data scientist, as `ferry register` does it: artifacts
+    into the model bucket, the card into the registry) and promote it to production (as the
+    admin), through the AWS endpoint."""
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
 
     outputs = platform.outputs
-    writer = RegistryWriter(platform.client("dynamodb"), outputs["RegistryTableName"])
-    card = register_built(
-        built, name, platform.client("s3"), outputs["ModelBucketName"], writer, Lineage()
+    scientist = RegistryWriter(
+        platform.client("dynamodb", "data-scientist"), outputs["RegistryTableName"]
     )
-    writer.set_stage(name, "production", card.version, None, actor="tests")
+    card = register_built(
+        built,
+        name,
+        platform.client("s3", "data-scientist"),
+        outputs["ModelBucketName"],
+        scientist,
+        Lineage(),
+    )
+    admin = RegistryWriter(platform.client("dynamodb", "admin"), outputs["RegistryTableName"])
+    admin.set_stage(name, "production", card.version, None, actor="tests")
     return card

@@ -26,10 +26,7 @@ from infra.config import ENVIRONMENTS
 
 @pytest.fixture(scope="module")
 def platform(local_platform: Any) -> RunningPlatform:
-    info = local_platform.info
-    return RunningPlatform(
-        info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"]
-    )
+    return RunningPlatform.from_info(local_platform.info)
 
 
 def test_fast_mode_holds_through_a_promotion_and_a_rollback(platform: RunningPlatform) -> None:

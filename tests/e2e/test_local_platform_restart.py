@@ -16,6 +16,7 @@ import pytest
 from ferry_local.platform import LocalPlatform, PlatformError
 
 MODEL = "credit-risk"
+NOTES = "training/notes.txt"  # a prefix data scientists write
 APPLICATION = {
     "age": 35,
     "annual_income": 48000.0,
@@ -30,10 +31,15 @@ APPLICATION = {
 }
 
 
-def _clients(platform: LocalPlatform) -> tuple[Any, Any]:
+def _clients(platform: LocalPlatform, identity: str) -> tuple[Any, Any]:
+    """S3 and DynamoDB clients acting as one of the platform's local identities."""
+
     def make(service: str) -> Any:
         return boto3.client(
-            service, endpoint_url=platform.aws_endpoint_url, region_name=platform.region
+            service,
+            endpoint_url=platform.aws_endpoint_url,
+            region_name=platform.region,
+            **platform.identities[identity].boto3_kwargs(),
         )
 
     return make("s3"), make("dynamodb")
@@ -54,15 +60,17 @@ def test_a_registered_model_and_every_object_version_survive_a_restart(
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
 
-    # Given a platform with a model registered and an object overwritten once
+    # Given a platform with a model registered (by a data scientist, promoted by an admin) and
+    # an object overwritten once
     with LocalPlatform(state_dir=tmp_path) as platform:
-        s3, ddb = _clients(platform)
+        s3, ddb = _clients(platform, "data-scientist")
         outputs = platform.outputs
         writer = RegistryWriter(ddb, outputs["RegistryTableName"])
         card = register_built(built, MODEL, s3, outputs["ModelBucketName"], writer, Lineage())
-        writer.set_stage(MODEL, "production", card.version, None, actor="tests")
-        first = s3.put_object(Bucket=outputs["DataBucketName"], Key="notes.txt", Body=b"one")
-        s3.put_object(Bucket=outputs["DataBucketName"], Key="notes.txt", Body=b"two")
+        admin = RegistryWriter(_clients(platform, "admin")[1], outputs["RegistryTableName"])
+        admin.set_stage(MODEL, "production", card.version, None, actor="tests")
+        first = s3.put_object(Bucket=outputs["DataBucketName"], Key=NOTES, Body=b"one")
+        s3.put_object(Bucket=outputs["DataBucketName"], Key=NOTES, Body=b"two")
         assert (tmp_path / "local.json").exists()
     # When it stops, then starts again
     assert not (tmp_path / "local.json").exists()
@@ -81,12 +89,12 @@ def test_a_registered_model_and_every_object_version_survive_a_restart(
         )
         with urllib.request.urlopen(request, timeout=60) as resp:
             assert json.loads(resp.read())["version"] == card.version  # artifact loads by id
-        s3, _ = _clients(again)
+        s3, _ = _clients(again, "data-scientist")
         old = s3.get_object(
-            Bucket=outputs["DataBucketName"], Key="notes.txt", VersionId=first["VersionId"]
+            Bucket=outputs["DataBucketName"], Key=NOTES, VersionId=first["VersionId"]
         )
         assert old["Body"].read() == b"one"
-        latest = s3.get_object(Bucket=outputs["DataBucketName"], Key="notes.txt")
+        latest = s3.get_object(Bucket=outputs["DataBucketName"], Key=NOTES)
         assert latest["Body"].read() == b"two"
         assert again.restored[f"s3://{outputs['DataBucketName']}"] == 2
 

@@ -42,14 +42,14 @@ def _upload_training(platform: RunningPlatform, model: str, rows: int = 6000) ->
     buf = io.BytesIO()
     generate_credit_data(rows, seed=21).to_parquet(buf, index=False)
     key = f"training/{model}/labelled-{rows}.parquet"
-    platform.client("s3").put_object(
+    platform.client("s3", "data-scientist").put_object(
         Bucket=platform.outputs["DataBucketName"], Key=key, Body=buf.getvalue()
     )
     return f"s3://{platform.outputs['DataBucketName']}/{key}"
 
 
 def _start(platform: RunningPlatform, model: str, **run_input: Any) -> str:
-    resp = platform.client("stepfunctions").start_execution(
+    resp = platform.client("stepfunctions", "data-scientist").start_execution(
         stateMachineArn=platform.outputs["RetrainStateMachineArn"],
         input=json.dumps({"model": model, "canary_percent": 0, **run_input}),
     )
@@ -241,7 +241,9 @@ def test_the_approval_gate_resumes_the_run_on_an_operators_decision(
     version = _wait_for_approval_request(local_platform, model)
     # Not promoted while it waits.
     assert _pointer(local_platform, model, "production") == champion.version
-    done = run_ferry(local_platform, decision, model, str(version), "--reason", "reviewed")
+    done = run_ferry(
+        local_platform, "--as", "approver", decision, model, str(version), "--reason", "reviewed"
+    )
     assert done.returncode == 0, done.stderr
     desc = _wait(local_platform, arn)
     events = [(e.event, e.version) for e in _audit(local_platform, model)]
@@ -358,8 +360,10 @@ def test_an_error_spike_during_the_canary_rolls_it_back_and_says_so(
 ) -> None:
     """
     Given a canary taking half of the default traffic
-    When the canary version's artifact becomes unreadable (its S3 object version is deleted
-        and no cached copy survives), so its requests answer 503
+    When the canary version's artifact no longer proves out (the checksum its registry record
+        holds stops matching its bytes, and no cached copy survives), so its requests answer
+        503. The fault comes through the registry, which the admin may write: no persona may
+        delete a model store object, the fault of an earlier version of this test.
     Then the verdict compares error rates, the canary is stopped, the version rejected,
         production never moved, and the audit trail says why
     """
@@ -371,9 +375,14 @@ def test_an_error_spike_during_the_canary_rolls_it_back_and_says_so(
         version = _wait_for_staging(local_platform, model, champion.version)
         item = _item(local_platform, model, f"V#{version:06d}")
         card = Card.model_validate_json(item["card"]["S"])
-        bucket, key = card.artifact.uri[5:].split("/", 1)
-        local_platform.client("s3").delete_object(
-            Bucket=bucket, Key=key, VersionId=card.artifact.s3_version_id
+        tampered = card.model_copy(
+            update={"artifact": card.artifact.model_copy(update={"sha256": "0" * 64})}
+        )
+        local_platform.client("dynamodb").update_item(
+            TableName=local_platform.outputs["RegistryTableName"],
+            Key={"model": {"S": model}, "sk": {"S": f"V#{version:06d}"}},
+            UpdateExpression="SET card = :card",
+            ExpressionAttributeValues={":card": {"S": tampered.model_dump_json()}},
         )
         scorer = local_platform.outputs["ScoringFunctionName"]
         for cached in (local_platform.state_dir / "tmp" / scorer).rglob(f"{card.artifact.sha256}*"):

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from infra.access import PERSONAS, output_id
+from infra.access import LIST_ACTIONS, PERSONAS, output_id
 from infra.api import ROUTES
 
 ROLE_IDS = {p: "Access" + "".join(x.capitalize() for x in p.split("-")) + "Role" for p in PERSONAS}
@@ -75,17 +75,23 @@ def test_no_persona_has_a_wildcard_action_or_write_access_to_data_it_does_not_ow
 ) -> None:
     """
     Given every persona role's statements
-    Then no action is a wildcard; Resource * appears only for CloudWatch reads and for resuming
-        a run by its task token (no resource-level permission exists for them); nobody may
-        delete objects or items
+    Then no action is a wildcard; Resource * appears only for CloudWatch reads, for resuming
+        a run by its task token and for the services' List actions (no resource-level
+        permission exists for them); nobody may delete objects, and the only item anyone may
+        delete is a registry item, by those who decide (an answered approval request)
     """
+    registry = _table_id(template, "Registry")
     for persona in PERSONAS:
         role_id, _ = _role(template, persona)
         for statement in _statements(template, role_id):
             assert statement["Effect"] == "Allow"
             actions = _actions(statement)
             assert not any("*" in a for a in actions), (persona, actions)
-            assert not any("Delete" in a for a in actions), (persona, actions)
+            deletes = {a for a in actions if "Delete" in a}
+            if deletes:
+                assert persona in ("approver", "admin"), (persona, deletes)
+                assert deletes == actions == {"dynamodb:DeleteItem"}, (persona, actions)
+                assert _resources(statement) == [{"Fn::GetAtt": [registry, "Arn"]}], statement
             if "*" in _resources(statement):
                 assert actions <= {
                     "cloudwatch:GetMetricData",
@@ -94,7 +100,17 @@ def test_no_persona_has_a_wildcard_action_or_write_access_to_data_it_does_not_ow
                     "cloudwatch:DescribeAlarms",
                     "states:SendTaskSuccess",
                     "states:SendTaskFailure",
+                    *LIST_ACTIONS,
                 }, (persona, actions)
+
+
+def _table_id(template: Template, name: str) -> str:
+    (table_id,) = [
+        lid
+        for lid in template.find_resources("AWS::DynamoDB::Table")
+        if lid.startswith(f"Tables{name}Table")
+    ]
+    return table_id
 
 
 def test_only_people_who_decide_can_resume_runs_and_only_writers_start_them(

@@ -19,7 +19,7 @@ def batch_step(ctx: DemoContext, rows: int = 2000, timeout: float = 180.0) -> st
     """Upload a CSV to the data bucket and wait for its manifest: S3 → SQS → batch function."""
     from ferry_core.batch.sample_files import applications, encode
 
-    s3, bucket = ctx.aws["s3"], ctx.res.data_bucket
+    s3, bucket = ctx.as_identity("data-scientist")["s3"], ctx.res.data_bucket
     key = f"batch/incoming/{MODEL}/demo/applications.csv"
     s3.put_object(Bucket=bucket, Key=key, Body=encode(applications(rows, "csv"), "csv"))
     manifest_key = f"batch/manifests/{MODEL}/demo/applications.json"

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 
 MODEL = "credit-risk"
+SERVICES = ("s3", "dynamodb", "events", "sqs", "stepfunctions", "cloudwatch", "lambda")
 
 # A step: its title and what it does, returning one line of outcome (or raising StepFailed).
 Step = tuple[str, Callable[[], str]]
@@ -39,7 +40,8 @@ class DemoContext:
     console: Console
     cli: Any = None
     platform: Any = None
-    aws: dict[str, Any] = field(default_factory=dict)
+    aws: dict[str, Any] = field(default_factory=dict)  # the admin's clients
+    acting: dict[str, dict[str, Any]] = field(default_factory=dict)  # identity → clients
     res: Any = None
     built: Any = None
     state: dict[str, Any] = field(default_factory=dict)
@@ -61,32 +63,39 @@ class DemoContext:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())
 
-    def ferry(self, *args: str) -> str:
-        """Run `ferry ARGS --env local`, print its output, fail the step if it failed."""
+    def ferry(self, *args: str, identity: str = "admin") -> str:
+        """Run `ferry --as IDENTITY ARGS --env local`, print its output, fail the step if it
+        failed."""
         from typer.testing import CliRunner
 
-        result = CliRunner().invoke(self.cli, [*args, "--env", "local"])
+        result = CliRunner().invoke(self.cli, ["--as", identity, *args, "--env", "local"])
         self.console.print(result.output.rstrip())
         expect(
             result.exit_code == 0,
-            f"`ferry {' '.join(args)} --env local` exited {result.exit_code}",
+            f"`ferry --as {identity} {' '.join(args)} --env local` exited {result.exit_code}",
         )
         return result.output
 
-    def connect(self, platform: Any) -> None:
-        """Keep the started platform, a client per service and its resource names."""
+    def as_identity(self, identity: str) -> dict[str, Any]:
+        """A client per service acting as one of the platform's local identities."""
         import boto3
 
+        if identity not in self.acting:
+            session = boto3.Session(
+                region_name=self.platform.region,
+                **self.platform.identities[identity].boto3_kwargs(),
+            )
+            self.acting[identity] = {
+                name: session.client(name, endpoint_url=self.platform.aws_endpoint_url)  # type: ignore[call-overload]
+                for name in SERVICES
+            }
+        return self.acting[identity]
+
+    def connect(self, platform: Any) -> None:
+        """Keep the started platform, the admin's client per service and its resource names."""
         self.platform = platform
-        session = boto3.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name=platform.region,
-        )
-        self.aws = {
-            name: session.client(name, endpoint_url=platform.aws_endpoint_url)
-            for name in ("s3", "dynamodb", "events", "sqs", "stepfunctions", "cloudwatch", "lambda")
-        }
+        self.acting.clear()
+        self.aws = self.as_identity("admin")
         outputs = platform.outputs
         self.res = SimpleNamespace(
             model_bucket=outputs["ModelBucketName"],

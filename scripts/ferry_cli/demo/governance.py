@@ -32,7 +32,14 @@ def _shared(ctx: DemoContext) -> list[Step]:
             return int(card["version"])
 
         ctx.state["governance"] = governance_steps(
-            ctx.console, ctx.aws, ctx.res, ctx.built, expect, served_version, MODEL
+            ctx.console,
+            ctx.aws,
+            ctx.res,
+            ctx.built,
+            expect,
+            served_version,
+            MODEL,
+            acting_as=ctx.as_identity,
         )
     return ctx.state["governance"]
 
@@ -64,12 +71,16 @@ def governance_steps(
     expect: Callable[[bool, str], None],
     served_version: Callable[[], int] | None = None,
     model: str = MODEL,
+    acting_as: Callable[[str], dict[str, Any]] | None = None,
 ) -> list[tuple[str, Callable[[], str]]]:
     """(title, step) pairs showing registration, promotion, rollback and audit verify.
 
     `aws` holds `s3` and `dynamodb` clients (and optionally `events`), `res` the
     StackResources; `expect(cond, message)` fails a step; `served_version()` (optional) asks
     the scoring API which version production serves, to show it follows the rollback.
+    `acting_as(identity)` (optional) gives an identity's clients: then the data scientist
+    registers and the admin promotes, rolls back and (as an insider would) edits the audit
+    table; without it every step uses `aws`.
     """
     from ferry_core.onboarding.intake import build_from_onnx
     from ferry_core.registry.governance import connect
@@ -79,17 +90,27 @@ def governance_steps(
 
     repo_root = Path(__file__).resolve().parents[3]
     cache = tempfile.mkdtemp(prefix="ferry-demo-gov-")
-    gov = connect(
-        dynamodb=aws["dynamodb"],
-        s3=aws["s3"],
-        events=aws.get("events"),
-        registry_table=res.registry_table,
-        audit_table=res.audit_table,
-        anchor_bucket=res.anchor_bucket,
-        cache_dir=cache,
-        env="local",
-    )
+
+    def clients(identity: str) -> dict[str, Any]:
+        return acting_as(identity) if acting_as is not None else aws
+
+    def governance(identity: str) -> Any:
+        as_identity = clients(identity)
+        return connect(
+            dynamodb=as_identity["dynamodb"],
+            s3=as_identity["s3"],
+            events=as_identity.get("events"),
+            registry_table=res.registry_table,
+            audit_table=res.audit_table,
+            anchor_bucket=res.anchor_bucket,
+            cache_dir=cache,
+            env="local",
+        )
+
+    gov, scientist = governance("admin"), governance("data-scientist")
+    aws = clients("admin")
     reader = RegistryReader(aws["dynamodb"], res.registry_table, pointer_ttl_seconds=0)
+    s3_scientist = clients("data-scientist")["s3"]
 
     def register_two() -> str:
         lineage = capture(
@@ -99,7 +120,9 @@ def governance_steps(
             actor="demo",
         )
         cards = [
-            register_version(built, model, aws["s3"], res.model_bucket, gov, lineage, "demo")[0]
+            register_version(
+                built, model, s3_scientist, res.model_bucket, scientist, lineage, "demo"
+            )[0]
             for _ in range(2)
         ]
         console.print(card_table(cards[-1], reader.version_record(model, cards[-1].version)))
@@ -120,7 +143,13 @@ def governance_steps(
     def refuse_unvalidated() -> str:
         bare = build_from_onnx(built.onnx_bytes, built.schema)
         card, _ = register_version(
-            bare, model, aws["s3"], res.model_bucket, gov, capture(repo_root, "onnx"), "demo"
+            bare,
+            model,
+            s3_scientist,
+            res.model_bucket,
+            scientist,
+            capture(repo_root, "onnx"),
+            "demo",
         )
         try:
             gov.promote(model, card.version, actor="demo")

@@ -45,7 +45,8 @@ def labelled_step(ctx: DemoContext, rows: int = 6000) -> str:
     buf = io.BytesIO()
     generate_credit_data(rows, seed=2026, shift=1.0).to_parquet(buf, index=False)
     key = f"training/{MODEL}/applications-2026-11.parquet"
-    ctx.aws["s3"].put_object(Bucket=ctx.res.data_bucket, Key=key, Body=buf.getvalue())
+    s3 = ctx.as_identity("data-scientist")["s3"]
+    s3.put_object(Bucket=ctx.res.data_bucket, Key=key, Body=buf.getvalue())
     return f"{rows:,} labelled applications in s3://{ctx.res.data_bucket}/{key}"
 
 
@@ -57,7 +58,7 @@ def _follow(ctx: DemoContext, arn: str) -> dict[str, Any]:
     """Wait for the run to end and print the states it went through."""
     from ferry_core.retrain.runs import wait_run
 
-    run = wait_run(ctx.aws["stepfunctions"], arn, RUN_TIMEOUT_S)
+    run = wait_run(ctx.as_identity("data-scientist")["stepfunctions"], arn, RUN_TIMEOUT_S)
     expect(run["status"] != "RUNNING", f"run {run['run_id']} still running")
     ctx.console.print("states: " + " → ".join(run["states"]))
     return run
@@ -67,7 +68,9 @@ def _report_table(ctx: DemoContext, run_id: str) -> Table:
     """The validation report the run stored beside its candidate."""
     key = f"candidates/{MODEL}/{run_id}/validation.json"
     report = json.loads(
-        ctx.aws["s3"].get_object(Bucket=ctx.res.model_bucket, Key=key)["Body"].read()
+        ctx.as_identity("approver")["s3"]
+        .get_object(Bucket=ctx.res.model_bucket, Key=key)["Body"]
+        .read()
     )
     table = Table("check", "result", "detail", title=f"validation report (s3://…/{key})")
     for check in report["checks"]:
@@ -78,7 +81,7 @@ def _report_table(ctx: DemoContext, run_id: str) -> Table:
 
 def drift_retrain_step(ctx: DemoContext) -> str:
     """Follow the run the drift alarm started, to its promotion."""
-    sfn = ctx.aws["stepfunctions"]
+    sfn = ctx.as_identity("data-scientist")["stepfunctions"]
     deadline = time.monotonic() + 60
     run = None
     while run is None and time.monotonic() < deadline:
@@ -151,10 +154,12 @@ def canary_step(ctx: DemoContext) -> str:
             "--reason",
             "quarterly refresh",
             "--json",
+            identity="data-scientist",
         )
         arn = json.loads(out)["execution_arn"]
-        gate = ApprovalGate(ctx.aws["dynamodb"], ctx.res.registry_table)
-        registry = RegistryReader(ctx.aws["dynamodb"], ctx.res.registry_table, 0)
+        approver = ctx.as_identity("approver")["dynamodb"]
+        gate = ApprovalGate(approver, ctx.res.registry_table)
+        registry = RegistryReader(approver, ctx.res.registry_table, 0)
         version = None
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while version is None and time.monotonic() < deadline:
@@ -165,7 +170,14 @@ def canary_step(ctx: DemoContext) -> str:
             time.sleep(0.3)
         expect(version is not None, "the run never asked for an approval")
         ctx.console.print(f"v{version} is waiting for an approval; an operator approves it:")
-        ctx.ferry("approve", MODEL, str(version), "--reason", "validation report reviewed")
+        ctx.ferry(
+            "approve",
+            MODEL,
+            str(version),
+            "--reason",
+            "validation report reviewed",
+            identity="approver",
+        )
         done = _follow(ctx, arn)
     finally:
         stop.set()
