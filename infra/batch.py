@@ -127,6 +127,13 @@ class BatchScoring(Construct):
         self.state_machine = self._state_machine(
             data_bucket, config.batch_map_concurrency, log_retention, removal_policy
         )
+        # The ItemReader reads parts.json from the SSE-KMS data bucket: S3 decrypts it with
+        # the caller's (the state machine's) permission on the bucket's key.
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DecryptParts", actions=["kms:Decrypt"], resources=[data_key.key_arn]
+            )
+        )
         self.function = self._function(
             "Function",
             None,

@@ -371,8 +371,10 @@ def _s3_checks(response: Any, iam_request: Any, resource: str) -> list[Check]:
     if action == "s3:ListBucket":
         prefix = data.get("prefix")
         context["s3:prefix"] = (prefix[0] if isinstance(prefix, list) else prefix) or ""
-    found = [Check(action, resource, context)]
     bucket, _, key = resource.split(":::", 1)[-1].partition("/")
+    if action == "s3:DeleteObject" and not key and iam_request._method == "POST":
+        return _multi_delete_checks(response, bucket)
+    found = [Check(action, resource, context)]
     copy_source = response.headers.get("x-amz-copy-source")
     if copy_source and action == "s3:PutObject":
         source_bucket, _, source_key = copy_source.lstrip("/").partition("/")
@@ -384,6 +386,26 @@ def _s3_checks(response: Any, iam_request: Any, resource: str) -> list[Check]:
     elif action in ("s3:GetObject", "s3:GetObjectVersion") and iam_request._method == "GET":
         found += _kms_for_read(iam_request, bucket, key, _first(data.get("versionId")))
     return found
+
+
+def _multi_delete_checks(response: Any, bucket: str) -> list[Check]:
+    """DeleteObjects is authorized per object, as AWS does it: s3:DeleteObject on each key
+    (s3:DeleteObjectVersion on each one named with a version), never on the bucket."""
+    import xml.etree.ElementTree as ET
+
+    body = response.body
+    try:
+        root = ET.fromstring(body.encode() if isinstance(body, str) else body)
+    except ET.ParseError:
+        return [Check("s3:DeleteObject", f"arn:aws:s3:::{bucket}")]  # S3 answers MalformedXML
+    found = []
+    for element in root.iter():
+        if not element.tag.endswith("Object"):
+            continue
+        fields = {child.tag.rsplit("}", 1)[-1]: child.text or "" for child in element}
+        action = "s3:DeleteObjectVersion" if fields.get("VersionId") else "s3:DeleteObject"
+        found.append(Check(action, f"arn:aws:s3:::{bucket}/{fields.get('Key', '')}"))
+    return found or [Check("s3:DeleteObject", f"arn:aws:s3:::{bucket}")]
 
 
 def _first(value: Any) -> Any:
