@@ -30,7 +30,6 @@ Outputs = dict[str, Any]
 
 # Resource types with nothing to create locally, and why (reported by `ferry local up`).
 NOT_EMULATED: dict[str, str] = {
-    "AWS::IAM::Policy": "moto does not enforce IAM",
     "AWS::IAM::ManagedPolicy": "moto does not enforce IAM",
     "AWS::S3::BucketPolicy": "moto does not enforce bucket policies",
     "AWS::SQS::QueuePolicy": "moto does not enforce queue policies",
@@ -384,6 +383,19 @@ def _role(b: _Build, lid: str) -> None:
     b.resolver.set(lid, arn=role["Arn"], attributes={"RoleId": role["RoleId"]})
 
 
+def _policy(b: _Build, lid: str) -> None:
+    """AWS::IAM::Policy: an inline policy on each of its roles (the HTTP API's IAM
+    authorization evaluates a caller's role policies)."""
+    props = b.props(lid)
+    document = json.dumps(props["PolicyDocument"])
+    for role_arn in props.get("Roles", []):
+        b.clients["iam"].put_role_policy(
+            RoleName=str(role_arn).rsplit("/", 1)[-1],
+            PolicyName=props.get("PolicyName") or lid,
+            PolicyDocument=document,
+        )
+
+
 def _log_group(b: _Build, lid: str) -> None:
     b.clients["logs"].create_log_group(logGroupName=b.resolver.physical_id(lid))
 
@@ -503,6 +515,7 @@ CREATORS: dict[str, Creator] = {
     "AWS::SNS::Topic": _topic,
     "AWS::SNS::Subscription": _subscription,
     "AWS::IAM::Role": _role,
+    "AWS::IAM::Policy": _policy,
     "AWS::Logs::LogGroup": _log_group,
     "AWS::Lambda::Function": _function,
     "AWS::Lambda::Version": _version,
