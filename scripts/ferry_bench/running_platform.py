@@ -50,6 +50,25 @@ class RunningPlatform:
     aws_endpoint_url: str
     outputs: dict[str, Any]
     region: str
+    credentials: Any = None  # the `client` identity's: they sign every call to the API
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> RunningPlatform:
+        """From a local.json document (its `client` identity signs the API calls)."""
+        from ferry_local.identities import load_identities
+        from ferry_local.signing import credentials_of
+
+        client = load_identities(info).get("client")
+        credentials = credentials_of(client) if client else None
+        return cls(
+            info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"], credentials
+        )
+
+    def auth(self) -> Any:
+        """A `requests` auth that signs as the `client` identity."""
+        from ferry_local.signing import SigV4
+
+        return SigV4(self.credentials, self.region)
 
     def client(self, service: str) -> Any:
         import boto3
@@ -106,10 +125,7 @@ def local_platform() -> Iterator[RunningPlatform]:
                     tail = (state / "ferry-local-up.log").read_text()[-2000:]
                     raise RuntimeError(f"ferry local up did not come up:\n{tail}")
                 time.sleep(0.2)
-            info = json.loads(local_json.read_text())
-            yield RunningPlatform(
-                info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"]
-            )
+            yield RunningPlatform.from_info(json.loads(local_json.read_text()))
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -94,11 +94,17 @@ def bench_load(
     run_time: str = typer.Option("30s", help="how long to run: 30s, 2m, 1h30m"),
     bad_percent: int = typer.Option(10, help="share of bad requests (0-50 %)"),
     instances: int = typer.Option(1, help="instances per predict request"),
-    api_url: str | None = typer.Option(None, help="default: the running `ferry local up`"),
+    api_url: str | None = typer.Option(
+        None,
+        help="default: the running `ferry local up`; a deployed stage's URL is signed with "
+        "your own AWS credentials",
+    ),
+    region: str = typer.Option("us-east-1", help="region of a deployed stage's --api-url"),
     model: str = typer.Option("credit-risk", help="model to score (the demo model by default)"),
     json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
 ) -> None:
-    """Locust against the local HTTP API: requests/s, failures, p50/p95/p99."""
+    """Locust against the HTTP API, every request signed: requests/s, failures, p50/p95/p99,
+    and where the stage's throttling (429) begins."""
     from ferry_bench.http_load import LoadBenchError, run_load_bench
 
     try:
@@ -109,6 +115,7 @@ def bench_load(
             bad_percent=bad_percent,
             instances=instances,
             api_url=api_url,
+            region=region,
             model=model,
             as_json=json_out,
         )

@@ -26,10 +26,7 @@ from infra.config import ENVIRONMENTS
 
 @pytest.fixture(scope="module")
 def platform(local_platform: Any) -> RunningPlatform:
-    info = local_platform.info
-    return RunningPlatform(
-        info["api_url"], info["aws_endpoint_url"], info["outputs"], info["region"]
-    )
+    return RunningPlatform.from_info(local_platform.info)
 
 
 def test_fast_mode_holds_through_a_promotion_and_a_rollback(platform: RunningPlatform) -> None:
@@ -83,7 +80,7 @@ def test_a_response_mixing_versions_or_lying_about_its_version_is_caught() -> No
 def test_probes_against_a_model_the_api_does_not_serve_count_drops(
     platform: RunningPlatform,
 ) -> None:
-    probe = Probe(platform.api_url, "no-such-model", {1: [0.5]}, old=1)
+    probe = Probe(platform.api_url, "no-such-model", {1: [0.5]}, old=1, auth=platform.auth())
     with probe:
         assert probe.wait_for("v2_seen_at", 0.5) is False
     assert probe.switch.responses["dropped"] > 0 and "v1" not in probe.switch.responses

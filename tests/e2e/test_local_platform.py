@@ -69,7 +69,7 @@ def test_local_json_has_the_design_shape_and_the_stack_outputs(
     local_platform: RunningPlatform, stack: SynthesizedStack
 ) -> None:
     info = local_platform.info
-    assert set(info) == {"api_url", "aws_endpoint_url", "region", "stack", "outputs"}
+    assert set(info) == {"api_url", "aws_endpoint_url", "region", "stack", "outputs", "identities"}
     assert info["stack"] == "Ferry-local"
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", info["api_url"])
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", info["aws_endpoint_url"])
@@ -208,3 +208,17 @@ def test_functions_run_from_their_source_folders(stack: SynthesizedStack) -> Non
         folder, handler = stack.function_source(props)
         assert folder.parent == REPO_ROOT / "functions"
         assert (folder / (handler.split(".")[0] + ".py")).is_file()
+
+
+def test_every_route_wants_a_signature_and_the_client_identity_has_one(
+    local_platform: RunningPlatform,
+) -> None:
+    """Given the platform's IAM-authorized routes, an unsigned call is refused in API
+    Gateway's shape and logged as refused; the same call signed as `client` is served."""
+    status, headers, body = local_platform.request("GET", "/health", identity=None)
+    assert (status, body) == (403, {"message": "Forbidden"})
+    assert headers["apigw-requestid"] and ROUTE_HEADER not in headers
+    assert local_platform.request("GET", "/health")[0] == 200
+    log = local_platform.state_dir / "logs" / "http-api.log"
+    refused = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(r["status"] == 403 and r["errorMessage"] == "unsigned request" for r in refused)
