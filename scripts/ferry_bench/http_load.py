@@ -329,7 +329,8 @@ def _throttling(workdir: Path, failures: list[dict[str, str]]) -> dict[str, Any]
 
 
 def _is_429(failure: dict[str, str]) -> bool:
-    return str(failure.get("Error", "")).startswith("429")
+    """A failure the locustfile marked as throttled (Locust wraps it in its error's repr)."""
+    return "429 Too Many Requests" in str(failure.get("Error", ""))
 
 
 def run_load_bench(
@@ -363,7 +364,7 @@ def run_load_bench(
             f"Locust: {users} users (spawn {spawn_rate}/s), {run_time}, {bad_percent}% bad "
             f"requests, {instances} instance(s) per request → {target.api_url}"
         )
-        rows, failures, _ = _run_locust(
+        rows, failures, stderr = _run_locust(
             target,
             Path(tmp),
             users=users,
@@ -375,6 +376,8 @@ def run_load_bench(
         )
         throttling = _throttling(Path(tmp), failures)
     total = next((r for r in rows if r.name == "Aggregated"), None)
+    if total is None or total.requests == 0:
+        raise LoadBenchError(f"Locust sent no request: {stderr.strip()[-1500:]}")
     failed = sum(int(f.get("Occurrences", 0)) for f in failures if not _is_429(f))
     passed = total is not None and total.requests > 0 and failed == 0
     meta = {

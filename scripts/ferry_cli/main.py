@@ -10,6 +10,7 @@ from ferry_cli.drift_cmds import register_drift_commands
 from ferry_cli.governance_cmds import register_commands
 from ferry_cli.local_cmds import register_local_commands
 from ferry_cli.retrain_cmds import register_retrain_commands
+from ferry_cli.smoke_cmds import register_smoke_command
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -43,6 +44,7 @@ register_commands(app)  # register, models, show, promote, rollback, archive, ap
 register_local_commands(app)  # local up
 register_drift_commands(app)  # drift
 register_retrain_commands(app)  # retrain
+register_smoke_command(app)  # smoke
 
 
 @app.command()

@@ -47,7 +47,9 @@ def test_a_short_headless_run_reports_locusts_figures_and_no_failures(
     assert total["requests"] > 10 and total["failures"] == throttled["count"]
     if throttled["count"]:
         assert throttled["first_after_requests"] > 0
-    assert 0 < total["p50_ms"] <= total["p95_ms"] <= total["p99_ms"]
+    # a throttled request is answered in well under a millisecond: with many 429s in the mix,
+    # Locust's median may round to 0 ms, its tail may not
+    assert 0 <= total["p50_ms"] <= total["p95_ms"] <= total["p99_ms"] and total["p99_ms"] > 0
     # Locust's percentiles are its response-time buckets (two significant digits), max is exact
     assert total["p99_ms"] <= total["max_ms"] * 1.1 + 1
     assert total["rps"] > 0
