@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -292,3 +294,23 @@ def test_refusals_are_in_the_access_log(gateway: Gateway, tmp_path: Any) -> None
     first, second = (json.loads(line) for line in lines)
     assert (first["status"], first["errorMessage"]) == (403, "unsigned request")
     assert second["status"] == 200 and second["userArn"].endswith("assumed-role/client/client")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl on this machine")
+def test_curls_own_sigv4_is_accepted(gateway: Gateway) -> None:
+    """The README's curl call: `--aws-sigv4` with `--user` and the session token header."""
+    credentials = gateway.allowed
+    done = subprocess.run(
+        [
+            "curl", "-s", "-w", " %{http_code}",
+            "--aws-sigv4", f"aws:amz:{REGION}:execute-api",
+            "--user", f"{credentials.access_key}:{credentials.secret_key}",
+            "-H", f"x-amz-security-token: {credentials.token}",
+            "-H", "content-type: application/json",
+            "-d", BODY.decode(),
+            f"{gateway.url}{PATH}?explain=true",
+        ],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.stdout.endswith(" 200"), done.stdout
+    assert len(gateway.function.calls) == 1

@@ -154,3 +154,62 @@ def test_the_platform_publishes_its_issuers_public_keys(gateway: Gateway) -> Non
         keys = json.loads(resp.read())["keys"]
     assert [k["kid"] for k in keys] == [gateway.issuer.jwks()["keys"][0]["kid"]]
     assert all("d" not in k for k in keys)  # public halves only
+
+
+def test_jwt_routes_and_the_stage_are_read_from_the_template() -> None:
+    """Given a template shaped as CDK synthesizes an HTTP API with a JWT authorizer, then the
+    routes carry its issuer, audiences and scopes, the stage its throttling, and the platform
+    holds a signing key for that issuer."""
+    from ferry_local.http_api import routes_from_template, stage_of
+    from ferry_local.template import Resolver
+
+    api = {"Ref": "Api"}
+    template = {
+        "Resources": {
+            "Api": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {"ProtocolType": "HTTP"}},
+            "Jwt": {
+                "Type": "AWS::ApiGatewayV2::Authorizer",
+                "Properties": {
+                    "ApiId": api,
+                    "AuthorizerType": "JWT",
+                    "IdentitySource": ["$request.header.Authorization"],
+                    "JwtConfiguration": {"Audience": [AUDIENCE], "Issuer": ISSUER},
+                    "Name": "JwtAuthorizer",
+                },
+            },
+            "Integration": {
+                "Type": "AWS::ApiGatewayV2::Integration",
+                "Properties": {
+                    "ApiId": api,
+                    "IntegrationType": "AWS_PROXY",
+                    "IntegrationUri": "arn:aws:lambda:us-east-1:123456789012:function:scoring",
+                    "PayloadFormatVersion": "2.0",
+                },
+            },
+            "Route": {
+                "Type": "AWS::ApiGatewayV2::Route",
+                "Properties": {
+                    "ApiId": api,
+                    "AuthorizationType": "JWT",
+                    "AuthorizerId": {"Ref": "Jwt"},
+                    "AuthorizationScopes": ["ferry/score"],
+                    "RouteKey": "GET /v1/models",
+                    "Target": {"Fn::Join": ["", ["integrations/", {"Ref": "Integration"}]]},
+                },
+            },
+            "Stage": {
+                "Type": "AWS::ApiGatewayV2::Stage",
+                "Properties": {
+                    "ApiId": api,
+                    "StageName": "$default",
+                    "DefaultRouteSettings": {"ThrottlingBurstLimit": 7, "ThrottlingRateLimit": 3},
+                },
+            },
+        }
+    }
+    resolver = Resolver(template)
+    (route,) = routes_from_template(resolver)
+    assert route.auth == RouteAuth("JWT", AUTHORIZER, ("ferry/score",))
+    stage = stage_of(resolver)
+    assert stage.name == "$default" and stage.throttle.default == Limits(3, 7)
+    assert list(stage.issuers) == [ISSUER]
