@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
@@ -35,6 +35,7 @@ from moto.iam.access_control import (
 from moto.sts.models import sts_backends
 
 from ferry_local import api_refusals as refuse
+from ferry_local.signing import canonical_query
 
 SERVICE = "execute-api"
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -90,7 +91,7 @@ def verify(
     key = _access_key(signature, account_id)
     credentials = key.create_credentials()
     expected = _signature(
-        credentials, region, method, split.path, query, header_map, body, signature
+        credentials, region, method, split.path, split.query, header_map, body, signature
     )
     if not hmac.compare_digest(expected, signature.signature):
         raise refuse.invalid_signature(refuse.SIGNATURE_MISMATCH)
@@ -325,12 +326,7 @@ class _Verifier(SigV4Auth):
         return chosen
 
     def canonical_query_string(self, request: AWSRequest) -> str:
-        pairs = sorted(
-            (quote(name, safe="-_.~"), quote(value, safe="-_.~"))
-            for name, value in request.context["query"]
-            if name != "X-Amz-Signature"
-        )
-        return "&".join(f"{name}={value}" for name, value in pairs)
+        return canonical_query(request.context["query"])
 
     def canonical_request(self, request: AWSRequest) -> str:
         headers = self.headers_to_sign(request)
@@ -351,7 +347,7 @@ def _signature(
     region: str,
     method: str,
     path: str,
-    query: list[tuple[str, str]],
+    query: str,
     headers: Mapping[str, list[str]],
     body: bytes,
     sig: _Signature,

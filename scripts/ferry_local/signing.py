@@ -12,12 +12,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
 SERVICE = "execute-api"
+
+
+def canonical_query(query: str) -> str:
+    """SigV4's canonical query string as the service computes it from what arrives: each name
+    and value decoded, then percent-encoded per RFC 3986 (only `A-Za-z0-9-_.~` kept), sorted by
+    name then value, `X-Amz-Signature` left out. Signer and verifier both use it, so a query
+    encoded another way (`+` for a space, `%7E` for `~`) still signs."""
+    pairs = []
+    for part in query.split("&") if query else []:
+        name, _, value = part.partition("=")
+        name, value = unquote(name), unquote(value)
+        if name != "X-Amz-Signature":
+            pairs.append((quote(name, safe="-_.~"), quote(value, safe="-_.~")))
+    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+
+
+class _Signer(SigV4Auth):
+    """botocore's SigV4, with the query canonicalized as the service does it."""
+
+    def canonical_query_string(self, request: AWSRequest) -> str:
+        return canonical_query(urlsplit(request.url).query)
 
 
 def credentials_of(identity: Any) -> Credentials:
@@ -41,7 +63,7 @@ def sign(
     request = AWSRequest(
         method=method.upper(), url=url, data=body or b"", headers=dict(headers or {})
     )
-    SigV4Auth(credentials, SERVICE, region).add_auth(request)
+    _Signer(credentials, SERVICE, region).add_auth(request)
     return dict(request.headers.items())
 
 
@@ -54,8 +76,9 @@ class SigV4:
 
     def __call__(self, request: Any) -> Any:
         body = request.body
-        if isinstance(body, str):
-            body = body.encode()
+        if isinstance(body, str):  # http.client would send a str as Latin-1: send these bytes
+            body = request.body = body.encode()
+            request.headers["Content-Length"] = str(len(body))
         signed = sign(
             request.method,
             request.url,

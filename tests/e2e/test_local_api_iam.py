@@ -28,7 +28,7 @@ from moto import mock_aws
 from ferry_local.api_gate import RouteAuth, Stage
 from ferry_local.api_throttle import Limits, StageThrottle
 from ferry_local.http_api import LocalHttpApi, Route
-from ferry_local.signing import sign
+from ferry_local.signing import SigV4, sign
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -314,3 +314,22 @@ def test_curls_own_sigv4_is_accepted(gateway: Gateway) -> None:
     )  # fmt: skip
     assert done.stdout.endswith(" 200"), done.stdout
     assert len(gateway.function.calls) == 1
+
+
+def test_requests_signed_by_the_auth_helper_survive_any_query_encoding(gateway: Gateway) -> None:
+    """Given `requests` with the SigV4 auth, when the query holds spaces (sent as `+`), `~`,
+    `/` and repeated names and the body is a str with non-ASCII text, then the signature the
+    gateway computes is the one the client computed."""
+    import requests
+
+    params = [("explain", "a b"), ("x", "~/é"), ("explain", "0")]
+    answer = requests.post(
+        gateway.url + PATH,
+        params=params,
+        data='{"instances": [{"name": "Zoë"}]}',
+        headers={"content-type": "application/json"},
+        auth=SigV4(gateway.allowed, REGION),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert "+" in gateway.function.calls[0]["rawQueryString"]
