@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -431,8 +431,10 @@ class BatchScoring(Construct):
         )
         sm_id = stack.resolve(stack.get_logical_id(sm.node.default_child))
         map_policy = sm.node.find_child("DistributedMapPolicy").node.default_child
+        # cdk-nag prints an unresolved account as the pseudo parameter, a configured one as is.
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
         execution = (
-            f"arn:aws:states:{stack.region}:<AWS::AccountId>:execution:"
+            f"arn:aws:states:{stack.region}:{account}:execution:"
             f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{sm_id}"}}]}}]}}'
         )
         for suffix in (":*", "/*:*"):

@@ -1,13 +1,15 @@
 """Per-environment settings: the ONLY place where dev and prod may differ.
 
 Every difference between the synthesized dev and prod templates must trace back to a field of
-`EnvironmentConfig`; `tests/infra/test_infra_parity.py` proves it. This module imports pydantic only
-(no aws_cdk), so the CLI and the local platform can read it cheaply.
+`EnvironmentConfig`; `tests/infra/test_infra_parity.py` proves it. `PIPELINE` turns on the optional
+release pipeline (infra/pipeline.py), which deploys these same environments. This module imports
+pydantic only (no aws_cdk), so the CLI and the local platform can read it cheaply.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,6 +27,9 @@ _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # API Gateway HTTP APIs cut a Lambda integration off after at most 29 s.
 API_INTEGRATION_TIMEOUT_SECONDS = 29
 
+_ACCOUNT = r"^\d{12}$"
+_REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+
 
 class EnvironmentConfig(BaseModel):
     """Typed, validated settings of one deployment environment (validated at synth time)."""
@@ -34,10 +39,11 @@ class EnvironmentConfig(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9]{1,15}$", description="Stage; only in stack name.")
     account: str | None = Field(
         default=None,
-        pattern=r"^\d{12}$",
-        description="Target account; None deploys to the account of the CLI credentials.",
+        pattern=_ACCOUNT,
+        description="Target account; None deploys to the account of the CLI credentials "
+        "(of the pipeline's account, when the release pipeline deploys it).",
     )
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    region: str = Field(pattern=_REGION)
     removal_policy: Literal["destroy", "retain"] = Field(
         description="What CloudFormation does with stateful resources when they leave the stack.",
     )
@@ -232,6 +238,79 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         capture_sample_rate=0.1,
     ),
 }
+
+
+class PipelineConfig(BaseModel):
+    """Where the optional release pipeline runs and which repository branch it releases.
+
+    The pipeline deploys `ENVIRONMENTS["dev"]` and `ENVIRONMENTS["prod"]` as they are: it has no
+    settings of its own for them, so dev and prod stay what `app.py` synthesizes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account: str | None = Field(
+        default=None,
+        pattern=_ACCOUNT,
+        description="The pipeline's (tooling) account; None = the account of the CLI credentials. "
+        "Required when an environment names its account.",
+    )
+    region: str = Field(pattern=_REGION, description="The pipeline's region.")
+    source: Literal["connection", "codecommit"] = Field(
+        description="A CodeConnections (CodeStar) connection to GitHub, GitLab or Bitbucket, "
+        "or a CodeCommit repository in the pipeline's account.",
+    )
+    repository: str = Field(
+        pattern=r"^[\w.-]+(/[\w.-]+)?$",
+        description="`owner/name` for a connection; the repository's name for CodeCommit.",
+    )
+    branch: str = Field(default="main", min_length=1, description="The branch released.")
+    connection_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:"
+        r"connection/[0-9a-f-]+$",
+        description="The connection (source='connection'), created and approved in the console.",
+    )
+    log_retention_days: int = Field(
+        default=365, ge=1, description="How long the artifact bucket's access logs are kept."
+    )
+
+    @model_validator(mode="after")
+    def _source_complete(self) -> Self:
+        """A connection needs its ARN and an `owner/name`; CodeCommit takes neither."""
+        if self.source == "connection":
+            if not self.connection_arn:
+                raise ValueError("source='connection' needs connection_arn")
+            if "/" not in self.repository:
+                raise ValueError("source='connection' needs repository as 'owner/name'")
+        elif self.connection_arn or "/" in self.repository:
+            raise ValueError("source='codecommit' takes a repository name and no connection_arn")
+        return self
+
+
+def crosses_accounts(
+    pipeline: PipelineConfig, environments: Mapping[str, EnvironmentConfig]
+) -> bool:
+    """Whether the pipeline deploys into an account other than its own; refuses what it cannot.
+
+    An environment without an account deploys into the pipeline's; one that names its account
+    needs the pipeline's account named too, or the two cannot be compared (nor the deploy roles
+    of the target account trusted). Every environment must be in the pipeline's region: another
+    region would need CDK's cross-region replication stacks, which this app does not harden.
+    """
+    regions = {config.region for config in environments.values()} - {pipeline.region}
+    if regions:
+        raise ValueError(f"the pipeline releases only in its region {pipeline.region}: {regions}")
+    accounts = {config.account for config in environments.values()} - {None}
+    if accounts and pipeline.account is None:
+        raise ValueError("an environment names its account: name the pipeline's account too")
+    return bool(accounts - {pipeline.account})
+
+
+# The release pipeline (README "Release pipeline"): None = not synthesized. For example
+# PipelineConfig(account="111111111111", region="us-east-1", source="connection",
+#                repository="acme/ferry", connection_arn="arn:aws:codeconnections:...").
+PIPELINE: PipelineConfig | None = None
 
 for _key, _config in ENVIRONMENTS.items():
     if _key != _config.name:

@@ -61,6 +61,8 @@ class FerryStack(Stack):
         super().__init__(
             scope,
             stack_name(config),
+            # Named explicitly: inside a pipeline stage the default name would carry the stage's.
+            stack_name=stack_name(config),
             env=Environment(account=config.account, region=config.region),
             description="Ferry: governed serverless ML scoring platform",
             # A retained environment is also protected from `cdk destroy`.

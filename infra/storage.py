@@ -26,51 +26,63 @@ class Storage(Construct):
         access_log_retention: Duration,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.access_logs_bucket = s3.Bucket(
-            self,
-            "AccessLogsBucket",
-            # S3 server access logging can only deliver to SSE-S3 buckets, not SSE-KMS.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    expiration=access_log_retention,
-                    noncurrent_version_expiration=Duration.days(1),
-                )
-            ],
-            removal_policy=removal_policy,
+        self.access_logs_bucket = access_logs_bucket(
+            self, "AccessLogsBucket", retention=access_log_retention, removal_policy=removal_policy
         )
-        self.model_key, self.model_bucket = self._secure_bucket(
-            "Model", removal_policy=removal_policy
+        self.model_key, self.model_bucket = secure_bucket(
+            self, "Model", logs_bucket=self.access_logs_bucket, removal_policy=removal_policy
         )
-        self.data_key, self.data_bucket = self._secure_bucket("Data", removal_policy=removal_policy)
+        self.data_key, self.data_bucket = secure_bucket(
+            self, "Data", logs_bucket=self.access_logs_bucket, removal_policy=removal_policy
+        )
 
-    def _secure_bucket(
-        self, name: str, *, removal_policy: RemovalPolicy
-    ) -> tuple[kms.Key, s3.Bucket]:
-        """One hardened bucket and its rotating customer key; logs under `{name}/`."""
-        key = kms.Key(
-            self,
-            f"{name}Key",
-            description=f"Ferry {name.lower()} bucket encryption",
-            enable_key_rotation=True,
-            removal_policy=removal_policy,
-        )
-        bucket = s3.Bucket(
-            self,
-            f"{name}Bucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix=f"{name.lower()}/",
-            removal_policy=removal_policy,
-        )
-        return key, bucket
+
+def access_logs_bucket(
+    scope: Construct, construct_id: str, *, retention: Duration, removal_policy: RemovalPolicy
+) -> s3.Bucket:
+    """A private, versioned bucket that receives S3 server access logs for `retention`."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        # S3 server access logging can only deliver to SSE-S3 buckets, not SSE-KMS.
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        versioned=True,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                expiration=retention,
+                noncurrent_version_expiration=Duration.days(1),
+            )
+        ],
+        removal_policy=removal_policy,
+    )
+
+
+def secure_bucket(
+    scope: Construct, name: str, *, logs_bucket: s3.IBucket, removal_policy: RemovalPolicy
+) -> tuple[kms.Key, s3.Bucket]:
+    """One hardened bucket and its rotating customer key; logs under `{name}/`."""
+    key = kms.Key(
+        scope,
+        f"{name}Key",
+        description=f"Ferry {name.lower()} bucket encryption",
+        enable_key_rotation=True,
+        removal_policy=removal_policy,
+    )
+    bucket = s3.Bucket(
+        scope,
+        f"{name}Bucket",
+        encryption=s3.BucketEncryption.KMS,
+        encryption_key=key,
+        bucket_key_enabled=True,
+        enforce_ssl=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        versioned=True,
+        server_access_logs_bucket=logs_bucket,
+        server_access_logs_prefix=f"{name.lower()}/",
+        removal_policy=removal_policy,
+    )
+    return key, bucket
