@@ -237,10 +237,11 @@ class LocalHttpApi:
             keys = [k for issuer in self.stage.issuers.values() for k in issuer.jwks()["keys"]]
             return Served(*_json_response(200, {"keys": keys}), request_id=request_id)
         found = match_route(self.routes, method, split.path)
-        if found is None:
-            message = f"no route {method} {split.path}"
-            body_json = {"error": "not_found", "message": message, "details": []}
-            return Served(*_json_response(404, body_json), request_id=request_id)
+        if found is None:  # API Gateway's own answer: no route, no function, no authorizer
+            status, out_headers, out_body = _json_response(404, {"message": "Not Found"})
+            out_headers["apigw-requestid"] = request_id
+            error = f"no route {method} {split.path}"
+            return Served(status, out_headers, out_body, request_id=request_id, error=error)
         route, path_parameters = found
         try:
             authorizer = self.gate.check(
