@@ -40,6 +40,8 @@ from ferry_bench.running_platform import local_platform, small_model
 
 LAMBDA_SYNC_LIMIT = 6 * 1024 * 1024
 MAX_VIOLATIONS = 20  # distinct messages kept; the counts hold the totals
+# What API Gateway (and the local HTTP API) answers when no route matches the method and path.
+GATEWAY_NOT_FOUND = {"message": "Not Found"}
 THROTTLE_RETRIES = 5  # a case the stage throttles (429) is sent again, up to this many times
 
 Invoke = Callable[[dict[str, Any]], Any]
@@ -111,7 +113,9 @@ class ResponseTally:
             self.violation(
                 f"{source}: {label} → {status}, expected {sorted(expect)}: {str(body)[:160]}"
             )
-        if 400 <= status < 500:
+        if status == 404 and doc == GATEWAY_NOT_FOUND:
+            self.shaped_4xx += 1  # no route matched: the gateway's own documented answer
+        elif 400 <= status < 500:
             problem = error_shape_problem(doc)
             if problem:
                 self.unshaped_4xx += 1
