@@ -40,6 +40,9 @@ from ferry_bench.running_platform import local_platform, small_model
 
 LAMBDA_SYNC_LIMIT = 6 * 1024 * 1024
 MAX_VIOLATIONS = 20  # distinct messages kept; the counts hold the totals
+# What API Gateway (and the local HTTP API) answers when no route matches the method and path.
+GATEWAY_NOT_FOUND = {"message": "Not Found"}
+THROTTLE_RETRIES = 5  # a case the stage throttles (429) is sent again, up to this many times
 
 Invoke = Callable[[dict[str, Any]], Any]
 
@@ -110,7 +113,9 @@ class ResponseTally:
             self.violation(
                 f"{source}: {label} → {status}, expected {sorted(expect)}: {str(body)[:160]}"
             )
-        if 400 <= status < 500:
+        if status == 404 and doc == GATEWAY_NOT_FOUND:
+            self.shaped_4xx += 1  # no route matched: the gateway's own documented answer
+        elif 400 <= status < 500:
             problem = error_shape_problem(doc)
             if problem:
                 self.unshaped_4xx += 1
@@ -279,8 +284,10 @@ def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
 # -- 2. Schemathesis against the local HTTP API ----------------------------------------------
 
 
-def fuzz_http(api_url: str, examples: int, tally: ResponseTally) -> None:
-    """Schemathesis cases from the API's own OpenAPI document, sent to `api_url`."""
+def fuzz_http(api_url: str, examples: int, tally: ResponseTally, auth: Any = None) -> None:
+    """Schemathesis cases from the API's own OpenAPI document, sent to `api_url`, signed by
+    `auth` (a `requests` auth); a case the stage throttles (429) is sent again after a pause,
+    as a client that honours throttling does."""
     import requests
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
@@ -294,7 +301,7 @@ def fuzz_http(api_url: str, examples: int, tally: ResponseTally) -> None:
         status_code_conformance,
     )
 
-    with requests.get(f"{api_url}/v1/openapi.json", timeout=30) as resp:
+    with requests.get(f"{api_url}/v1/openapi.json", timeout=30, auth=auth) as resp:
         resp.raise_for_status()
         document = resp.json()
     schema = schemathesis.openapi.from_dict(document)
@@ -309,6 +316,7 @@ def fuzz_http(api_url: str, examples: int, tally: ResponseTally) -> None:
         negative_data_rejection,
     )
     session = requests.Session()
+    session.auth = auth
 
     @settings(
         max_examples=examples,
@@ -324,6 +332,11 @@ def fuzz_http(api_url: str, examples: int, tally: ResponseTally) -> None:
         label = f"{case.method} {case.path}"
         try:
             response = case.call(base_url=api_url, session=session, timeout=60)
+            for attempt in range(1, THROTTLE_RETRIES + 1):
+                if response.status_code != 429:
+                    break
+                time.sleep(0.2 * attempt)
+                response = case.call(base_url=api_url, session=session, timeout=60)
         except Exception as exc:
             tally.requests += 1
             tally.by_source["schemathesis"] += 1
@@ -410,13 +423,14 @@ def run(
     else:
         fuzz_handler(handler_examples, invoke[0], invoke[1], tally)
     handler_s = time.perf_counter() - started
+    auth = None
     with contextlib.ExitStack() as stack:
         if api_url is None:
             platform = stack.enter_context(local_platform())
             platform.register(small_model(), MODEL)
-            api_url = platform.api_url
+            api_url, auth = platform.api_url, platform.auth()
         started = time.perf_counter()
-        fuzz_http(api_url, http_examples, tally)
+        fuzz_http(api_url, http_examples, tally, auth)
         oversize_bodies(api_url, tally, oversize)
         http_s = time.perf_counter() - started
     tally.to(result)

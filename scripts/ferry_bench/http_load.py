@@ -1,11 +1,15 @@
 """`ferry bench load`: Locust, headless and bounded in time, against the local HTTP API.
 
-The target is the running local platform (`.ferry/local.json`, written by `ferry local up`), an
-`--api-url`, or, when neither answers, a `LocalPlatform` this command starts (in a scratch state
-folder, so the user's own state is untouched) and stops. The demo model (`credit-risk`) is built
-and registered first if the platform does not have it. Locust runs in its own process (its
-gevent monkey-patches the process it runs in) with `locustfile.py`: valid predict requests
-from the demo model's data generator plus a share of bad ones, which count as successes only
+The target is the running local platform (`.ferry/local.json`, written by `ferry local up`, or
+the file `FERRY_LOCAL_CONFIG` names), an `--api-url`, or, when neither answers, a
+`LocalPlatform` this command starts (in a scratch state folder, so the user's own state is
+untouched) and stops. Every request is signed (SigV4): as the local platform's `client`
+identity when the target is a local platform, else with the caller's own AWS credentials (a
+deployed stage). A 429 is the stage's throttling: the report says when the first one came.
+The demo model (`credit-risk`) is built and registered first if the platform does not have
+it. Locust runs in its own process (its gevent monkey-patches the process it runs in) with
+`locustfile.py`: valid predict requests from the demo model's data generator plus a share of
+bad ones, which count as successes only
 when refused with the documented status and error code. The report is Locust's own figures
 (from its CSV): requests, failures, requests/s and the p50/p95/p99 response times.
 """
@@ -32,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ferry_local.identities import load_identities
+from ferry_local.signing import credentials_of, sign
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +69,28 @@ class Target:
     aws_endpoint_url: str | None
     outputs: dict[str, Any]
     started_here: bool
+    credentials: Any = None  # botocore credentials that sign every request
+    region: str = "us-east-1"
     identities: dict[str, Any] = field(default_factory=dict)  # local identities by name
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
+        """A signed GET of `path`: (status, JSON body)."""
+        url = self.api_url + path
+        headers = sign("GET", url, self.credentials, self.region)
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def environment(self) -> dict[str, str]:
+        """The credentials as the AWS environment variables (for Locust's process)."""
+        found = self.credentials.get_frozen_credentials()
+        env = {"AWS_ACCESS_KEY_ID": found.access_key, "AWS_SECRET_ACCESS_KEY": found.secret_key}
+        if found.token:
+            env["AWS_SESSION_TOKEN"] = found.token
+        return env
 
 
 def run_time_seconds(run_time: str) -> int:
@@ -79,41 +105,63 @@ def run_time_seconds(run_time: str) -> int:
     return h * 3600 + m * 60 + s
 
 
-def _get(url: str, timeout: float = 5.0) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+def local_config() -> Path:
+    """The running local platform's `local.json` (`FERRY_LOCAL_CONFIG` overrides)."""
+    override = os.environ.get("FERRY_LOCAL_CONFIG")
+    return Path(override) if override else REPO_ROOT / ".ferry" / "local.json"
 
 
-def _running_platform(state_dir: Path) -> Target | None:
-    """The platform `ferry local up` advertises in local.json, if it answers."""
-    info_file = state_dir / "local.json"
+def _local_target(info_file: Path, api_url: str | None = None) -> Target | None:
+    """The platform a local.json advertises (if `api_url` is given: only if it is that one),
+    signing as its `client` identity."""
     if not info_file.is_file():
         return None
     info = json.loads(info_file.read_text())
-    try:
-        status, _ = _get(info["api_url"] + "/health", timeout=2)
-    except (OSError, KeyError, ValueError):
+    if api_url is not None and info.get("api_url") != api_url:
         return None
-    if status != 200:
+    identities = load_identities(info)
+    if "client" not in identities:
         return None
     return Target(
         info["api_url"],
         info.get("aws_endpoint_url"),
         info.get("outputs", {}),
         False,
-        load_identities(info),
+        credentials_of(identities["client"]),
+        info.get("region", "us-east-1"),
+        identities,
     )
 
 
+def _running_platform(info_file: Path) -> Target | None:
+    """The platform `ferry local up` advertises in local.json, if it answers."""
+    target = _local_target(info_file)
+    if target is None:
+        return None
+    try:
+        status, _ = target.get("/health", timeout=2)
+    except (OSError, ValueError):
+        return None
+    return target if status == 200 else None
+
+
+def _deployed(api_url: str, region: str) -> Target:
+    """A deployed stage, signed with the caller's own AWS credentials."""
+    import botocore.session
+
+    credentials = botocore.session.get_session().get_credentials()
+    if credentials is None:
+        raise LoadBenchError(f"no AWS credentials to sign requests to {api_url} with")
+    return Target(api_url, None, {}, False, credentials, region)
+
+
 @contextlib.contextmanager
-def _target(api_url: str | None, log: Any) -> Iterator[Target]:
+def _target(api_url: str | None, region: str, log: Any) -> Iterator[Target]:
     if api_url:
-        yield Target(api_url.rstrip("/"), None, {}, False)
+        api_url = api_url.rstrip("/")
+        yield _local_target(local_config(), api_url) or _deployed(api_url, region)
         return
-    running = _running_platform(REPO_ROOT / ".ferry")
+    running = _running_platform(local_config())
     if running:
         log(f"using the running local platform at {running.api_url}")
         yield running
@@ -125,12 +173,21 @@ def _target(api_url: str | None, log: Any) -> Iterator[Target]:
         tempfile.TemporaryDirectory(prefix="ferry-load-") as tmp,
         LocalPlatform(REPO_ROOT, state_dir=Path(tmp), restore=False, progress=log) as p,
     ):
-        yield Target(p.api_url, p.aws_endpoint_url, dict(p.outputs), True, dict(p.identities))
+        credentials = credentials_of(p.identity("client"))
+        yield Target(
+            p.api_url,
+            p.aws_endpoint_url,
+            dict(p.outputs),
+            True,
+            credentials,
+            p.region,
+            dict(p.identities),
+        )
 
 
 def _ensure_model(target: Target, model: str, log: Any) -> None:
     """Register and promote the demo model unless the API already serves `model`."""
-    status, _ = _get(f"{target.api_url}/v1/models/{model}")
+    status, _ = target.get(f"/v1/models/{model}")
     if status == 200:
         return
     if model != MODEL or not target.aws_endpoint_url:
@@ -163,13 +220,13 @@ def _ensure_model(target: Target, model: str, log: Any) -> None:
     card = register_built(built, model, client("s3", "data-scientist"), bucket, writer, lineage)
     admin = RegistryWriter(client("dynamodb", "admin"), table)
     admin.set_stage(model, "production", card.version, None, actor="ferry bench load")
-    wait_until_served(target.api_url, model)
+    wait_until_served(target, model)
 
 
-def wait_until_served(api_url: str, model: str, timeout: float = 60.0) -> None:
+def wait_until_served(target: Target, model: str, timeout: float = 60.0) -> None:
     """The scoring function trusts a stage pointer it read (absent, too) for a few seconds."""
     deadline = time.monotonic() + timeout
-    while (status := _get(f"{api_url}/v1/models/{model}")[0]) != 200:
+    while (status := target.get(f"/v1/models/{model}")[0]) != 200:
         if time.monotonic() > deadline:
             raise LoadBenchError(f"{model} registered, but the API still answers {status}")
         time.sleep(0.5)
@@ -231,6 +288,9 @@ def _run_locust(
     prefix = workdir / "locust"
     env = {
         **os.environ,
+        **target.environment(),
+        "FERRY_LOAD_REGION": target.region,
+        "FERRY_LOAD_THROTTLE_FILE": str(workdir / "throttled.json"),
         "FERRY_LOAD_ROWS": str(rows_file),
         "FERRY_LOAD_MODEL": model,
         "FERRY_LOAD_INSTANCES": str(instances),
@@ -278,6 +338,19 @@ def _run_locust(
     return rows, failures, done.stderr
 
 
+def _throttling(workdir: Path, failures: list[dict[str, str]]) -> dict[str, Any]:
+    """How many requests the stage throttled (429) and when the first one came."""
+    noted = workdir / "throttled.json"
+    found = json.loads(noted.read_text()) if noted.is_file() else {}
+    throttled = sum(int(f.get("Occurrences", 0)) for f in failures if _is_429(f))
+    return {"count": throttled, **{k: v for k, v in found.items() if k.startswith("first")}}
+
+
+def _is_429(failure: dict[str, str]) -> bool:
+    """A failure the locustfile marked as throttled (Locust wraps it in its error's repr)."""
+    return "429 Too Many Requests" in str(failure.get("Error", ""))
+
+
 def run_load_bench(
     *,
     users: int = 10,
@@ -286,10 +359,13 @@ def run_load_bench(
     bad_percent: int = 10,
     instances: int = 1,
     api_url: str | None = None,
+    region: str = "us-east-1",
     model: str = MODEL,
     as_json: bool = False,
 ) -> bool:
-    """Run the load test and print Locust's figures; True if no request failed."""
+    """Run the load test and print Locust's figures; True if no request failed other than
+    the stage's throttling (reported: how many 429s, and after how long and how many
+    requests the first came)."""
     if users < 1 or spawn_rate <= 0 or instances < 1 or not 0 <= bad_percent <= 50:
         raise LoadBenchError(
             "users ≥ 1, spawn rate > 0, instances ≥ 1 and bad percent 0-50, please"
@@ -300,13 +376,13 @@ def run_load_bench(
     console = Console(stderr=as_json)
     log = console.log if not as_json else (lambda msg: console.print(f"[dim]{msg}[/]"))
     started = time.perf_counter()
-    with _target(api_url, log) as target, tempfile.TemporaryDirectory() as tmp:
+    with _target(api_url, region, log) as target, tempfile.TemporaryDirectory() as tmp:
         _ensure_model(target, model, log)
         log(
             f"Locust: {users} users (spawn {spawn_rate}/s), {run_time}, {bad_percent}% bad "
             f"requests, {instances} instance(s) per request → {target.api_url}"
         )
-        rows, failures, _ = _run_locust(
+        rows, failures, stderr = _run_locust(
             target,
             Path(tmp),
             users=users,
@@ -316,8 +392,12 @@ def run_load_bench(
             instances=instances,
             model=model,
         )
+        throttling = _throttling(Path(tmp), failures)
     total = next((r for r in rows if r.name == "Aggregated"), None)
-    passed = total is not None and total.requests > 0 and total.failures == 0
+    if total is None or total.requests == 0:
+        raise LoadBenchError(f"Locust sent no request: {stderr.strip()[-1500:]}")
+    failed = sum(int(f.get("Occurrences", 0)) for f in failures if not _is_429(f))
+    passed = total is not None and total.requests > 0 and failed == 0
     meta = {
         "users": users,
         "spawn_rate": spawn_rate,
@@ -328,6 +408,7 @@ def run_load_bench(
         "platform_started_here": target.started_here,
         "cpu_count": os.cpu_count(),
         "wall_s": round(time.perf_counter() - started, 1),
+        "throttled": throttling,
     }
     if as_json:
         doc = {
@@ -381,3 +462,13 @@ def _print_report(
         for item in failures:
             f.add_row(item.get("Name", ""), item.get("Error", ""), item.get("Occurrences", ""))
         console.print(f)
+    throttled = meta["throttled"]
+    if throttled.get("count"):
+        after_s = throttled.get("first_after_s", "?")
+        after_requests = throttled.get("first_after_requests", "?")
+        console.print(
+            f"throttled: {throttled['count']:,} requests got 429; the first after {after_s} s "
+            f"and {after_requests} requests (the stage's burst, then its rate)"
+        )
+    else:
+        console.print("throttled: none (the stage's rate and burst were not reached)")

@@ -14,8 +14,11 @@ local HTTP API of a `ferry local up` child process (or a given platform):
   models, so a response mixing the two, or naming one while scoring with the other, cannot
   pass), and Locust must count 0 failures over the switch;
 - the throttling of the stack's API stage, read from the synthesized template the platform runs
-  (and, in the long mode, from the dev and prod templates): the local API does not throttle,
-  API Gateway does, so the load figures are the platform's and the throttle is the contract.
+  (and, in the long mode, from the dev and prod templates). The local API throttles as API
+  Gateway does, so a step over the stage's rate gets 429s: they are counted apart (as
+  throttled, not failed), and a probe's 429 is throttling, not a wrong answer.
+
+Every request is signed as the platform's `client` identity.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Step:
     p50_ms: float = 0.0
     p95_ms: float = 0.0
     p99_ms: float = 0.0
+    throttled: int = 0  # 429s from the stage's throttling (not in `failures`)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -74,17 +78,30 @@ class Step:
         return (
             f"{self.rps:,.0f} req/s, {self.failures}/{self.requests:,} failed "
             f"({self.fail_ratio:.2%}), p50/p95/p99 {self.p50_ms:.0f}/{self.p95_ms:.0f}/"
-            f"{self.p99_ms:.0f} ms"
+            f"{self.p99_ms:.0f} ms, {self.throttled:,} throttled"
         )
+
+
+def locust_target(platform: RunningPlatform) -> Any:
+    """The platform as `ferry bench load`'s target, signing as its `client` identity."""
+    from ferry_bench.http_load import Target
+
+    return Target(
+        platform.api_url,
+        platform.aws_endpoint_url,
+        platform.outputs,
+        False,
+        platform.credentials,
+        platform.region,
+        platform.identities,
+    )
 
 
 def locust_step(platform: RunningPlatform, model: str, users: int, seconds: int) -> Step:
     """One headless Locust run (http_load's runner and locustfile) → its aggregated figures."""
-    from ferry_bench.http_load import Target, _run_locust
+    from ferry_bench.http_load import _is_429, _run_locust
 
-    target = Target(
-        platform.api_url, platform.aws_endpoint_url, platform.outputs, False, platform.identities
-    )
+    target = locust_target(platform)
     with tempfile.TemporaryDirectory(prefix="ferry-p7-locust-") as tmp:
         rows, failures, _ = _run_locust(
             target,
@@ -97,12 +114,15 @@ def locust_step(platform: RunningPlatform, model: str, users: int, seconds: int)
             model=model,
         )
     step = Step(users, seconds)
+    failed = [f for f in failures if not _is_429(f)]
     step.errors = [
-        f"{f.get('Name')}: {f.get('Error')} (×{f.get('Occurrences')})" for f in failures[:5]
+        f"{f.get('Name')}: {f.get('Error')} (×{f.get('Occurrences')})" for f in failed[:5]
     ]
+    step.throttled = sum(int(f.get("Occurrences", 0)) for f in failures if _is_429(f))
     total = next((r for r in rows if r.name == "Aggregated"), None)
     if total is not None:
-        step.requests, step.failures, step.rps = total.requests, total.failures, total.rps
+        step.requests, step.rps = total.requests, total.rps
+        step.failures = total.failures - step.throttled
         step.p50_ms, step.p95_ms, step.p99_ms = total.p50_ms, total.p95_ms, total.p99_ms
     return step
 
@@ -127,9 +147,15 @@ class Probe:
     """Clients that score PROBE_INSTANCES fixed applications and judge every response."""
 
     def __init__(
-        self, api_url: str, model: str, expected: dict[int, list[float]], old: int
+        self,
+        api_url: str,
+        model: str,
+        expected: dict[int, list[float]],
+        old: int,
+        auth: Any = None,
     ) -> None:
         self.url = f"{api_url}/v1/models/{model}/predict"
+        self.auth = auth
         self.old = old
         self.body = {"instances": valid_instances()[:PROBE_INSTANCES]}
         self.expected = expected
@@ -158,7 +184,7 @@ class Probe:
         while not self._stop.is_set():
             sent = time.monotonic()
             try:
-                resp = session.post(self.url, json=self.body, timeout=60)
+                resp = session.post(self.url, json=self.body, timeout=60, auth=self.auth)
                 status, text = resp.status_code, resp.text
             except requests.RequestException as exc:
                 self._record("dropped", f"transport error: {exc!r}"[:200])
@@ -172,6 +198,10 @@ class Probe:
         after it (responses to requests already in flight may still, rightly, be the old).
         """
         sent = time.monotonic() if sent is None else sent
+        if status == 429:  # the stage's throttling: no answer, and no wrong one
+            with self._lock:
+                self.switch.responses["throttled"] += 1
+            return
         if status != 200:
             self._record("dropped", f"{status}: {text[:160]}")
             return
@@ -224,7 +254,7 @@ def _expected_scores(
     expected = {}
     for v in versions:
         url = f"{platform.api_url}/v1/models/{model}/predict?version={v}"
-        resp = requests.post(url, json=body, timeout=60)
+        resp = requests.post(url, json=body, timeout=60, auth=platform.auth())
         resp.raise_for_status()
         expected[v] = [p["score"] for p in resp.json()["predictions"]]
     return expected
@@ -254,7 +284,7 @@ def switch_under_load(
             target=lambda: result.setdefault("step", locust_step(platform, model, users, seconds)),
             daemon=True,
         )
-        with Probe(platform.api_url, model, expected, v1) as probe:
+        with Probe(platform.api_url, model, expected, v1, platform.auth()) as probe:
             load.start()
             time.sleep(min(4.0, seconds / 5))  # Locust starts and spawns its users
             probe.switch.promoted_at = time.monotonic()
@@ -335,7 +365,7 @@ def judge(steps: list[Step], step: Step, switch: Switch, result: PropertyResult)
             v.append(f"{s.users} users: {s.failures} of {s.requests} failed: {s.errors}")
     if step.requests == 0 or step.failures:
         v.append(f"switch step: {step.failures} of {step.requests} failed: {step.errors}")
-    bad = {k: n for k, n in switch.responses.items() if not k.startswith("v")}
+    bad = {k: n for k, n in switch.responses.items() if k != "throttled" and not k.startswith("v")}
     if bad:
         v.append(f"switch: probe responses {bad}; first: {switch.problems[:3]}")
     if not switch.v2_seen_at:
@@ -360,7 +390,7 @@ def run(
         v1 = platform.register(small_model(11), model).version
         # v2 is another model (other seed, fewer trees): its scores differ from v1's.
         v2 = platform.register(small_model(12, 5), model, production=False).version
-        wait_until_served(platform.api_url, model)
+        wait_until_served(locust_target(platform), model)
         result.figures["setup s"] = round(time.perf_counter() - started, 1)
         steps: list[Step] = []
         if mode.long:

@@ -52,6 +52,20 @@ class RunningPlatform:
     region: str
     identities: dict[str, Any] = field(default_factory=dict)  # local identities by name
 
+    @property
+    def credentials(self) -> Any:
+        """The `client` identity's credentials: they sign every call to the API."""
+        from ferry_local.signing import credentials_of
+
+        client = self.identities.get("client")
+        return credentials_of(client) if client else None
+
+    def auth(self) -> Any:
+        """A `requests` auth that signs as the `client` identity."""
+        from ferry_local.signing import SigV4
+
+        return SigV4(self.credentials, self.region)
+
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> RunningPlatform:
         """From a local.json document."""

@@ -25,6 +25,8 @@ from ferry_local.identities import Identity, load_identities
 ENV_NAMES = ("local", "dev", "prod")
 LOCAL_CONFIG = Path(".ferry") / "local.json"
 DEFAULT_IDENTITY = "admin"
+# A release pipeline's step gets the deployed stack's outputs as variables of this prefix.
+OUTPUT_ENV_PREFIX = "FERRY_OUTPUT_"
 # The local identity this command acts as (`ferry --as NAME`); None: FERRY_IDENTITY or admin.
 ACTING_AS: ContextVar[str | None] = ContextVar("ferry_acting_as", default=None)
 
@@ -108,20 +110,25 @@ def _local_identity(identities: dict[str, Identity], path: Path) -> Identity:
     return identities[name]
 
 
+def outputs_from_environment() -> dict[str, str]:
+    """The stack outputs a release pipeline step hands over as `FERRY_OUTPUT_<OutputKey>`
+    variables (`infra/pipeline.py`), so the step needs no CloudFormation permission."""
+    return {
+        key.removeprefix(OUTPUT_ENV_PREFIX): value
+        for key, value in os.environ.items()
+        if key.startswith(OUTPUT_ENV_PREFIX)
+    }
+
+
 def resolve_stack(name: str, cloudformation: Any | None = None) -> Environment:
-    """Outputs of `Ferry-{name}` from CloudFormation (the client may be injected in tests)."""
+    """Outputs of `Ferry-{name}`: as a pipeline step's environment gives them, else from
+    CloudFormation (the client may be injected in tests)."""
     from infra.config import ENVIRONMENTS
 
     config = ENVIRONMENTS[name]
-    stack = f"Ferry-{name}"
-    cfn = cloudformation or boto3.client("cloudformation", region_name=config.region)
-    try:
-        (desc,) = cfn.describe_stacks(StackName=stack)["Stacks"]
-    except Exception as exc:  # botocore: ValidationError (no stack), no credentials, network
-        raise EnvironmentUnavailable(
-            f"cannot read stack {stack} in {config.region}: {exc}"
-        ) from exc
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+    outputs = outputs_from_environment()
+    if not outputs:
+        outputs = _stack_outputs(f"Ferry-{name}", config.region, cloudformation)
     return Environment(
         name=name,
         region=config.region,
@@ -129,6 +136,15 @@ def resolve_stack(name: str, cloudformation: Any | None = None) -> Environment:
         api_url=outputs.get("ApiUrl"),
         approval_required=config.approval_required,
     )
+
+
+def _stack_outputs(stack: str, region: str, cloudformation: Any | None) -> dict[str, str]:
+    cfn = cloudformation or boto3.client("cloudformation", region_name=region)
+    try:
+        (desc,) = cfn.describe_stacks(StackName=stack)["Stacks"]
+    except Exception as exc:  # botocore: ValidationError (no stack), no credentials, network
+        raise EnvironmentUnavailable(f"cannot read stack {stack} in {region}: {exc}") from exc
+    return {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
 
 
 def resolve(name: str) -> Environment:

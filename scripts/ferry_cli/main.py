@@ -11,6 +11,7 @@ from ferry_cli.drift_cmds import register_drift_commands
 from ferry_cli.governance_cmds import register_commands
 from ferry_cli.local_cmds import register_local_commands
 from ferry_cli.retrain_cmds import register_retrain_commands
+from ferry_cli.smoke_cmds import register_smoke_command
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -45,6 +46,7 @@ register_local_commands(app)  # local up
 register_drift_commands(app)  # drift
 register_retrain_commands(app)  # retrain
 register_deploy_commands(app)  # deploy
+register_smoke_command(app)  # smoke
 
 
 @app.command()
@@ -96,11 +98,17 @@ def bench_load(
     run_time: str = typer.Option("30s", help="how long to run: 30s, 2m, 1h30m"),
     bad_percent: int = typer.Option(10, help="share of bad requests (0-50 %)"),
     instances: int = typer.Option(1, help="instances per predict request"),
-    api_url: str | None = typer.Option(None, help="default: the running `ferry local up`"),
+    api_url: str | None = typer.Option(
+        None,
+        help="default: the running `ferry local up`; a deployed stage's URL is signed with "
+        "your own AWS credentials",
+    ),
+    region: str = typer.Option("us-east-1", help="region of a deployed stage's --api-url"),
     model: str = typer.Option("credit-risk", help="model to score (the demo model by default)"),
     json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
 ) -> None:
-    """Locust against the local HTTP API: requests/s, failures, p50/p95/p99."""
+    """Locust against the HTTP API, every request signed: requests/s, failures, p50/p95/p99,
+    and where the stage's throttling (429) begins."""
     from ferry_bench.http_load import LoadBenchError, run_load_bench
 
     try:
@@ -111,6 +119,7 @@ def bench_load(
             bad_percent=bad_percent,
             instances=instances,
             api_url=api_url,
+            region=region,
             model=model,
             as_json=json_out,
         )

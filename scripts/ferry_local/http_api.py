@@ -1,8 +1,10 @@
 """The HTTP API on 127.0.0.1: the synthesized API Gateway HTTP API's routes, nothing else.
 
 The route table is read from the template (`AWS::ApiGatewayV2::Route` → its integration → the
-function), never listed here. Each request becomes a payload-format-2.0 event with the real
-`routeKey` and `pathParameters`, the function runs through the in-process runtime, and its
+function), never listed here. Each request is throttled and authorized as the stage and the
+route say (`api_gate`: SigV4 + IAM, or a JWT), refused in API Gateway's own shape when it
+fails, else becomes a payload-format-2.0 event with the real `routeKey`, `pathParameters` and
+`requestContext.authorizer`, the function runs through the in-process runtime, and its
 response is translated back the way API Gateway does it. Route selection follows API Gateway:
 the most specific route wins, `{name+}` is greedy, `ANY` matches every method, `$default` last.
 """
@@ -25,6 +27,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ferry_core import errors
 from ferry_core.serving import api
+from ferry_local.api_gate import Gate, RouteAuth, Stage, route_auth, stage_from_template
+from ferry_local.api_refusals import Refusal
 from ferry_local.events import http_api_event
 from ferry_local.template import Resolver, TemplateError, _references
 
@@ -37,6 +41,9 @@ DISCARD_LIMIT = 1024 * 1024 * 1024
 
 # Local only (API Gateway has no such header): which template route served the request.
 ROUTE_HEADER = "x-ferry-route-key"
+# Local only: the public keys of the issuers the platform stands in for (JWT authorizers).
+JWKS_PATH = "/.well-known/jwks.json"
+OPEN = RouteAuth()  # a route with AuthorizationType NONE
 
 Invoke = Callable[[str, dict[str, Any]], tuple[bytes, bool, str]]
 
@@ -49,6 +56,7 @@ class Route:
     method: str  # "ANY" or an HTTP method; "$default" for the catch-all route
     path: str
     function_name: str
+    auth: RouteAuth = OPEN
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -73,20 +81,32 @@ class Route:
         return (self.route_key == "$default", -literals, greedy, self.method == "ANY")
 
 
-def routes_from_template(resolver: Resolver, api_logical_id: str | None = None) -> list[Route]:
-    """The routes of the template's HTTP API (the only one, or `api_logical_id`)."""
+def api_logical_id(resolver: Resolver) -> str | None:
+    """The template's HTTP API (None when it has none)."""
+    apis = [lid for lid, r in resolver.resources.items() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    if len(apis) > 1:
+        raise TemplateError(f"several HTTP APIs in the template ({apis}); name one")
+    return apis[0] if apis else None
+
+
+def stage_of(resolver: Resolver, api_id: str | None = None) -> Stage:
+    """The stage of the template's HTTP API (the only one, or `api_id`)."""
+    api_id = api_id or api_logical_id(resolver)
+    if api_id is None:
+        raise TemplateError("the template has no HTTP API")
+    return stage_from_template(resolver, api_id)
+
+
+def routes_from_template(resolver: Resolver, api_id: str | None = None) -> list[Route]:
+    """The routes of the template's HTTP API (the only one, or `api_id`)."""
     resources = resolver.resources
-    apis = [lid for lid, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Api"]
-    if api_logical_id is None:
-        if len(apis) > 1:
-            raise TemplateError(f"several HTTP APIs in the template ({apis}); name one")
-        api_logical_id = apis[0] if apis else None
+    api_id = api_id or api_logical_id(resolver)
     routes = []
     for lid, resource in resources.items():
         if resource["Type"] != "AWS::ApiGatewayV2::Route":
             continue
         props = resource["Properties"]
-        if props.get("ApiId") != {"Ref": api_logical_id}:
+        if props.get("ApiId") != {"Ref": api_id}:
             continue
         integration_ids = [
             ref
@@ -102,7 +122,8 @@ def routes_from_template(resolver: Resolver, api_logical_id: str | None = None) 
             raise TemplateError(f"route {lid}: only payload format 2.0 is served locally")
         route_key = resolver.resolve(props["RouteKey"])
         method, _, path = route_key.partition(" ")
-        routes.append(Route(route_key, method, path, _function_name(integration["IntegrationUri"])))
+        function_name = _function_name(integration["IntegrationUri"])
+        routes.append(Route(route_key, method, path, function_name, route_auth(resolver, props)))
     return sorted(routes, key=lambda r: r.specificity)
 
 
@@ -153,6 +174,19 @@ def lambda_response(payload: bytes, errored: bool) -> tuple[int, dict[str, str],
     return int(result["statusCode"]), headers, raw
 
 
+@dataclass
+class Served:
+    """One request's answer, and what the access log records of it."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    route_key: str = "-"
+    request_id: str = "-"
+    user_arn: str | None = None
+    error: str | None = None
+
+
 class LocalHttpApi:
     """A threading HTTP server for the routes; `start()` it, `url` is its base, `stop()` it."""
 
@@ -161,12 +195,15 @@ class LocalHttpApi:
         routes: list[Route],
         invoke: Invoke,
         *,
+        stage: Stage,
         host: str = "127.0.0.1",
         port: int = 0,
         access_log: Path | None = None,
     ) -> None:
         self.routes = routes
         self.invoke = invoke
+        self.stage = stage
+        self.gate = Gate(stage)
         self.access_log = access_log
         self._log_lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), _handler_class(self))
@@ -192,45 +229,46 @@ class LocalHttpApi:
 
     def handle(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None
-    ) -> tuple[int, dict[str, str], bytes, str]:
-        """One request → (status, headers, body, routeKey): the whole gateway, without sockets."""
-        split = urlsplit(target)
-        found = match_route(self.routes, method, split.path)
-        if found is None:
-            message = f"no route {method} {split.path}"
-            body_json = {"error": "not_found", "message": message, "details": []}
-            return (*_json_response(404, body_json), "-")
-        route, path_parameters = found
-        joined: dict[str, str] = {}
-        for name, value in headers:
-            key = name.lower()
-            joined[key] = f"{joined[key]},{value}" if key in joined else value
-        cookies = [c.strip() for c in joined.pop("cookie", "").split(";") if c.strip()]
-        query: dict[str, str] = {}
-        for name, value in parse_qsl(split.query, keep_blank_values=True):
-            query[name] = f"{query[name]},{value}" if name in query else value
+    ) -> Served:
+        """One request → its answer: the whole gateway, without sockets."""
         request_id = uuid.uuid4().hex[:16]
-        event = http_api_event(
-            method,
-            split.path,
-            body=body if body else None,
-            query=query or None,
-            route_key=route.route_key,
-            path_parameters=path_parameters or None,
-            headers=joined,
-            request_id=request_id,
+        split = urlsplit(target)
+        if method == "GET" and split.path == JWKS_PATH and self.stage.issuers:
+            keys = [k for issuer in self.stage.issuers.values() for k in issuer.jwks()["keys"]]
+            return Served(*_json_response(200, {"keys": keys}), request_id=request_id)
+        found = match_route(self.routes, method, split.path)
+        if found is None:  # API Gateway's own answer: no route, no function, no authorizer
+            status, out_headers, out_body = _json_response(404, {"message": "Not Found"})
+            out_headers["apigw-requestid"] = request_id
+            error = f"no route {method} {split.path}"
+            return Served(status, out_headers, out_body, request_id=request_id, error=error)
+        route, path_parameters = found
+        try:
+            authorizer = self.gate.check(
+                route.route_key, route.auth, method, target, headers, body or b""
+            )
+        except Refusal as refusal:
+            status, out_headers, out_body = refusal.response()
+            out_headers["apigw-requestid"] = request_id
+            return Served(
+                status, out_headers, out_body, route.route_key, request_id, error=refusal.reason
+            )
+        event = _event(route, method, target, headers, body, path_parameters, request_id)
+        if authorizer is not None:
+            event["requestContext"]["authorizer"] = authorizer
+        event["requestContext"].update(
+            {
+                "apiId": self.stage.api_id,
+                "accountId": self.stage.account_id,
+                "stage": self.stage.name,
+            }
         )
-        event["rawQueryString"] = split.query
-        event["headers"] = joined
-        if "content-type" not in joined:
-            event["headers"].pop("content-type", None)
-        if cookies:
-            event["cookies"] = cookies
         payload, errored, _ = self.invoke(route.function_name, event)
         status, out_headers, out_body = lambda_response(payload, errored)
         out_headers["apigw-requestid"] = request_id
         out_headers[ROUTE_HEADER] = route.route_key
-        return status, out_headers, out_body, route.route_key
+        user_arn = (authorizer or {}).get("iam", {}).get("userArn")
+        return Served(status, out_headers, out_body, route.route_key, request_id, user_arn)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.access_log is None:
@@ -239,6 +277,44 @@ class LocalHttpApi:
             self.access_log.parent.mkdir(parents=True, exist_ok=True)
             with self.access_log.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
+
+
+def _event(
+    route: Route,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
+    path_parameters: dict[str, str],
+    request_id: str,
+) -> dict[str, Any]:
+    """The payload-2.0 event of an admitted request."""
+    split = urlsplit(target)
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    cookies = [c.strip() for c in joined.pop("cookie", "").split(";") if c.strip()]
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(split.query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
+    event = http_api_event(
+        method,
+        split.path,
+        body=body if body else None,
+        query=query or None,
+        route_key=route.route_key,
+        path_parameters=path_parameters or None,
+        headers=joined,
+        request_id=request_id,
+    )
+    event["rawQueryString"] = split.query
+    event["headers"] = joined
+    if "content-type" not in joined:
+        event["headers"].pop("content-type", None)
+    if cookies:
+        event["cookies"] = cookies
+    return event
 
 
 def _too_large(limit: int) -> tuple[int, dict[str, str], bytes]:
@@ -258,22 +334,23 @@ def _handler_class(gateway: LocalHttpApi) -> type[BaseHTTPRequestHandler]:
             started = time.perf_counter()
             body, too_large = self._read_body()
             if too_large:
-                status, headers, raw = _too_large(MAX_REQUEST_BYTES)
-                route_key = "-"
+                served = Served(*_too_large(MAX_REQUEST_BYTES))
             else:
-                status, headers, raw, route_key = gateway.handle(
-                    self.command, self.path, list(self.headers.items()), body
-                )
-            self._send(status, headers, raw)
+                served = gateway.handle(self.command, self.path, list(self.headers.items()), body)
+            self._send(served.status, served.headers, served.body)
             gateway.log(
                 {
+                    "requestId": served.request_id,
                     "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+                    "sourceIp": self.client_address[0],
+                    "userArn": served.user_arn or "-",
                     "httpMethod": self.command,
                     "path": self.path,
-                    "routeKey": route_key,
-                    "status": status,
-                    "responseLength": len(raw),
+                    "routeKey": served.route_key,
+                    "status": served.status,
+                    "responseLength": len(served.body),
                     "latency": round((time.perf_counter() - started) * 1000, 3),
+                    "errorMessage": served.error or "-",
                 }
             )
 

@@ -34,7 +34,7 @@ from typing import Any
 from ferry_local import moto_hooks, moto_iam
 from ferry_local.alarms import LocalMonitoring
 from ferry_local.emf import MetricSink
-from ferry_local.http_api import LocalHttpApi, routes_from_template
+from ferry_local.http_api import JWKS_PATH, LocalHttpApi, routes_from_template, stage_of
 from ferry_local.identities import Identity, create_identities
 from ferry_local.lambda_runtime import FunctionRuntime
 from ferry_local.moto_hooks import MOTO_VERSION
@@ -159,6 +159,21 @@ class LocalPlatform:
             "stack": self.stack.name if self.stack else "Ferry-local",
             "outputs": self.outputs,
             "identities": {name: i.to_json() for name, i in self.identities.items()},
+            **self._jwt_info(),
+        }
+
+    def _jwt_info(self) -> dict[str, Any]:
+        """The issuers the platform stands in for (JWT authorizers), with their signing keys,
+        so tests and the command line can mint tokens; absent when every route uses IAM."""
+        assert self._api is not None
+        issuers = self._api.stage.issuers
+        if not issuers:
+            return {}
+        return {
+            "jwt": {
+                "jwks_url": self.api_url + JWKS_PATH,
+                "issuers": {name: i.private_jwk() for name, i in issuers.items()},
+            }
         }
 
     def __enter__(self) -> LocalPlatform:
@@ -250,6 +265,7 @@ class LocalPlatform:
             self._api = LocalHttpApi(
                 routes,
                 self.runtime.invoke,
+                stage=stage_of(self.resolver),
                 host=self.host,
                 port=self.api_port,
                 access_log=self.state_dir / "logs" / "http-api.log",

@@ -24,6 +24,7 @@ import boto3
 import pytest
 
 from ferry_local.identities import Identity, load_identities
+from ferry_local.signing import credentials_of, sign
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 240
@@ -71,9 +72,20 @@ class RunningPlatform:
         body: Any = None,
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
+        identity: str | None = "client",
     ) -> tuple[int, dict[str, str], Any]:
-        """(status, lower-cased headers, JSON body or text) of one HTTP request."""
+        """(status, lower-cased headers, JSON body or text) of one HTTP request, signed as
+        `identity` (None: unsigned)."""
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        if identity is not None:
+            headers = sign(
+                method,
+                self.api_url + path,
+                credentials_of(self.identity(identity)),
+                self.info["region"],
+                body=data,
+                headers=headers,
+            )
         req = urllib.request.Request(
             self.api_url + path, data=data, method=method, headers=headers or {}
         )

@@ -95,7 +95,7 @@ def test_every_route_of_the_template_is_served_and_no_other(
     for method, path in [("GET", "/v1/nothing"), ("DELETE", "/health"), ("GET", "/")]:
         status, headers, body = local_platform.request(method, path)
         assert status == 404, (method, path)
-        assert body["error"] == "not_found" and path in body["message"]
+        assert body == {"message": "Not Found"} and headers["apigw-requestid"]
         assert ROUTE_HEADER not in headers
 
 
@@ -208,3 +208,17 @@ def test_functions_run_from_their_source_folders(stack: SynthesizedStack) -> Non
         folder, handler = stack.function_source(props)
         assert folder.parent == REPO_ROOT / "functions"
         assert (folder / (handler.split(".")[0] + ".py")).is_file()
+
+
+def test_every_route_wants_a_signature_and_the_client_identity_has_one(
+    local_platform: RunningPlatform,
+) -> None:
+    """Given the platform's IAM-authorized routes, an unsigned call is refused in API
+    Gateway's shape and logged as refused; the same call signed as `client` is served."""
+    status, headers, body = local_platform.request("GET", "/health", identity=None)
+    assert (status, body) == (403, {"message": "Forbidden"})
+    assert headers["apigw-requestid"] and ROUTE_HEADER not in headers
+    assert local_platform.request("GET", "/health")[0] == 200
+    log = local_platform.state_dir / "logs" / "http-api.log"
+    refused = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(r["status"] == 403 and r["errorMessage"] == "unsigned request" for r in refused)

@@ -6,6 +6,7 @@ Runs `LocalPlatform` in this process, the way `ferry demo` embeds it.
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import boto3
 import pytest
 
 from ferry_local.platform import LocalPlatform, PlatformError
+from ferry_local.signing import credentials_of, sign
 
 MODEL = "credit-risk"
 NOTES = "training/notes.txt"  # a prefix data scientists write
@@ -45,9 +47,16 @@ def _clients(platform: LocalPlatform, identity: str) -> tuple[Any, Any]:
     return make("s3"), make("dynamodb")
 
 
-def _get(url: str) -> tuple[int, dict[str, Any]]:
+def _call(
+    platform: LocalPlatform, method: str, path: str, body: bytes | None = None
+) -> tuple[int, dict[str, Any]]:
+    """A call signed as the platform's `client` identity."""
+    url = platform.api_url + path
+    credentials = credentials_of(platform.identity("client"))
+    headers = sign(method, url, credentials, platform.region, body=body)
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp:
+        with urllib.request.urlopen(request, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
@@ -78,17 +87,13 @@ def test_a_registered_model_and_every_object_version_survive_a_restart(
     assert manifest["tables"][outputs["RegistryTableName"]] >= 2
     with LocalPlatform(state_dir=tmp_path) as again:
         # Then the model is still served, by the same version and artifact version id
-        status, served = _get(f"{again.api_url}/v1/models/{MODEL}")
+        status, served = _call(again, "GET", f"/v1/models/{MODEL}")
         assert status == 200, served
         assert served["version"] == card.version
         assert served["artifact"]["s3_version_id"] == card.artifact.s3_version_id
-        request = urllib.request.Request(
-            f"{again.api_url}/v1/models/{MODEL}/predict",
-            data=json.dumps({"instances": [APPLICATION]}).encode(),
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            assert json.loads(resp.read())["version"] == card.version  # artifact loads by id
+        body = json.dumps({"instances": [APPLICATION]}).encode()
+        status, scored = _call(again, "POST", f"/v1/models/{MODEL}/predict", body)
+        assert scored["version"] == card.version  # the artifact loads by its version id
         s3, _ = _clients(again, "data-scientist")
         old = s3.get_object(
             Bucket=outputs["DataBucketName"], Key=NOTES, VersionId=first["VersionId"]

@@ -47,16 +47,23 @@ class DemoContext:
     state: dict[str, Any] = field(default_factory=dict)
 
     def http(
-        self, method: str, path: str, body: Any = None, query: str = ""
+        self, method: str, path: str, body: Any = None, query: str = "", signed: bool = True
     ) -> tuple[int, dict[str, Any]]:
-        """One request to the local HTTP API, as any client would send it."""
+        """One request to the local HTTP API, signed as the `client` identity (unless not
+        `signed`), as the application that scores would send it."""
+        from ferry_local.signing import credentials_of, sign
+
         data = None
         if body is not None:
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         url = self.platform.api_url.rstrip("/") + path + (f"?{query}" if query else "")
-        req = urllib.request.Request(
-            url, data=data, method=method, headers={"content-type": "application/json"}
-        )
+        headers = {"content-type": "application/json"}
+        if signed:
+            credentials = credentials_of(self.platform.identity("client"))
+            headers = sign(
+                method, url, credentials, self.platform.region, body=data, headers=headers
+            )
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
                 return resp.status, json.loads(resp.read())

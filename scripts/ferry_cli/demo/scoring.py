@@ -61,8 +61,19 @@ def steps(ctx: DemoContext) -> list[Step]:
                 status == want and set(resp) == {"error", "message", "details"},
                 f"{label}: expected {want}, got {status} {resp}",
             )
+        status, resp = ctx.http("POST", predict, {"instances": [good]}, signed=False)
+        t.add_row(
+            "unsigned (no SigV4: refused by the gateway)", str(status), resp.get("message"), ""
+        )
+        expect(
+            (status, resp) == (403, {"message": "Forbidden"}),
+            f"an unsigned predict: expected 403 Forbidden, got {status} {resp}",
+        )
         console.print(t)
-        return f"{len(cases)} bad requests refused over HTTP with the documented error shape"
+        return (
+            f"{len(cases)} bad requests refused over HTTP with the documented error shape, "
+            "and an unsigned one by the gateway"
+        )
 
     return [
         ("Score applications over the HTTP API", score),
