@@ -187,23 +187,23 @@ class FerryPipelineStack(Stack):
             },
             role_policy_statements=[
                 iam.PolicyStatement(
-                    actions=["execute-api:Invoke"], resources=[self.read_routes_arn(config)]
+                    actions=["sts:AssumeRole"], resources=[self.persona_roles_arn(stage)]
                 )
             ],
         )
 
-    def read_routes_arn(self, config: EnvironmentConfig) -> str:
-        """The GET routes of any HTTP API in the environment's account and region.
+    def persona_roles_arn(self, stage: FerryStage) -> str:
+        """The stage's persona roles (infra/access.py): the smoke check acts as each of them.
 
-        The API's id is assigned when the stage deploys, after this role exists, so the ARN can
-        name the account, the region and the method, not the API.
+        Their names are assigned when the stage deploys (`{stack}-Access…`), after this role
+        exists, so the ARN names the stack's prefix, not each role.
         """
         return self.format_arn(
-            service="execute-api",
-            account=config.account or self.account,
-            region=config.region,
-            resource="*",
-            resource_name="*/GET/*",
+            service="iam",
+            account=stage.config.account or self.account,
+            region="",
+            resource="role",
+            resource_name=f"{stage.stack.stack_name}-Access*",
             arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )
 
@@ -230,9 +230,10 @@ class FerryPipelineStack(Stack):
         self._acknowledge_push_rule()
         acknowledge(
             _default_policy(self.smoke.project.role),
-            f"AwsSolutions-IAM5[Resource::{self._nag_text(self.read_routes_arn(self.dev.config))}]",
-            "`ferry smoke` calls the GET routes of the API the dev stage has just created; its id "
-            "is assigned then, so the grant names the account, region and method, not the API.",
+            f"AwsSolutions-IAM5[Resource::{self._nag_text(self.persona_roles_arn(self.dev))}]",
+            "`ferry smoke` acts as each persona role of the dev stage (client, data scientist, "
+            "admin); their names are assigned when the stage deploys, so the grant names the "
+            "stack's Access role prefix in its account.",
         )
 
     def _acknowledge_shared_roles(self) -> None:

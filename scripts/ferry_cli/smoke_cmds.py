@@ -1,7 +1,9 @@
 """`ferry smoke --env local|dev|prod`: is this stage up, and does it refuse what it must?
 
-Five checks, each as the identity whose job it is (locally: the platform's identities; on a
-deployed stage: the caller's own AWS credentials for all of them):
+Five checks, each as the identity whose job it is: locally, the platform's identities; on a
+deployed stage, a session of the stack's role for that persona (its `Identity*RoleArn`
+outputs), assumed with the caller's credentials, so a release pipeline's smoke step needs only
+sts:AssumeRole on them. A caller who may not assume them runs every check as itself.
 
 1. health: a signed `GET /health` (`client`) answers 200;
 2. prediction: a signed predict of one instance built from the model card's input schema
@@ -58,9 +60,11 @@ class Smoke:
             from ferry_local.identities import load_identities
 
             self._identities = load_identities(json.loads(local_config_path().read_text()))
+        else:
+            self._identities = _assumed_personas(env)
 
     def as_persona(self, persona: str) -> Environment:
-        """The environment acting as `persona` locally; the caller themself when deployed."""
+        """The environment acting as `persona` (the caller themself if it has no personas)."""
         if not self._identities:
             return self.env
         return dataclasses.replace(self.env, identity=self._identities[persona], _clients={})
@@ -175,6 +179,21 @@ class Smoke:
 
 class CheckFailed(Exception):
     """A smoke check saw something other than what it wants."""
+
+
+def _assumed_personas(env: Environment) -> dict[str, Any]:
+    """A session of each persona role the deployed stack names, assumed with the caller's
+    credentials; none when the caller may not assume them all (it then acts as itself)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ferry_local.identities import create_identities
+
+    try:
+        sts = boto3.client("sts", region_name=env.region)
+        return create_identities(sts, env.outputs, seconds=900, prefix="ferry-smoke-")
+    except (BotoCoreError, ClientError):
+        return {}
 
 
 def _expect(condition: bool, message: str) -> None:

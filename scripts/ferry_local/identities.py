@@ -68,12 +68,17 @@ def persona_roles(outputs: Mapping[str, Any]) -> dict[str, str]:
     return roles
 
 
-def create_identities(sts: Any, outputs: Mapping[str, Any]) -> dict[str, Identity]:
-    """Assume each persona's role (session named after the persona) with `sts`."""
+def create_identities(
+    sts: Any, outputs: Mapping[str, Any], *, seconds: int = SESSION_SECONDS, prefix: str = ""
+) -> dict[str, Identity]:
+    """Assume each persona's role with `sts`, the session named `{prefix}{persona}`.
+
+    A caller that is itself an assumed role (a CI job) chains roles, which AWS limits to one
+    hour: it passes a shorter `seconds`."""
     identities = {}
     for name, role_arn in sorted(persona_roles(outputs).items()):
         answer = sts.assume_role(
-            RoleArn=role_arn, RoleSessionName=name, DurationSeconds=SESSION_SECONDS
+            RoleArn=role_arn, RoleSessionName=f"{prefix}{name}", DurationSeconds=seconds
         )
         credentials = answer["Credentials"]
         identities[name] = Identity(

@@ -174,12 +174,13 @@ def test_smoke_step_runs_ferry_smoke_on_dev_outputs(pipeline: Pipeline) -> None:
     }
 
 
-def test_smoke_step_may_only_call_dev_api_get_routes(pipeline: Pipeline) -> None:
+def test_smoke_step_may_only_act_as_the_dev_stages_personas(pipeline: Pipeline) -> None:
     """
     Given the smoke project's role
     When I read its policy, leaving out what every pipeline CodeBuild project gets (its own
         logs and reports, reading the artifacts)
-    Then the one other permission is execute-api:Invoke on GET routes in dev's account and region
+    Then the one other permission is sts:AssumeRole on the dev stack's persona roles (its
+        Access roles) in dev's account: each check runs as the persona whose job it is
     """
     (smoke,) = (a for stage, a in pipeline.actions() if _step(stage, a) == "smoke")
     role = pipeline.project(smoke)["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
@@ -194,12 +195,12 @@ def test_smoke_step_may_only_call_dev_api_get_routes(pipeline: Pipeline) -> None
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         if not all(action.startswith(common) for action in _list(statement["Action"]))
     ]
-    region, account = ENVIRONMENTS["dev"].region, pipeline.accounts["dev"]
-    arn = f"arn:aws:execute-api:{region}:{account}:*/*/GET/*"
+    account = pipeline.accounts["dev"]
+    arn = f"arn:aws:iam::{account}:role/Ferry-dev-Access*"
     if account is None:  # the pipeline's own account, known at deploy time
-        prefix, suffix = f"arn:aws:execute-api:{region}:", ":*/*/GET/*"
+        prefix, suffix = "arn:aws:iam::", ":role/Ferry-dev-Access*"
         arn = {"Fn::Join": ["", [prefix, {"Ref": "AWS::AccountId"}, suffix]]}
-    assert extra == [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": arn}]
+    assert extra == [{"Action": "sts:AssumeRole", "Effect": "Allow", "Resource": arn}]
 
 
 def test_synth_installs_the_locks_and_docker_runs_only_for_images(pipeline: Pipeline) -> None:
