@@ -34,6 +34,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.api import ROUTES
+from infra.governance import publish_registry_events
 from infra.nag import acknowledge_wildcard_resources
 from infra.storage import MODELS_PREFIX
 from infra.training import CANDIDATES_PREFIX
@@ -221,19 +222,7 @@ class Access(Construct):
                 actions=["kms:GenerateDataKey"],
                 resources=[s.anchor_key.key_arn],
             ),
-            iam.PolicyStatement(
-                sid="PublishRegistryEvents",
-                actions=["events:PutEvents"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="events",
-                        resource="event-bus",
-                        resource_name="default",
-                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-                    )
-                ],
-                conditions={"StringEquals": {"events:source": "ferry.registry"}},
-            ),
+            publish_registry_events(self),
         ]
 
     def _data(self) -> list[iam.PolicyStatement]:

@@ -25,6 +25,23 @@ ANCHOR_PREFIX = "anchors/"
 EVENT_SOURCE = "ferry.registry"
 
 
+def publish_registry_events(scope: Construct) -> iam.PolicyStatement:
+    """PutEvents on the default bus, for registry events (`ferry.registry`) and no others."""
+    return iam.PolicyStatement(
+        sid="PublishRegistryEvents",
+        actions=["events:PutEvents"],
+        resources=[
+            Stack.of(scope).format_arn(
+                service="events",
+                resource="event-bus",
+                resource_name="default",
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            )
+        ],
+        conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
+    )
+
+
 class Governance(Construct):
     """Audit anchor bucket + governance function with exactly the writes governance needs."""
 
@@ -148,19 +165,7 @@ class Governance(Construct):
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[self.anchor_key.key_arn],
             ),
-            iam.PolicyStatement(
-                sid="PublishRegistryEvents",
-                actions=["events:PutEvents"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="events",
-                        resource="event-bus",
-                        resource_name="default",
-                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-                    )
-                ],
-                conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
-            ),
+            publish_registry_events(self),
         ]
         for statement in statements:
             self.role.add_to_policy(statement)
