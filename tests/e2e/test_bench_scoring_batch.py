@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import REPO_ROOT, ferry_command
-
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MISSED = "a target was missed"
 
 
 def bench(*args: str) -> dict[str, Any]:
-    """Run `ferry bench <args> --json` in a fresh process; its JSON once it completed."""
+    """Run `ferry bench <args> --json` in a fresh process (a bench sets process-wide AWS
+    variables); its JSON once it completed."""
     done = subprocess.run(
-        [*ferry_command(), "bench", *args, "--json"],
+        [sys.executable, "-m", "ferry_cli.main", "bench", *args, "--json"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
