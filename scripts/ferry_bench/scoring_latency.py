@@ -3,9 +3,12 @@
 One run, one model (credit-risk, gradient boosting, 100 trees), the same held-out rows:
 raw `InferenceSession.run` on pre-encoded feeds, the full scoring handler warm in-process
 (payload-2.0 event → JSON parse, validation, encoding, inference, Powertools logging and
-EMF), and the fitted sklearn pipeline's `predict_proba` on a DataFrame. Then cold starts
-in fresh processes (`bench_cold.py`): the handler's first request against moto vs the bare
-imports plus one session. Every figure is printed; the return value says if targets held.
+EMF), and the fitted sklearn pipeline's `predict_proba` on a DataFrame. The handler runs
+with data capture at the rate the stack sets and with capture off; two budgets are timed on
+their own (`scoring_budgets`): capture's cost per request and the gate's latency check.
+Then cold starts in fresh processes (`cold_start.py`): the handler's first request against
+moto vs the bare imports plus one session. Every figure is printed with its conditions; the
+return value says if targets held.
 """
 
 from __future__ import annotations
@@ -19,28 +22,37 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ferry_bench.scoring_budgets import budget_targets, measure_budgets
+
 MODEL = "credit-risk"
 ESTIMATORS = 100
 SIZES = (1, 100)
 ROUNDS = 10  # each case runs in this many interleaved blocks, so noise hits all alike
 COLD_MODES = ("handler", "bare", "bare-boto3")
+CAPTURE_OFF = "handler_capture_off"
+
+
+def _nothing() -> None:
+    return None
 
 
 @dataclass
 class Case:
-    """One timed case: a callable and its latencies in nanoseconds."""
+    """One timed case: a callable, its latencies in nanoseconds, and what to set before each
+    of its blocks (the handler's capture rate)."""
 
     name: str
     instances: int
     fn: Callable[[], Any]
     ns: list[int]
+    before: Callable[[], None] = field(default=_nothing)
 
     def stats(self) -> dict[str, float]:
         import numpy as np
@@ -66,13 +78,27 @@ def _run_cases(cases: list[Case], iterations: int) -> None:
     """Warm every case, then time them in interleaved blocks (gc stays enabled)."""
     warm = max(20, iterations // 20)
     for c in cases:
+        c.before()
         for _ in range(warm):
             c.fn()
     rounds = max(1, min(ROUNDS, iterations))
     for r in range(rounds):
         n = iterations * (r + 1) // rounds - iterations * r // rounds
         for c in cases:
+            c.before()
             _time_block(c.fn, n, c.ns)
+
+
+def _capture_at(buffer: Any, rate: float) -> Callable[[], None]:
+    """Set the handler's capture buffer to `rate`; off (0) first drains what it holds, so the
+    case sees exactly the rate-0 path (one comparison a request)."""
+
+    def switch() -> None:
+        if rate == 0.0:
+            buffer.flush(wait=True)
+        buffer.sample_rate = rate
+
+    return switch
 
 
 def _handler_call(handler: Any, event: dict[str, Any], context: Any) -> Callable[[], Any]:
@@ -196,6 +222,7 @@ def _targets(figs: dict[str, dict[str, float]], cold: dict[str, Any]) -> list[di
 def _print_tables(
     console: Console,
     figs: dict[str, dict[str, float]],
+    budgets: dict[str, Any],
     cold: dict[str, Any],
     targets: list[dict[str, Any]],
     meta: dict[str, Any],
@@ -211,8 +238,13 @@ def _print_tables(
         title=f"warm latency: {MODEL}, {ESTIMATORS} trees, {meta['iterations']} calls per case",
         caption="n = instances per call; h/ORT, h/skl = handler p50 / raw ORT p50, / sklearn p50",
     )
-    labels = {"ort": "raw ORT run", "handler": "handler", "sklearn": "sklearn proba"}
-    for kind in ("ort", "handler", "sklearn"):
+    labels = {
+        "ort": "raw ORT run",
+        "handler": f"handler, capture {meta['capture_sample_rate']:.0%}",
+        CAPTURE_OFF: "handler, capture off",
+        "sklearn": "sklearn proba",
+    }
+    for kind in labels:
         for n in SIZES:
             f = figs[f"{kind}/{n}"]
             ratios = ["", ""]
@@ -230,6 +262,7 @@ def _print_tables(
                 *ratios,
             )
     console.print(t)
+    _print_budgets(console, figs, budgets)
     if cold:
         c = Table(
             "cold start",
@@ -264,7 +297,7 @@ def _print_tables(
         )
     g = Table("target", "measured", "limit", "result", title="targets")
     for tg in targets:
-        fmt = "{:,.0f}" if tg["unit"] == "µs" else "{:.2f}"
+        fmt = "{:,.0f}" if tg["unit"] == "µs" and tg["limit"] >= 100 else "{:.2f}"
         g.add_row(
             tg["target"],
             fmt.format(tg["measured"]) + " " + tg["unit"],
@@ -272,6 +305,25 @@ def _print_tables(
             "[green]PASS" if tg["passed"] else "[red]FAIL",
         )
     console.print(g)
+
+
+def _print_budgets(
+    console: Console, figs: dict[str, dict[str, float]], budgets: dict[str, Any]
+) -> None:
+    cap, gate = budgets["capture"], budgets["gate_latency"]
+    b = Table("figure", "value", title="capture and the gate's latency check")
+    b.add_row(
+        f"capture.offer, {cap['requests']:,} one-row requests, {cap['sample_rate']:.0%} sampled, "
+        f"background flush every {cap['flush_every_rows']} rows",
+        f"{cap['mean_us']:.2f} µs mean ({cap['rows_written']:,} rows written)",
+    )
+    for n, delta in _capture_in_handler_us(figs).items():
+        b.add_row(f"handler mean, capture on − off (n = {n})", f"{delta:+,.1f} µs")
+    b.add_row(
+        f"gate latency check: single-row validate + predict, {gate['runs']} runs",
+        f"p50 {gate['p50_ms']:.3f} ms, p99 {gate['p99_ms']:.3f} ms, max {gate['max_ms']:.3f} ms",
+    )
+    console.print(b)
 
 
 def _cold_figures(
@@ -291,9 +343,19 @@ def _cold_figures(
         server.stop()
 
 
+def _capture_in_handler_us(figs: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean handler latency with capture on minus off, per request size (a figure, not a
+    target: the difference of two means is noisier than the offer's own timing)."""
+    return {
+        f"{n}": figs[f"handler/{n}"]["mean_us"] - figs[f"{CAPTURE_OFF}/{n}"]["mean_us"]
+        for n in SIZES
+    }
+
+
 def _json_doc(
     meta: dict[str, Any],
     figs: dict[str, dict[str, float]],
+    budgets: dict[str, Any],
     cold: dict[str, Any],
     targets: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -304,10 +366,13 @@ def _json_doc(
         for k in ("ort", "sklearn")
     }
     passed = all(t["passed"] for t in targets)
+    capture = {**budgets["capture"], "handler_mean_on_minus_off_us": _capture_in_handler_us(figs)}
     return {
         "meta": meta,
         "warm": figs,
         "ratios": ratios,
+        "capture": capture,
+        "gate_latency": budgets["gate_latency"],
         "cold": cold,
         "targets": targets,
         "passed": passed,
@@ -347,6 +412,7 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
     held_out = valid.iloc[: max(SIZES)].reset_index(drop=True)
     rows = records(held_out, CREDIT_RISK_SCHEMA)
     figs: dict[str, dict[str, float]] = {}
+    budgets: dict[str, Any] = {}
     cold: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp,
@@ -365,6 +431,9 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
             with contextlib.redirect_stdout(sink):
                 handler = load_handler("scoring")
             handler.service.cache_clear()
+            handler.capture.cache_clear()
+            capture = handler.capture()  # at the rate the stack sets the function
+            rate = capture.sample_rate
             context = LambdaContext("ferry-scoring")
             session = ort.InferenceSession(  # configured exactly as the handler's session
                 built.onnx_bytes, session_options(1), providers=["CPUExecutionProvider"]
@@ -389,17 +458,20 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
                     raise RuntimeError("handler and raw onnxruntime disagree on the same rows")
                 cases += [
                     Case("ort", n, lambda f=feeds: session.run([output], f), []),
-                    Case("handler", n, call, []),
+                    Case("handler", n, call, [], _capture_at(capture, rate)),
+                    Case(CAPTURE_OFF, n, call, [], _capture_at(capture, 0.0)),
                     Case("sklearn", n, lambda x=frame: pipe.predict_proba(x), []),
                 ]
             log(f"timing {len(cases)} cases × {iterations} calls (interleaved, after warm-up)…")
             with contextlib.redirect_stdout(sink):
                 _run_cases(cases, iterations)
             figs = {f"{c.name}/{c.instances}": c.stats() for c in cases}
+            log("timing capture.offer and the gate's latency check…")
+            budgets = measure_budgets(capture, rows[0], got[0], built, aws["s3"], res.model_bucket)
         if cold_runs:
             cold = _cold_figures(built, workdir, rows[:1], cold_runs, log)
 
-    targets = _targets(figs, cold)
+    targets = _targets(figs, cold) + budget_targets(budgets["capture"], budgets["gate_latency"])
     passed = all(t["passed"] for t in targets)
     meta = {
         "model": MODEL,
@@ -410,12 +482,13 @@ def run_scoring_bench(iterations: int, cold_runs: int, as_json: bool) -> bool:
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "onnxruntime": ort.__version__,
+        "capture_sample_rate": rate,
         "seconds": round(time.perf_counter() - started, 1),
     }
     if as_json:
-        print(json.dumps(_json_doc(meta, figs, cold, targets), indent=2))
+        print(json.dumps(_json_doc(meta, figs, budgets, cold, targets), indent=2))
     else:
-        _print_tables(console, figs, cold, targets, meta)
+        _print_tables(console, figs, budgets, cold, targets, meta)
         verdict = "[green]all targets passed" if passed else "[red]some targets failed"
         console.print(f"{verdict}[/] [dim]({meta['seconds']} s)[/]")
     return passed

@@ -84,10 +84,12 @@ def bench_scoring(
     cold_runs: int = typer.Option(5, help="fresh processes for the cold-start figures"),
     json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
 ) -> None:
-    """Latency of raw onnxruntime vs the full handler vs sklearn, and the cold start."""
+    """Latency of raw onnxruntime vs the full handler (capture on and off) vs sklearn, the cold
+    start, capture's cost per request and the gate's latency check."""
     from ferry_bench.scoring_latency import run_scoring_bench
 
     if not run_scoring_bench(iterations=iterations, cold_runs=cold_runs, as_json=json_out):
+        typer.echo("ferry bench scoring: a target was missed (see above)", err=True)
         raise typer.Exit(1)
 
 

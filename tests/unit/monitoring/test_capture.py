@@ -165,23 +165,21 @@ def test_background_flush_and_a_failed_upload_never_reach_the_request(aws, boto)
     assert (lost.written_rows, lost.dropped_rows) == (0, 12)
 
 
-def test_offer_costs_well_under_five_microseconds_on_average(aws, boto) -> None:
+def test_real_time_settings_write_a_tenth_in_objects_of_500_rows(aws, boto) -> None:
     """
     Given the real-time settings (10 % sampled, flush every 500 rows in the background)
     When 20,000 one-row requests are offered
-    Then the average cost per request stays far below the 5 µs budget (figure printed)
+    Then about a tenth is written (±5 sigma), in objects of 500 rows and one last partial one
+    (What an offer costs is `ferry bench scoring`'s figure, checked there against 5 µs.)
     """
     buf = CaptureBuffer(boto["s3"], aws.data_bucket, sample_rate=0.1, seed=2)
     inst, pred = [instance(1)], [{"score": 0.5, "label": 1, "warnings": []}]
     n = 20_000
-    t = time.perf_counter()
-    for _i in range(n):
-        buf.offer("credit-risk", 1, "r", inst, pred)
-    per_request = (time.perf_counter() - t) / n * 1e6
+    kept = sum(buf.offer("credit-risk", 1, "r", inst, pred) for _ in range(n))
     buf.close()
-    print(f"\ncapture.offer: {per_request:.2f} µs per request at 10 % sampling")
-    assert buf.written_rows > 1500
-    assert per_request < 5.0
+    assert abs(kept - n * 0.1) < 5 * (n * 0.1 * 0.9) ** 0.5
+    assert (buf.written_rows, buf.dropped_rows) == (kept, 0)
+    assert len(keys(boto, aws.data_bucket)) == -(-kept // 500)
 
 
 def test_reports_round_trip_and_a_missing_one_is_a_domain_error(aws, boto) -> None:

@@ -25,6 +25,7 @@ from ferry_core.retrain.gate.schema import schema_breaks
 from ferry_core.serving.inference import OnnxModel
 from tests.unit.retrain.gate_support import (
     FAST,
+    NO_SPEED_BUDGET_MS,
     card_of,
     check,
     gate,
@@ -87,9 +88,10 @@ def test_policy_reads_its_environment_variables_and_refuses_nonsense() -> None:
 
 def test_a_good_candidate_passes_every_check_against_a_good_champion(candidate, built) -> None:
     """Given a retrained candidate and the production model, when gated with the default
-    policy, every check passes, the champion is scored on the candidate's own rows, and the
-    report is JSON that governance accepts as validation results."""
-    report = gate(candidate, built, policy=GatePolicy())
+    policy (but no speed budget), every check passes, the champion is scored on the
+    candidate's own rows, and the report is JSON that governance accepts as validation
+    results."""
+    report = gate(candidate, built, policy=GatePolicy(latency_p99_ms=NO_SPEED_BUDGET_MS))
     assert report.passed, report.summary()
     assert [c["name"] for c in report.checks] == list(CHECKS)
     metrics = check(report, "metrics")
