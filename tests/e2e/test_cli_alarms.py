@@ -90,11 +90,14 @@ def test_lists_exactly_the_templates_alarms_alarm_first(
     assert ranks == sorted(ranks)
     for e in entries:
         props = template_alarms[e["name"]]
+        assert e["state_reason"] and e["transitioned_at"]
+        assert e["models"] == ([MODEL] if watches_model(props, MODEL) else [])
+        if "AlarmRule" in props:  # a composite alarm watches other alarms
+            assert e["expression"] == props["AlarmRule"]
+            continue
         assert e["threshold"] == float(props["Threshold"])
         assert e["comparison"] == props["ComparisonOperator"]
-        assert e["period"] and e["state_reason"] and e["transitioned_at"]
-        assert e["metrics"] or e["expression"]
-        assert e["models"] == ([MODEL] if watches_model(props, MODEL) else [])
+        assert e["period"] and (e["metrics"] or e["expression"])
     by_logical = {e["name"].removeprefix("Ferry-local-"): e for e in entries}
     latency = next(e for lid, e in by_logical.items() if "LatencyP99" in lid)
     assert latency["statistic"] == "p99" and latency["expression"] is None
@@ -150,3 +153,14 @@ def test_a_firing_alarm_comes_first_with_its_reason_and_filters_select(
         n for n, props in template_alarms.items() if watches_model(props, MODEL)
     )
     assert listed("--model", "no-such-model") == []
+
+
+def test_a_persona_without_monitoring_read_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command reads with the caller's identity: `client` may only call the API."""
+    monkeypatch.setenv("FERRY_IDENTITY", "client")
+    result = CliRunner().invoke(app, ["alarms", "--env", "local"])
+    assert result.exit_code == 1
+    assert result.output.startswith("ferry alarms: AWS call failed:")
+    assert "cloudwatch:DescribeAlarms" in result.output and result.output.count("\n") == 1
