@@ -96,8 +96,6 @@ class StackAlarm:
 
 def stack_alarms(cloudwatch: Any, stack: str) -> list[StackAlarm]:
     """Every metric and composite alarm of `stack` (see the module docstring for how)."""
-    if not stack:
-        raise ValueError("the environment names no stack")
     found: list[StackAlarm] = []
     pages = cloudwatch.get_paginator("describe_alarms").paginate(
         AlarmNamePrefix=f"{stack}-", AlarmTypes=["MetricAlarm", "CompositeAlarm"]
