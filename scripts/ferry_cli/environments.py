@@ -42,6 +42,7 @@ class Environment:
     name: str
     region: str
     outputs: dict[str, str]
+    stack: str = ""  # the CloudFormation stack's name (Ferry-local, Ferry-dev, Ferry-prod)
     endpoint_url: str | None = None
     api_url: str | None = None
     approval_required: bool = False
@@ -85,6 +86,7 @@ def resolve_local(path: Path | None = None) -> Environment:
             name="local",
             region=doc["region"],
             outputs={k: str(v) for k, v in doc["outputs"].items()},
+            stack=str(doc["stack"]),
             endpoint_url=doc["aws_endpoint_url"],
             api_url=doc.get("api_url"),
             identity=_local_identity(load_identities(doc), path),
@@ -126,13 +128,15 @@ def resolve_stack(name: str, cloudformation: Any | None = None) -> Environment:
     from infra.config import ENVIRONMENTS
 
     config = ENVIRONMENTS[name]
+    stack = f"Ferry-{name}"
     outputs = outputs_from_environment()
     if not outputs:
-        outputs = _stack_outputs(f"Ferry-{name}", config.region, cloudformation)
+        outputs = _stack_outputs(stack, config.region, cloudformation)
     return Environment(
         name=name,
         region=config.region,
         outputs=outputs,
+        stack=stack,
         api_url=outputs.get("ApiUrl"),
         approval_required=config.approval_required,
     )

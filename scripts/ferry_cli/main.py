@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ferry_cli.alarms_cmds import register_alarms_command
 from ferry_cli.deploy_cmds import register_deploy_commands
 from ferry_cli.drift_cmds import register_drift_commands
 from ferry_cli.governance_cmds import register_commands
@@ -47,6 +48,7 @@ register_drift_commands(app)  # drift
 register_retrain_commands(app)  # retrain
 register_deploy_commands(app)  # deploy
 register_smoke_command(app)  # smoke
+register_alarms_command(app)  # alarms
 
 
 @app.command()
