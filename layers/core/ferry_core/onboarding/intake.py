@@ -253,6 +253,8 @@ def build_from_pipeline(
         )
     except FerryError:
         raise
+    except ValidationError as exc:
+        raise IntakeError(f"cannot convert the pipeline: {validation_message(exc)}") from exc
     except Exception as exc:  # skl2onnx: unsupported estimator or option
         raise IntakeError(f"cannot convert or score the pipeline: {exc}") from exc
 

@@ -52,7 +52,10 @@ class _Contract(BaseModel):
 
 
 class PredictRequest(_Contract):
-    """`{"instances": [{feature: value, …}, …]}`: 1 to 1,000 instances."""
+    """`{"instances": [{feature: value, …}, …]}`: 1 to 1,000 instances, up to 6 MB.
+
+    A feature is keyed by its name on the model card: any text a CSV header holds (spaces,
+    punctuation, non-ASCII; up to 256 characters)."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
     instances: list[dict[str, Any]] = Field(
@@ -275,9 +278,9 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                             "description": "scores",
                             "content": {"application/json": {"schema": ref("PredictResponse")}},
                         },
-                        "400": err("not JSON, or not the documented shape"),
+                        "400": err("not JSON, not the documented shape, or over 1,000 instances"),
                         "404": err("model_not_found or version_not_found"),
-                        "413": err("too many instances or too large a body"),
+                        "413": err("a body over Lambda's 6 MB synchronous payload limit"),
                         "422": err("validation_failed: one detail per problem"),
                         "503": err("model_unavailable: the artifact failed its integrity check"),
                     },
