@@ -18,16 +18,9 @@ PREDICT = f"/v1/models/{MODEL}/predict"
 
 
 @pytest.fixture(scope="module")
-def served(
-    local_platform: RunningPlatform, named_built: Any, register_model: Any
-) -> RunningPlatform:
-    """The named-columns model registered through the Python intake and in production."""
-    if local_platform.request("GET", f"/v1/models/{MODEL}")[0] != 200:
-        register_model(local_platform, named_built, MODEL)
-    deadline = time.monotonic() + 15  # the scorer trusts a stage pointer for a few seconds
-    while local_platform.request("GET", f"/v1/models/{MODEL}")[0] != 200:
-        assert time.monotonic() < deadline, f"{MODEL} is not served after registration"
-        time.sleep(0.5)
+def served(local_platform: RunningPlatform, named_built: Any, serve_model: Any) -> RunningPlatform:
+    """The named-columns model, registered through the Python intake, in production."""
+    serve_model(local_platform, named_built, MODEL)
     return local_platform
 
 
