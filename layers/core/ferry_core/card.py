@@ -31,7 +31,7 @@ def feature_name_problem(name: str) -> str | None:
         return f"is {len(name)} characters long; at most {MAX_FEATURE_NAME} are allowed"
     if name != name.strip():
         return "starts or ends with white space"
-    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs")), None)
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:
         return f"contains the control character U+{ord(bad):04X}"
     return None
