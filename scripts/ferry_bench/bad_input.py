@@ -6,7 +6,7 @@ Three sources of requests, all counted together:
    a real registered model): arbitrary JSON, wrong shapes and types, huge numbers, NaN
    strings, unknown fields, 0 or 1,001 instances, deep nesting, invalid UTF-8, base64 bodies,
    odd query strings, model names, methods and paths. Where the generator knows the right
-   answer (not JSON → 400, 1,001 instances → 413, a wrong type → 422) the status must be it.
+   answer (not JSON → 400, 1,001 instances → 400, a wrong type → 422) the status must be it.
 2. Schemathesis, driven by the API's own OpenAPI document (`GET /v1/openapi.json`), against
    the local HTTP API of a real `ferry local up` child process (or `api_url`), positive and
    negative cases, with its status-code, content-type, response-schema and negative-data checks.
