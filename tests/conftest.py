@@ -105,3 +105,42 @@ def worse(fitted: tuple[Any, Any, Any]) -> Any:
     labels = np.random.default_rng(0).permutation(train[TARGET].to_numpy())
     pipe.fit(to_model_frame(train, CREDIT_RISK_SCHEMA), labels)
     return build(pipe, CREDIT_RISK_SCHEMA, train, valid, segments={"age_band": AGE_BANDS})
+
+
+@pytest.fixture(scope="session")
+def named_frames() -> tuple[Any, Any, Any]:
+    """(pipeline, train, valid) of scikit-learn's breast-cancer data (30 features, bundled, no
+    download) with column names as they come in real data: `mean radius` (made whole-valued,
+    still a float column), `Ünïcode col`, and `a,b` (a category: quoted in a CSV header)."""
+    import numpy as np
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame = frame.rename(columns={"mean texture": "Ünïcode col", "mean area": "a,b"})
+    frame["mean radius"] = frame["mean radius"].round().astype(float)
+    frame["a,b"] = np.where(frame["a,b"] > 600, "large", "small")
+    numeric = [c for c in frame.columns if c not in ("target", "a,b")]
+    pre = ColumnTransformer(
+        [
+            ("num", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), numeric),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["a,b"]),
+        ]
+    )
+    pipe = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
+    train, valid = frame.iloc[:420].reset_index(drop=True), frame.iloc[420:].reset_index(drop=True)
+    pipe.fit(train.drop(columns="target"), train["target"])
+    return pipe, train, valid
+
+
+@pytest.fixture(scope="session")
+def named_built(named_frames: tuple[Any, Any, Any]) -> Any:
+    """The named-columns model through the Python intake, as `ferry register` builds it."""
+    from ferry_core.onboarding.intake import build_from_pipeline
+
+    pipe, train, valid = named_frames
+    return build_from_pipeline(pipe, train, valid, "target")

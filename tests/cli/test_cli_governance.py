@@ -346,3 +346,46 @@ def test_deployed_env_resolves_outputs_from_cloudformation(aws, boto, built) -> 
     assert entry["actor"].startswith("arn:aws:sts::") or entry["actor"].startswith("arn:aws:iam")
     missing = ferry("models", "--env", "prod", ok=False)
     assert "cannot read stack Ferry-prod" in missing.stderr
+
+
+def test_register_takes_real_column_names_and_declared_types(
+    local: Local, tmp_path: Path, named_frames: Any
+) -> None:
+    """Given a pipeline fitted on columns such as `mean radius` and `a,b`, `ferry register`
+    registers it; `--feature-type` declares a type the data alone would not give."""
+    pipe, train, valid = named_frames
+    joblib.dump(pipe, tmp_path / "named.joblib")
+    train.to_csv(tmp_path / "named-train.csv", index=False)
+    valid.to_csv(tmp_path / "named-valid.csv", index=False)
+    args = ["register", "breast-cancer", "--pipeline", tmp_path / "named.joblib"]
+    args += ["--train", tmp_path / "named-train.csv", "--valid", tmp_path / "named-valid.csv"]
+    card = ferry_json(*args, "--feature-type", "mean radius=number")["card"]
+    features = {f["name"]: f for f in card["input_schema"]["features"]}
+    assert features["mean radius"]["type"] == "number"
+    assert features["a,b"]["onnx_input"] == "a_b" and card["validation"]["passed"]
+    refused = ferry(*args, "--feature-type", "mean perimeter=integer", ok=False)
+    assert refused.exit_code == 1
+    assert "declared integer but has fractional values" in refused.stderr
+    bad_spec = ferry(*args, "--feature-type", "mean radius=float", ok=False)
+    words = " ".join(bad_spec.output.replace("│", " ").split())  # Rich wraps the message
+    assert bad_spec.exit_code != 0 and "expected NAME=TYPE, TYPE one of number" in words
+
+
+def test_a_schema_with_a_bad_feature_name_is_refused_in_plain_words(
+    local: Local, tmp_path: Path
+) -> None:
+    schema = json.loads(CREDIT_RISK_SCHEMA.model_dump_json())
+    schema["features"][0]["name"] = "age\tyears"
+    (tmp_path / "bad.json").write_text(json.dumps(schema))
+    result = ferry(
+        "register",
+        MODEL,
+        "--onnx",
+        local.files["pipeline"],
+        "--schema",
+        tmp_path / "bad.json",
+        ok=False,
+    )
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "'age\\tyears' contains the control character U+0009" in result.stderr
+    assert "pydantic" not in result.stderr and "http" not in result.stderr

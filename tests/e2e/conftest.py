@@ -181,6 +181,23 @@ def register_model() -> Any:
     return _register_model
 
 
+@pytest.fixture(scope="session")
+def serve_model() -> Any:
+    """`serve_model(platform, built, name)`: see `_serve_model`."""
+    return _serve_model
+
+
+def _serve_model(platform: RunningPlatform, built: Any, name: str) -> None:
+    """`name` in production and answering on the HTTP API: registered here unless a test did
+    already (the session's platform is shared)."""
+    if platform.request("GET", f"/v1/models/{name}")[0] != 200:
+        _register_model(platform, built, name)
+    deadline = time.monotonic() + 15  # the scorer trusts a stage pointer for a few seconds
+    while platform.request("GET", f"/v1/models/{name}")[0] != 200:
+        assert time.monotonic() < deadline, f"{name} is not served after registration"
+        time.sleep(0.5)
+
+
 def _register_model(platform: RunningPlatform, built: Any, name: str) -> Any:
     """Register `built` as `name` (as the data scientist, as `ferry register` does it: artifacts
     into the model bucket, the card into the registry) and promote it to production (as the

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -40,15 +39,9 @@ def stack(local_platform: RunningPlatform) -> SynthesizedStack:
 
 
 @pytest.fixture(scope="module")
-def scored(local_platform: RunningPlatform, built: Any, register_model: Any) -> RunningPlatform:
-    """The platform with credit-risk in production (registered here unless a test did already;
-    the session's platform is shared)."""
-    if local_platform.request("GET", f"/v1/models/{MODEL}")[0] != 200:
-        register_model(local_platform, built, MODEL)
-    deadline = time.monotonic() + 15  # the scorer trusts a stage pointer for a few seconds
-    while local_platform.request("GET", f"/v1/models/{MODEL}")[0] != 200:
-        assert time.monotonic() < deadline, f"{MODEL} is not served after registration"
-        time.sleep(0.5)
+def scored(local_platform: RunningPlatform, built: Any, serve_model: Any) -> RunningPlatform:
+    """The platform with credit-risk in production."""
+    serve_model(local_platform, built, MODEL)
     return local_platform
 
 

@@ -6,14 +6,35 @@ immutable once registered; stage moves are recorded in the registry, not by edit
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ferry_core.names import ModelName
 
 FeatureType = Literal["number", "integer", "category", "boolean"]
 OutOfRange = Literal["reject", "clip_and_warn"]
+MAX_FEATURE_NAME = 256
+
+
+def feature_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a feature's name, in the user's terms; None when it can.
+
+    A name is any text a CSV header cell holds: spaces, punctuation and non-ASCII are fine.
+    Control characters (a tab or newline would break a CSV or a log line) are not, nor are
+    leading or trailing spaces, which CSV readers strip from headers.
+    """
+    if not name:
+        return "is empty"
+    if len(name) > MAX_FEATURE_NAME:
+        return f"is {len(name)} characters long; at most {MAX_FEATURE_NAME} are allowed"
+    if name != name.strip():
+        return "starts or ends with white space"
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        return f"contains the control character U+{ord(bad):04X}"
+    return None
 
 
 class _Strict(BaseModel):
@@ -23,7 +44,7 @@ class _Strict(BaseModel):
 class Feature(_Strict):
     """One input column: its type, its bounds and what to do with a value out of bounds."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    name: str
     type: FeatureType
     minimum: float | None = None
     maximum: float | None = None
@@ -31,6 +52,22 @@ class Feature(_Strict):
     out_of_range: OutOfRange = "reject"
     categories: list[str] | None = None
     description: str | None = None
+    # The ONNX graph's input for this feature when its name differs (converters rewrite names
+    # such as `mean radius` to `mean_radius`); internal, clients always send `name`.
+    onnx_input: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        problem = feature_name_problem(name)
+        if problem:
+            raise ValueError(f"the feature name {name[:80]!r} {problem}")
+        return name
+
+    @property
+    def graph_input(self) -> str:
+        """The ONNX graph input this feature is fed to."""
+        return self.onnx_input or self.name
 
     @model_validator(mode="after")
     def _coherent(self) -> Feature:
@@ -59,9 +96,18 @@ class InputSchema(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> InputSchema:
-        names = [f.name for f in self.features]
-        if len(set(names)) != len(names):
-            raise ValueError("feature names must be unique")
+        seen: dict[str, str] = {}
+        for f in self.features:
+            key = unicodedata.normalize("NFC", f.name)
+            if key in seen:
+                raise ValueError(
+                    f"the feature names {seen[key]!r} and {f.name!r} are the same name "
+                    "(feature names must be unique)"
+                )
+            seen[key] = f.name
+        inputs = [f.graph_input for f in self.features]
+        if len(set(inputs)) != len(inputs):
+            raise ValueError("two features are fed to the same ONNX graph input")
         return self
 
     def feature(self, name: str) -> Feature:

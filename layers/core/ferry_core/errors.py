@@ -6,7 +6,10 @@ core raises domain errors and never thinks about transports.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class FerryError(Exception):
@@ -104,3 +107,17 @@ class TransactionRefused(FerryError):
     def __init__(self, message: str, reasons: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.reasons = reasons
+
+
+def validation_message(exc: ValidationError, limit: int = 3) -> str:
+    """A pydantic ValidationError in the project's own words: where and what, no links.
+
+    `str(exc)` appends a link to pydantic's error pages and echoes the input; users see neither.
+    """
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        where = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -44,7 +44,7 @@ def steps(ctx: DemoContext) -> list[Step]:
              {"instances": [{k: v for k, v in {**good, "age": 130}.items() if k != "employment"}]},
              "", 422),
             ("not JSON", "POST", predict, "{oops", "", 400),
-            ("1,001 instances", "POST", predict, {"instances": [good] * 1001}, "", 413),
+            ("1,001 instances", "POST", predict, {"instances": [good] * 1001}, "", 400),
             ("unknown model", "POST", "/v1/models/no-such-model/predict",
              {"instances": [good]}, "", 404),
             ("unknown version", "GET", f"/v1/models/{MODEL}", None, "version=99", 404),

@@ -80,7 +80,7 @@ def test_card_type_that_does_not_match_the_graph_is_refused(built) -> None:
         else f
         for f in CREDIT_RISK_SCHEMA.features
     ]
-    with pytest.raises(ModelUnavailable, match="graph input age"):
+    with pytest.raises(ModelUnavailable, match="graph input 'age'"):
         OnnxModel(_card(InputSchema(features=feats)), built.onnx_bytes)
 
 

@@ -34,9 +34,21 @@ def test_malformed_bodies_are_bad_requests(body: str | bytes | None) -> None:
         api.parse_predict_body(body)
 
 
-def test_too_many_instances_is_too_large() -> None:
-    with pytest.raises(errors.TooLarge, match="1001 instances"):
+def test_more_than_a_thousand_instances_is_a_bad_request() -> None:
+    with pytest.raises(errors.BadRequest, match="1001 instances"):
         api.parse_predict_body(json.dumps({"instances": [{}] * 1001}))
+
+
+def test_a_thousand_instances_of_thirty_features_fit_the_body_limit() -> None:
+    """The API promises 1 to 1,000 instances: with 30 features that is about 1.2 MB of JSON."""
+    row = {f"mean feature {i}": 12345.678901234 + i for i in range(30)}
+    body = json.dumps({"instances": [row] * 1000})
+    assert len(body) > 1_048_576
+    assert len(api.parse_predict_body(body)) == 1000
+
+
+def test_the_body_limit_is_lambdas_synchronous_payload_limit() -> None:
+    assert api.MAX_BODY_BYTES == 6 * 1024 * 1024
 
 
 def test_oversized_body_is_too_large_before_parsing() -> None:

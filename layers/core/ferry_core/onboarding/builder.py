@@ -155,8 +155,12 @@ def credit_risk_pipeline(schema: InputSchema, n_estimators: int = 100, seed: int
     return Pipeline([("pre", pre), ("clf", clf)])
 
 
-def to_onnx(pipeline: Any, schema: InputSchema) -> bytes:
-    """Convert with one named graph input per feature and a plain probability tensor output."""
+def to_onnx(pipeline: Any, schema: InputSchema) -> tuple[bytes, InputSchema]:
+    """Convert with one graph input per feature and a plain probability tensor output.
+
+    The converter rewrites names it does not take as identifiers (`mean radius` becomes
+    `mean_radius`); the schema returned maps each feature to its graph input on the card.
+    """
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
@@ -173,7 +177,14 @@ def to_onnx(pipeline: Any, schema: InputSchema) -> bytes:
         options={id(pipeline.steps[-1][1]): {"zipmap": False}},
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
-    return onx.SerializeToString()
+    graph_inputs = [i.name for i in onx.graph.input]
+    mapped = InputSchema(
+        features=[
+            f.model_copy(update={"onnx_input": g if g != f.name else None})
+            for f, g in zip(schema.features, graph_inputs, strict=True)
+        ]
+    )
+    return onx.SerializeToString(), mapped
 
 
 def records(df: pd.DataFrame, schema: InputSchema) -> list[dict[str, Any]]:
@@ -271,7 +282,7 @@ def build(
     from ferry_core.card import Artifact, Card
     from ferry_core.serving.inference import OnnxModel
 
-    onnx_bytes = to_onnx(pipeline, schema)
+    onnx_bytes, schema = to_onnx(pipeline, schema)
     frame = to_model_frame(valid, schema)
     sk_scores = pipeline.predict_proba(frame)[:, 1]
     probe = Card(

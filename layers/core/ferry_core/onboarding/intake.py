@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
-from ferry_core.card import Artifact, Card, Feature, InputSchema
-from ferry_core.errors import FerryError
+from ferry_core.card import Artifact, Card, Feature, FeatureType, InputSchema, feature_name_problem
+from ferry_core.errors import FerryError, validation_message
 from ferry_core.monitoring.baseline import feature_baseline, numeric_baseline
 from ferry_core.onboarding.builder import (
     DEFAULT_PARITY_TOLERANCE,
@@ -106,6 +107,8 @@ def read_schema(uri: str, s3: Any | None = None) -> InputSchema:
     try:
         doc = json.loads(data)
         return InputSchema.model_validate(doc.get("input_schema", doc))
+    except ValidationError as exc:
+        raise IntakeError(f"{uri}: not a valid input schema: {validation_message(exc)}") from exc
     except (ValueError, AttributeError) as exc:
         raise IntakeError(f"{uri}: not a valid input schema: {str(exc)[:300]}") from exc
 
@@ -134,48 +137,76 @@ def feature_columns(pipeline: Any, frame: pd.DataFrame, target: str) -> list[str
     return cols
 
 
-def infer_schema(frames: list[pd.DataFrame], columns: list[str]) -> InputSchema:
+def infer_schema(
+    frames: list[pd.DataFrame],
+    columns: list[str],
+    types: dict[str, FeatureType] | None = None,
+) -> InputSchema:
     """An input schema derived from the data: types, observed ranges, categories, nullability.
 
-    Derived bounds are the observed training range with `clip_and_warn` (the model never saw
-    values beyond them); pass a schema file to state real business bounds and `reject`.
+    `types` declares a column's type where the data alone would guess wrong. A column is
+    `integer` only when its dtype is: a float column whose values happen to be whole stays
+    `number`, so a client may later send 53.5. Derived bounds are the observed training range
+    with `clip_and_warn` (the model never saw values beyond them); pass a schema file to state
+    real business bounds and `reject`.
     """
+    types = types or {}
+    unknown = sorted(set(types) - set(columns))
+    if unknown:
+        raise IntakeError(f"a declared feature type names no input column: {', '.join(unknown)}")
     features = []
     for name in columns:
+        problem = feature_name_problem(name)
+        if problem:
+            raise IntakeError(f"column {name[:80]!r} cannot be a feature: its name {problem}")
         col = pd.concat([f[name] for f in frames if name in f], ignore_index=True)
-        nullable = bool(col.isna().any())
-        present = col.dropna()
-        if present.empty:
-            raise IntakeError(f"column {name!r} has no values")
         try:
-            if pd.api.types.is_bool_dtype(present):
-                features.append(Feature(name=name, type="boolean", nullable=nullable))
-            elif pd.api.types.is_numeric_dtype(present):
-                integral = pd.api.types.is_integer_dtype(present) or bool(
-                    np.all(np.mod(present.to_numpy(dtype=float), 1) == 0)
-                )
-                features.append(
-                    Feature(
-                        name=name,
-                        type="integer" if integral else "number",
-                        minimum=float(present.min()),
-                        maximum=float(present.max()),
-                        nullable=nullable,
-                        out_of_range="clip_and_warn",
-                    )
-                )
-            else:
-                cats = sorted({str(v) for v in present})
-                if len(cats) > MAX_CATEGORIES:
-                    raise IntakeError(
-                        f"column {name!r} has {len(cats)} distinct values; give a schema file"
-                    )
-                features.append(
-                    Feature(name=name, type="category", categories=cats, nullable=nullable)
-                )
-        except ValueError as exc:  # pydantic: e.g. a column name the schema does not allow
-            raise IntakeError(f"column {name!r}: {exc}") from exc
-    return InputSchema(features=features)
+            features.append(_infer_feature(name, col, types.get(name)))
+        except ValidationError as exc:
+            raise IntakeError(f"column {name!r}: {validation_message(exc)}") from exc
+    try:
+        return InputSchema(features=features)
+    except ValidationError as exc:
+        raise IntakeError(f"the input columns: {validation_message(exc)}") from exc
+
+
+def _infer_feature(name: str, col: pd.Series, declared: FeatureType | None) -> Feature:
+    nullable = bool(col.isna().any())
+    present = col.dropna()
+    if present.empty:
+        raise IntakeError(f"column {name!r} has no values")
+    kind = declared or _inferred_type(present)
+    if kind == "boolean":
+        return Feature(name=name, type="boolean", nullable=nullable)
+    if kind in ("number", "integer"):
+        try:
+            values = pd.to_numeric(present).to_numpy(dtype=float)
+        except (ValueError, TypeError) as exc:
+            raise IntakeError(f"column {name!r} is declared {kind} but is not numeric") from exc
+        if kind == "integer" and not bool(np.all(np.mod(values, 1) == 0)):
+            raise IntakeError(f"column {name!r} is declared integer but has fractional values")
+        return Feature(
+            name=name,
+            type=kind,
+            minimum=float(values.min()),
+            maximum=float(values.max()),
+            nullable=nullable,
+            out_of_range="clip_and_warn",
+        )
+    cats = sorted({str(v) for v in present})
+    if len(cats) > MAX_CATEGORIES:
+        raise IntakeError(f"column {name!r} has {len(cats)} distinct values; give a schema file")
+    return Feature(name=name, type="category", categories=cats, nullable=nullable)
+
+
+def _inferred_type(present: pd.Series) -> FeatureType:
+    if pd.api.types.is_bool_dtype(present):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(present):
+        return "integer"
+    if pd.api.types.is_numeric_dtype(present):
+        return "number"
+    return "category"
 
 
 def _require_target(frame: pd.DataFrame, target: str, uri: str) -> None:
@@ -196,13 +227,16 @@ def build_from_pipeline(
     threshold: float = 0.5,
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
     names: tuple[str, str] = ("train", "valid"),
+    feature_types: dict[str, FeatureType] | None = None,
 ) -> BuiltModel:
     """Convert and measure a fitted pipeline (`ferry_core.onboarding.builder.build`) from loaded
     tables."""
     _require_target(train, target, names[0])
     _require_target(valid, target, names[1])
     cols = feature_columns(pipeline, train, target)
-    schema = schema or infer_schema([train, valid], cols)
+    if schema is not None and feature_types:
+        raise IntakeError("declare feature types in the schema file, or give no schema file")
+    schema = schema or infer_schema([train, valid], cols, feature_types)
     if {f.name for f in schema.features} != set(cols):
         raise IntakeError("the schema's features are not the pipeline's input columns")
     _check_segments(segments, schema)
@@ -219,6 +253,8 @@ def build_from_pipeline(
         )
     except FerryError:
         raise
+    except ValidationError as exc:
+        raise IntakeError(f"cannot convert the pipeline: {validation_message(exc)}") from exc
     except Exception as exc:  # skl2onnx: unsupported estimator or option
         raise IntakeError(f"cannot convert or score the pipeline: {exc}") from exc
 

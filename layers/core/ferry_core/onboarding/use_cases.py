@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry_core.card import Card, Lineage
+from ferry_core.card import Card, FeatureType, Lineage
 from ferry_core.onboarding import intake
 from ferry_core.registry.governance import Governance, Outcome
 from ferry_core.registry.lineage import capture
@@ -40,6 +40,8 @@ class RegistrationRequest:
     valid: str | None = None
     target: str = "target"
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Declared types of input columns (the rest are inferred from the data's dtypes).
+    feature_types: dict[str, FeatureType] = field(default_factory=dict)
     threshold: float = 0.5
     parity_tolerance: float = 1e-5
     reference_column: str | None = None
@@ -57,6 +59,8 @@ class RegistrationRequest:
             return "--pipeline needs --train and --valid data"
         if self.onnx and not self.schema:
             return "--onnx needs --schema"
+        if self.feature_types and self.schema:
+            return "--feature-type declares types of inferred columns: not with --schema"
         return None
 
     @property
@@ -91,6 +95,7 @@ def build_candidate(req: RegistrationRequest, s3: Any) -> tuple[Any, intake.Data
             threshold=req.threshold,
             parity_tolerance=req.parity_tolerance,
             names=(req.train or "", req.valid or ""),
+            feature_types=req.feature_types,
         )
     else:
         onnx_bytes, _ = intake.read_bytes(req.source, s3)

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ferry_core.card import Baseline, InputSchema, Lineage, Output
-from ferry_core.errors import FerryError
+from ferry_core.errors import FerryError, validation_message
 from ferry_core.names import ModelName
 from ferry_core.store import parse_s3_uri, sha256_hex
 
@@ -152,7 +152,9 @@ def read_bundle(s3: Any, bucket: str, model: str, run_id: str) -> Bundle:
     try:
         spec = CandidateSpec.model_validate_json(_get(s3, bucket, f"{prefix}/candidate.json"))
     except ValidationError as exc:
-        raise CandidateUnavailable(f"{prefix}/candidate.json is not a spec: {exc}") from exc
+        raise CandidateUnavailable(
+            f"{prefix}/candidate.json is not a spec: {validation_message(exc)}"
+        ) from exc
     if spec.name != model or spec.run_id != run_id:
         raise CandidateUnavailable(
             f"{prefix}/candidate.json describes {spec.name}/{spec.run_id}, not {model}/{run_id}"

@@ -20,9 +20,11 @@ from ferry_core import errors
 from ferry_core.names import MODEL_NAME_PATTERN
 
 MAX_INSTANCES = 1000
-# Lambda's synchronous payload limit is 6 MB; refuse well before it so a client always gets
-# our 413 instead of a gateway error. 1,000 instances of 50 features fit in well under 1 MiB.
-MAX_BODY_BYTES = 1_048_576
+# Lambda's synchronous payload limit (6 MB): the API promises bodies up to it. 1,000
+# instances of 30 features take about 1.2 MB of JSON, so a lower limit broke that promise.
+# A larger body never reaches the function on AWS; the check stands for base64 bodies and
+# for callers other than the gateway, and answers with the same clear 413.
+MAX_BODY_BYTES = 6 * 1024 * 1024
 
 HTTP_STATUS: dict[type[errors.FerryError], int] = {
     errors.BadRequest: 400,
@@ -50,7 +52,10 @@ class _Contract(BaseModel):
 
 
 class PredictRequest(_Contract):
-    """`{"instances": [{feature: value, …}, …]}`: 1 to 1,000 instances."""
+    """`{"instances": [{feature: value, …}, …]}`: 1 to 1,000 instances, up to 6 MB.
+
+    A feature is keyed by its name on the model card: any text a CSV header holds (spaces,
+    punctuation, non-ASCII; up to 256 characters)."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
     instances: list[dict[str, Any]] = Field(
@@ -164,7 +169,7 @@ def parse_predict_body(body: str | bytes | None) -> list[dict[str, Any]]:
     if type(instances) is not list or not instances:
         raise errors.BadRequest('"instances" must be a non-empty array of objects')
     if len(instances) > MAX_INSTANCES:
-        raise errors.TooLarge(f"{len(instances)} instances; at most {MAX_INSTANCES} per request")
+        raise errors.BadRequest(f"{len(instances)} instances; at most {MAX_INSTANCES} per request")
     for i, instance in enumerate(instances):
         if type(instance) is not dict:
             raise errors.BadRequest(f"instances.{i} must be an object of features")
@@ -273,9 +278,9 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                             "description": "scores",
                             "content": {"application/json": {"schema": ref("PredictResponse")}},
                         },
-                        "400": err("not JSON, or not the documented shape"),
+                        "400": err("not JSON, not the documented shape, or over 1,000 instances"),
                         "404": err("model_not_found or version_not_found"),
-                        "413": err("too many instances or too large a body"),
+                        "413": err("a body over Lambda's 6 MB synchronous payload limit"),
                         "422": err("validation_failed: one detail per problem"),
                         "503": err("model_unavailable: the artifact failed its integrity check"),
                     },

@@ -1,7 +1,9 @@
 """Inference: one onnxruntime session per (model, version), loaded once per container.
 
 The ONNX graph carries the whole preprocessing (imputation, one-hot encoding), so raw
-feature values go in by name, one graph input per feature, and the score comes out.
+feature values go in by name, one graph input per feature, and the score comes out. Feeds
+are keyed by feature name everywhere; `score` hands each to its graph input (the card's
+`onnx_input` when a converter renamed it).
 Encoding conventions (shared with the model builder and the registration checks):
 numbers, integers and booleans are float32 columns with null → NaN (the graph's imputer
 fills them); categories are string columns with null → "" (an unknown category to the
@@ -63,6 +65,7 @@ class OnnxModel:
         self._features = list(card.input_schema.features)
         self._numeric = [f.name for f in self._features if f.type != "category"]
         self._categorical = [f.name for f in self._features if f.type == "category"]
+        self._graph_input = {f.name: f.graph_input for f in self._features}
         self._check_signature()
         self._output = card.output.probability_output
         self._index = card.output.positive_index
@@ -70,15 +73,16 @@ class OnnxModel:
 
     def _check_signature(self) -> None:
         inputs = {i.name: i.type for i in self._session.get_inputs()}
-        schema = {f.name for f in self._features}
+        schema = {f.graph_input for f in self._features}
         if set(inputs) != schema:
             raise ModelUnavailable(
                 f"graph inputs {sorted(inputs)} do not match the card's features {sorted(schema)}"
             )
         for f in self._features:
             want = _ONNX_TYPE.get(f.type, "tensor(string)")
-            if inputs[f.name] != want:
-                raise ModelUnavailable(f"graph input {f.name} is {inputs[f.name]}, expected {want}")
+            got = inputs[f.graph_input]
+            if got != want:
+                raise ModelUnavailable(f"graph input {f.graph_input!r} is {got}, expected {want}")
         outputs = {o.name for o in self._session.get_outputs()}
         if self.card.output.probability_output not in outputs:
             want = self.card.output.probability_output
@@ -103,9 +107,10 @@ class OnnxModel:
         return feeds
 
     def score(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Positive-class probability per row, as float64."""
+        """Positive-class probability per row (feeds keyed by feature name), as float64."""
+        graph_feeds = {self._graph_input.get(k, k): v for k, v in feeds.items()}
         try:
-            (probs,) = self._session.run([self._output], dict(feeds))
+            (probs,) = self._session.run([self._output], graph_feeds)
         except Exception as exc:
             raise ModelUnavailable(
                 f"inference failed for {self.name} v{self.version}: {exc}"
