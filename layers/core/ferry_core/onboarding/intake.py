@@ -32,6 +32,7 @@ from ferry_core.onboarding.builder import (
     BuiltModel,
     build,
     classification_metrics,
+    parity_summary,
     records,
     segment_metrics,
     to_model_frame,
@@ -314,14 +315,7 @@ def build_from_onnx(
             if reference_column not in valid:
                 raise IntakeError(f"validation data has no reference column {reference_column!r}")
             ref = valid[reference_column].to_numpy(dtype=np.float64)
-            diff = np.abs(scores - ref)
-            parity = {
-                "rows": int(diff.size),
-                "max_abs_diff": float(diff.max()),
-                "mean_abs_diff": float(diff.mean()),
-                "tolerance": parity_tolerance,
-                "passed": bool(diff.max() <= parity_tolerance),
-            }
+            parity = parity_summary(scores, ref, parity_tolerance)
             reference = to_model_frame(valid, schema).assign(__reference_score__=ref)
     baseline: dict[str, Any] = {}
     if base_frame is not None:
