@@ -210,6 +210,18 @@ def test_a_repeated_singular_graph_is_merged_as_protobuf_merges_it() -> None:
         ensure_self_contained(data)
 
 
+def test_a_graph_sent_as_a_group_is_no_graph_to_onnxruntime_either() -> None:
+    """A message field in group encoding (wire types 3/4) is an unknown field to protobuf: the
+    guard lets it by because onnxruntime finds no graph in it, let alone a tensor to read."""
+    import onnxruntime as ort
+
+    graph = _message(5, _key(14, 0) + _varint(1))  # initializer: an EXTERNAL tensor
+    data = _key(7, 3) + graph + _key(7, 4)
+    ensure_self_contained(data)
+    with pytest.raises(Exception, match="No graph was found"):
+        ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
 def test_nesting_beyond_protobufs_limit_is_refused() -> None:
     graph = b""
     for _ in range(60):  # graph -> node -> attribute -> g: 180 levels of messages
