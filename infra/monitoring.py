@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jsii
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -347,21 +347,15 @@ class Monitoring(Construct):
         model registered by a path that bypassed the function, is repaired)."""
         for name, value in model_alarm_variables(config, topic_arn=self.topic.topic_arn).items():
             function.add_environment(name, value)
+        stack = Stack.of(self)
+        where = f"{stack.partition}:cloudwatch:{stack.region}:{stack.account}"
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="PutModelAlarms",
                 actions=["cloudwatch:PutMetricAlarm"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="cloudwatch",
-                        resource="alarm",
-                        resource_name=f"{model_alarm_prefix(config.name)}*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
+                resources=[f"arn:{where}:alarm:{model_alarm_prefix(config.name)}*"],
             )
         )
-        stack = Stack.of(self)
         region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
         account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
         acknowledge(

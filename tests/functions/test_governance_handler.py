@@ -126,31 +126,21 @@ def test_refusals_and_bad_requests_are_results_not_crashes(governance, aws, boto
     assert approved["ok"] and approved["after"] == {"status": "approved"}
 
 
-ALARM_SETTINGS = {
-    "namespace": "Ferry",
-    "scoring_service": "ferry-scoring",
-    "batch_service": "ferry-batch",
-    "drift_service": "ferry-drift",
-    "latency_p99_ms": 250,
-    "error_rate_4xx": 0.25,
-    "error_rate_5xx": 0.01,
-    "drift_psi": 0.2,
-    "drift_period_seconds": 3600,
-}
-
-
 def test_a_registration_event_puts_the_models_alarms(governance, monkeypatch) -> None:
     """
-    Given the function's model alarm settings (as the stack sets them)
+    Given the function's model alarm settings (as infra/environment.py builds them)
     When a `Model Version Registered` registry event reaches it (EventBridge)
     Then the model's five alarms exist, notifying the topic; the same event again changes
         nothing; any other event is refused without an alarm put
     """
     import boto3
 
+    from infra.config import ENVIRONMENTS
+    from infra.environment import model_alarm_variables
+
     topic = "arn:aws:sns:us-east-1:123456789012:ferry-alarms"
-    monkeypatch.setenv("MODEL_ALARMS", json.dumps(ALARM_SETTINGS))
-    monkeypatch.setenv("ALARM_TOPIC_ARN", topic)
+    for name, value in model_alarm_variables(ENVIRONMENTS["dev"], topic_arn=topic).items():
+        monkeypatch.setenv(name, value)
     event = {
         "source": "ferry.registry",
         "detail-type": "Model Version Registered",

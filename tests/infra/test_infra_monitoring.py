@@ -61,6 +61,17 @@ def _statements(template_json: dict[str, Any], role_part: str) -> list[dict[str,
     ]
 
 
+def _targets_function(rule: dict[str, Any], fn_id: str, template: Template) -> None:
+    """The rule's one target: the function, with retries, a dead-letter queue, a permission."""
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [fn_id, "Arn"]}
+    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {"Principal": "events.amazonaws.com", "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]}},
+    )
+
+
 def test_no_model_is_named_in_the_template(template_json: dict[str, Any]) -> None:
     """
     Given the synthesized stack
@@ -139,13 +150,7 @@ def test_registration_events_reach_the_governance_function(
         "source": ["ferry.registry"],
         "detail-type": ["Model Version Registered"],
     }
-    (target,) = rule["Properties"]["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [fn_id, "Arn"]}
-    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 2
-    template.has_resource_properties(
-        "AWS::Lambda::Permission",
-        {"Principal": "events.amazonaws.com", "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]}},
-    )
+    _targets_function(rule, fn_id, template)
 
 
 def test_fleet_alarms_cover_queues_pipelines_and_the_drift_function(
@@ -216,13 +221,7 @@ def test_drift_function_runs_on_the_configured_schedule(
         else (f"rate({minutes} minutes)")
     )
     assert rule["Properties"]["ScheduleExpression"] == want
-    (target,) = rule["Properties"]["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [fn_id, "Arn"]}
-    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 2
-    template.has_resource_properties(
-        "AWS::Lambda::Permission",
-        {"Principal": "events.amazonaws.com", "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]}},
-    )
+    _targets_function(rule, fn_id, template)
 
 
 def test_drift_role_reads_capture_and_writes_only_reports(template_json: dict[str, Any]) -> None:

@@ -23,16 +23,18 @@ from ferry_core.registry.governance import GovernanceSettings, connect
 from ferry_core.registry.registration import register
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:alarms"
-SETTINGS = AlarmSettings(
-    namespace="Ferry",
-    scoring_service="ferry-scoring",
-    batch_service="ferry-batch",
-    drift_service="ferry-drift",
-    latency_p99_ms=250,
-    error_rate_4xx=0.25,
-    error_rate_5xx=0.01,
-    drift_psi=0.2,
-    drift_period_seconds=3600,
+SETTINGS = AlarmSettings.model_validate(
+    {
+        "namespace": "Ferry",
+        "scoring_service": "ferry-scoring",
+        "batch_service": "ferry-batch",
+        "drift_service": "ferry-drift",
+        "latency_p99_ms": 250,
+        "error_rate_4xx": 0.25,
+        "error_rate_5xx": 0.01,
+        "drift_psi": 0.2,
+        "drift_period_seconds": 3600,
+    }
 )
 
 
@@ -132,17 +134,11 @@ def test_ensure_puts_the_same_alarms_every_time(aws: Any) -> None:
 
 
 def _gov(aws: Any, boto: dict[str, Any], tmp_path: Any, monitors: Any) -> Any:
-    return connect(
-        dynamodb=boto["dynamodb"],
-        s3=boto["s3"],
-        events=None,
-        registry_table=aws.registry_table,
-        audit_table=aws.audit_table,
-        anchor_bucket=aws.anchor_bucket,
-        cache_dir=str(tmp_path / "cache"),
-        env="local",
-        monitors=monitors,
-    )
+    """Governance of the moto stack with `monitors` (no events: not what is tested here)."""
+    tables = {"registry_table": aws.registry_table, "audit_table": aws.audit_table}
+    where = {"anchor_bucket": aws.anchor_bucket, "cache_dir": str(tmp_path / "cache")}
+    clients = {"dynamodb": boto["dynamodb"], "s3": boto["s3"], "events": None}
+    return connect(**clients, **tables, **where, env="local", monitors=monitors)
 
 
 def test_registration_puts_the_models_alarms(
