@@ -124,7 +124,6 @@ class Monitoring(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._env = config.name
         self._psi = (config.drift_psi_warn, config.drift_psi_alarm)
         self._latency_budget = config.p99_latency_budget_ms
         schedule_minutes = config.drift_schedule_minutes
