@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
+from ferry_core.registry.events import DETAIL_TYPES, SOURCE
 from infra.config import ENVIRONMENTS, EnvironmentConfig
 
 
@@ -146,9 +147,9 @@ def test_registration_events_reach_the_governance_function(
     """
     fn_id, _ = _one(template_json, "AWS::Lambda::Function", "GovernanceFunction")
     _, rule = _one(template_json, "AWS::Events::Rule", "ModelRegisteredRule")
-    assert rule["Properties"]["EventPattern"] == {
-        "source": ["ferry.registry"],
-        "detail-type": ["Model Version Registered"],
+    assert rule["Properties"]["EventPattern"] == {  # what the core publishes on register
+        "source": [SOURCE],
+        "detail-type": [DETAIL_TYPES["register"]],
     }
     _targets_function(rule, fn_id, template)
 
