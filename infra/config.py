@@ -8,7 +8,6 @@ pydantic only (no aws_cdk), so the CLI and the local platform can read it cheapl
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Literal, Self
 
@@ -19,10 +18,6 @@ LOG_RETENTION_DAYS: frozenset[int] = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731}
     | {1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
-
-# A registered model's name, as the core's model cards define it. Infra imports no runtime code,
-# so the rule is restated here, once.
-_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 # API Gateway HTTP APIs cut a Lambda integration off after at most 29 s.
 API_INTEGRATION_TIMEOUT_SECONDS = 29
@@ -124,14 +119,7 @@ class EnvironmentConfig(BaseModel):
         description="E-mail subscription of the alarm topic.",
     )
 
-    # Monitoring (infra/monitoring.py): data capture and drift
-    monitored_models: tuple[str, ...] = Field(
-        default=("credit-risk",),
-        min_length=1,
-        description="Models with their own alarms (latency, 4xx/5xx, drift, batch failures). "
-        "Alarms need concrete metric dimensions at synth time; the dashboard and drift "
-        "reports cover every model. Must be equal in dev and prod (same resources).",
-    )
+    # Monitoring (infra/monitoring.py): data capture, drift and every model's alarms
     capture_sample_rate: float = Field(
         default=0.1, ge=0, le=1, description="Share of real-time requests and batch rows captured."
     )
@@ -207,9 +195,6 @@ class EnvironmentConfig(BaseModel):
             raise ValueError("training_timeout_minutes > 15 needs training_backend='sagemaker'")
         if self.drift_psi_warn > self.drift_psi_alarm:
             raise ValueError("drift_psi_warn must not exceed drift_psi_alarm")
-        bad = [m for m in self.monitored_models if not _MODEL_NAME.match(m)]
-        if bad or len(set(self.monitored_models)) != len(self.monitored_models):
-            raise ValueError(f"monitored_models must be unique model names (bad: {bad})")
         return self
 
 

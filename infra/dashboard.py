@@ -1,16 +1,26 @@
-"""The monitoring dashboard: SEARCH expressions, so it shows every model, listed or not."""
+"""The monitoring dashboard: SEARCH expressions, so it shows every model, registered at any time.
+
+An alarm status widget lists concrete alarms only; the models' own alarms are put at
+registration (not in the template), so a text widget links to them by their name prefix.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
-from infra.environment import BATCH_SERVICE, DRIFT_SERVICE, NAMESPACE, SCORING_SERVICE
+from infra.environment import (
+    BATCH_SERVICE,
+    DRIFT_SERVICE,
+    FAST_PERIOD_SECONDS,
+    NAMESPACE,
+    SCORING_SERVICE,
+)
 
-FAST_PERIOD = Duration.minutes(1)  # Scoring and batch metrics: one datapoint a minute.
+FAST_PERIOD = Duration.seconds(FAST_PERIOD_SECONDS)
 _SCORING = f'{{{NAMESPACE},model,service}} service="{SCORING_SERVICE}"'
 _BATCH = f'{{{NAMESPACE},model,service}} service="{BATCH_SERVICE}"'
 _DRIFT = f'{{{NAMESPACE},feature,model,service}} service="{DRIFT_SERVICE}"'
@@ -97,13 +107,25 @@ def monitoring_dashboard(
     latency_budget_ms: int,
     drift_period: Duration,
     alarms: Sequence[cloudwatch.IAlarm],
+    model_alarm_prefix: str,
 ) -> cloudwatch.Dashboard:
-    """Latency, traffic, errors, batch volumes, drift (PSI, KS) and every alarm's state."""
+    """Latency, traffic, errors, batch volumes, drift (PSI, KS), the stack's alarms' state and
+    a link to every model's alarms."""
     dashboard = cloudwatch.Dashboard(scope, "Dashboard", default_interval=Duration.hours(24))
     dashboard.add_widgets(*_scoring_widgets(latency_budget_ms))
     dashboard.add_widgets(*_error_and_batch_widgets())
     dashboard.add_widgets(*_drift_widgets(psi, drift_period))
     dashboard.add_widgets(
         cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(alarms), width=24)
+    )
+    region = Stack.of(scope).region
+    dashboard.add_widgets(
+        cloudwatch.TextWidget(
+            markdown=f"**Model alarms** (latency, 4xx/5xx rates, drift, batch failures of every "
+            f"registered model): [{model_alarm_prefix}*](https://console.aws.amazon.com/"
+            f"cloudwatch/home?region={region}#alarmsV2:?search={model_alarm_prefix})",
+            width=24,
+            height=2,
+        )
     )
     return dashboard

@@ -25,6 +25,10 @@ VALIDATION_SERVICE = "ferry-validation"
 MODEL_CACHE_DIR = "/tmp/ferry-models"  # /tmp is the only writable path in Lambda.
 CAPTURE_MAX_BATCH_ROWS = 10_000  # Rows one batch run contributes to the drift sample at most.
 TRAINING_LOCK_FILE = "/var/task/train.lock"  # The training image's lock (SageMaker jobs).
+FAST_PERIOD_SECONDS = 60  # Scoring and batch metrics: one datapoint a minute.
+# A model's latency and error-rate alarms: 3 breaching minutes out of 5, so one slow request
+# burst is no page.
+FAST_EVALUATION = (5, 3)
 
 
 def _powertools(service: str) -> dict[str, str]:
@@ -89,6 +93,30 @@ def governance_variables(
         "CANARY_PERCENT": repr(config.canary_percent),
         "CANARY_SECONDS": str(config.canary_minutes * 60),
         "CANARY_POLICY": json.dumps(canary_policy, sort_keys=True),
+    }
+
+
+def model_alarm_variables(config: EnvironmentConfig, *, topic_arn: str) -> dict[str, str]:
+    """The governance function's model alarms (ferry_core/monitoring/alarms.py AlarmSettings):
+    the metrics they watch, the thresholds and periods of this environment, and their topic."""
+    periods, datapoints = FAST_EVALUATION
+    settings = {
+        "namespace": NAMESPACE,
+        "scoring_service": SCORING_SERVICE,
+        "batch_service": BATCH_SERVICE,
+        "drift_service": DRIFT_SERVICE,
+        "latency_p99_ms": config.p99_latency_budget_ms,
+        "error_rate_4xx": config.error_rate_4xx_alarm,
+        "error_rate_5xx": config.error_rate_5xx_alarm,
+        "drift_psi": config.drift_psi_alarm,
+        "fast_period_seconds": FAST_PERIOD_SECONDS,
+        "fast_evaluation_periods": periods,
+        "fast_datapoints_to_alarm": datapoints,
+        "drift_period_seconds": config.drift_schedule_minutes * 60,
+    }
+    return {
+        "MODEL_ALARMS": json.dumps(settings, sort_keys=True),
+        "ALARM_TOPIC_ARN": topic_arn,
     }
 
 

@@ -102,8 +102,8 @@ class Governance(Construct):
                 anchor_bucket=self.anchor_bucket.bucket_name,
             ),
             no_dlq_reason="Invoked synchronously by Step Functions and operators: a failure "
-            "returns to the caller (whose retry/catch applies), there is no asynchronous event "
-            "to dead-letter.",
+            "returns to the caller (whose retry/catch applies). Its one asynchronous source, "
+            "registry events from EventBridge, has an on-failure destination (monitoring).",
         )
         self.function, self.role, self.log_group = isolated_function(
             self,

@@ -1,26 +1,28 @@
 """Monitoring: data capture grants, the drift function and its schedule, alarms, a dashboard.
 
-Alarms per model need the model's name at synth time (CloudWatch alarms watch concrete metric
-dimensions; SEARCH expressions cannot be alarmed on reliably and the local platform's evaluator
-does not run them). So `monitored_models` in infra/config.py lists the models that get their
-own alarms: p99 latency over `p99_latency_budget_ms`, 4xx and 5xx rates, drift over
-`drift_psi_alarm` and batch failures. Fleet-wide alarms cover the rest: the batch DLQ, every
+A model's own alarms (p99 latency over `p99_latency_budget_ms`, 4xx and 5xx rates, drift over
+`drift_psi_alarm`, batch failures) are not in this template: CloudWatch alarms watch concrete
+metric dimensions, and a model may be registered without a redeploy. The governance function
+puts them when a version is registered, named `Ferry-{env}-model-{model}-{kind}`, from the
+specs in the core (ferry_core/monitoring/alarms.py) and the thresholds of infra/config.py
+(its `MODEL_ALARMS` variable, set here with the grant to put exactly those alarms). Archiving a
+model's last version leaves them in place. Fleet-wide alarms are here: the batch DLQ, every
 file failure (SEARCH, from infra/batch.py), pipeline (state machine) failures and the drift
-function's own failures. The dashboard uses SEARCH, so it shows every model, listed or not.
+function's own failures. The dashboard uses SEARCH, so it shows every model.
 
 Every alarm notifies ONE SNS topic (KMS-encrypted; e-mail subscription when `alarm_email` is
-set). A drift alarm entering ALARM is also matched by `drift_rule` (EventBridge), whose target
-is the retraining workflow, added with `add_retrain_target` once its state machine exists.
-Without a target the rule matches and does nothing.
+set). Any model's drift alarm entering ALARM is matched by `drift_rule` (EventBridge, a
+wildcard on the alarm name), whose target is the retraining workflow, added with
+`add_retrain_target` once its state machine exists. Without a target the rule matches and does
+nothing.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -40,11 +42,10 @@ from constructs import Construct
 from infra.config import EnvironmentConfig
 from infra.dashboard import FAST_PERIOD, monitoring_dashboard
 from infra.environment import (
-    BATCH_SERVICE,
     DRIFT_SERVICE,
     NAMESPACE,
-    SCORING_SERVICE,
     drift_variables,
+    model_alarm_variables,
 )
 from infra.functions import (
     FunctionSpec,
@@ -53,14 +54,33 @@ from infra.functions import (
     lambda_role,
     write_own_logs,
 )
+from infra.governance import EVENT_SOURCE as REGISTRY_EVENT_SOURCE
 from infra.nag import acknowledge
 from infra.scoring import ScoringFunction
 from infra.state_machines import dead_letter_queue
 
 CAPTURE_ROWS_PREFIX = "capture/rows/"  # where the scorer writes its sample of requests
 CAPTURE_REPORTS_PREFIX = "capture/reports/"  # where the drift function writes its reports
-# Latency and error rates: 3 breaching minutes out of 5, so one slow request burst is no page.
-FAST_EVALUATION = (5, 3)
+# The registry event of a new version (the core's ferry_core/registry/events.py DETAIL_TYPES).
+REGISTERED_DETAIL_TYPE = "Model Version Registered"
+
+
+def model_alarm_prefix(env: str) -> str:
+    """The name prefix of every model's alarms (the governance function puts them; the core's
+    ferry_core/monitoring/alarms.py names them the same way)."""
+    return f"Ferry-{env}-model-"
+
+
+def drift_alarm_pattern(env: str) -> events.EventPattern:
+    """Any model's drift alarm (`Ferry-{env}-model-{model}-drift`) entering ALARM."""
+    return events.EventPattern(
+        source=["aws.cloudwatch"],
+        detail_type=["CloudWatch Alarm State Change"],
+        detail={
+            "alarmName": events.Match.wildcard(f"{model_alarm_prefix(env)}*-drift"),
+            "state": {"value": ["ALARM"]},
+        },
+    )
 
 
 @jsii.implements(events.IRuleTarget)
@@ -84,11 +104,6 @@ class _LambdaTarget:
         )
 
 
-def pascal(name: str) -> str:
-    """`credit-risk` → `CreditRisk`: a model name as a construct id part."""
-    return "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", name) if p)
-
-
 class Monitoring(Construct):
     """Capture grants on the scorer, the scheduled drift function, alarms → SNS, a dashboard."""
 
@@ -102,13 +117,13 @@ class Monitoring(Construct):
         data_bucket: s3.IBucket,
         data_key: kms.IKey,
         registry_table: dynamodb.ITable,
+        governance: tuple[lambda_.Function, iam.IRole],
         fleet_alarms: Sequence[cloudwatch.IAlarm] = (),
         pipelines: Sequence[tuple[str, sfn.IStateMachine]] = (),
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._models = list(config.monitored_models)
         self._psi = (config.drift_psi_warn, config.drift_psi_alarm)
         self._latency_budget = config.p99_latency_budget_ms
         schedule_minutes = config.drift_schedule_minutes
@@ -133,11 +148,6 @@ class Monitoring(Construct):
             source_arn=self.schedule.rule_arn,
         )
         self.alarms: list[cloudwatch.Alarm] = []
-        self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
-        for model in self._models:
-            self._model_alarms(
-                model, config.error_rate_4xx_alarm, config.error_rate_5xx_alarm, schedule_minutes
-            )
         self._function_alarms()
         for name, machine in pipelines:
             self.add_pipeline(name, machine)
@@ -148,13 +158,9 @@ class Monitoring(Construct):
             self,
             "DriftAlarmRule",
             description="A model's drift alarm entered ALARM: start the retraining workflow",
-            event_pattern=events.EventPattern(
-                source=["aws.cloudwatch"],
-                detail_type=["CloudWatch Alarm State Change"],
-                resources=[a.alarm_arn for a in self.drift_alarms.values()],
-                detail={"state": {"value": ["ALARM"]}},
-            ),
+            event_pattern=drift_alarm_pattern(config.name),
         )
+        self.registered_rule = self._model_alarms(config, *governance)
         # One statement with a fixed Sid (CDK's own names the rule's path, stage included).
         self.dead_letter_queue.add_to_resource_policy(
             iam.PolicyStatement(
@@ -164,7 +170,11 @@ class Monitoring(Construct):
                 resources=[self.dead_letter_queue.queue_arn],
                 conditions={
                     "ArnEquals": {
-                        "aws:SourceArn": [self.schedule.rule_arn, self.drift_rule.rule_arn]
+                        "aws:SourceArn": [
+                            self.schedule.rule_arn,
+                            self.drift_rule.rule_arn,
+                            self.registered_rule.rule_arn,
+                        ]
                     }
                 },
             )
@@ -176,6 +186,7 @@ class Monitoring(Construct):
             latency_budget_ms=self._latency_budget,
             drift_period=Duration.minutes(schedule_minutes),
             alarms=[*self.alarms, *self.fleet_alarms],
+            model_alarm_prefix=model_alarm_prefix(config.name),
         )
         self._acknowledge_findings(scoring, data_bucket)
 
@@ -327,6 +338,52 @@ class Monitoring(Construct):
 
     # ---------------------------------------------------------------- alarms
 
+    def _model_alarms(
+        self, config: EnvironmentConfig, function: lambda_.Function, role: iam.IRole
+    ) -> events.Rule:
+        """Let the governance function put every model's alarms, at registration and again on
+        each `Model Version Registered` registry event (idempotent, so a put that failed, or a
+        model registered by a path that bypassed the function, is repaired)."""
+        for name, value in model_alarm_variables(config, topic_arn=self.topic.topic_arn).items():
+            function.add_environment(name, value)
+        stack = Stack.of(self)
+        where = f"{stack.partition}:cloudwatch:{stack.region}:{stack.account}"
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PutModelAlarms",
+                actions=["cloudwatch:PutMetricAlarm"],
+                resources=[f"arn:{where}:alarm:{model_alarm_prefix(config.name)}*"],
+            )
+        )
+        region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        acknowledge(
+            role.node.find_child("DefaultPolicy").node.default_child,
+            f"AwsSolutions-IAM5[Resource::arn:aws:cloudwatch:{region}:{account}:alarm:"
+            f"{model_alarm_prefix(config.name)}*]",
+            "Governance puts the alarms of every model registered, named "
+            "Ferry-{env}-model-{model}-{kind}; the grant is that name prefix and PutMetricAlarm.",
+        )
+        rule = events.Rule(
+            self,
+            "ModelRegisteredRule",
+            description="A model version was registered: put that model's alarms",
+            event_pattern=events.EventPattern(
+                source=[REGISTRY_EVENT_SOURCE], detail_type=[REGISTERED_DETAIL_TYPE]
+            ),
+            targets=[_LambdaTarget(function, self.dead_letter_queue)],
+        )
+        # EventBridge invokes asynchronously: a put that failed every retry is kept for replay.
+        function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.dead_letter_queue), retry_attempts=2
+        )
+        function.add_permission(
+            "ModelRegisteredInvoke",
+            principal=iam.ServicePrincipal("events.amazonaws.com"),
+            source_arn=rule.rule_arn,
+        )
+        return rule
+
     def _alarm(
         self,
         construct_id: str,
@@ -354,72 +411,6 @@ class Monitoring(Construct):
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         self.alarms.append(alarm)
         return alarm
-
-    def _scoring_metric(self, model: str, name: str, statistic: str) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=NAMESPACE,
-            metric_name=name,
-            dimensions_map={"model": model, "service": SCORING_SERVICE},
-            statistic=statistic,
-            period=FAST_PERIOD,
-        )
-
-    def _model_alarms(
-        self, model: str, rate_4xx: float, rate_5xx: float, schedule_minutes: int
-    ) -> None:
-        mid = pascal(model)
-        self._alarm(
-            f"{mid}LatencyP99",
-            self._scoring_metric(model, "Latency", "p99"),
-            threshold=self._latency_budget,
-            evaluation=FAST_EVALUATION,
-            description=f"{model}: p99 scoring latency is over the budget (ms).",
-        )
-        requests = {
-            "ok": self._scoring_metric(model, "Latency", "SampleCount"),
-            "e4": self._scoring_metric(model, "Errors4xx", "Sum"),
-            "e5": self._scoring_metric(model, "Errors5xx", "Sum"),
-        }
-        total = "(FILL(ok, 0) + FILL(e4, 0) + FILL(e5, 0))"
-        for code, threshold in (("4xx", rate_4xx), ("5xx", rate_5xx)):
-            self._alarm(
-                f"{mid}Errors{code}Rate",
-                cloudwatch.MathExpression(
-                    expression=f"FILL(e{code[0]}, 0) / {total}",
-                    using_metrics=requests,
-                    period=FAST_PERIOD,
-                    label=f"{model} {code} rate",
-                ),
-                threshold=threshold,
-                evaluation=FAST_EVALUATION,
-                description=f"{model}: share of predict requests answered {code} is too high.",
-            )
-        self.drift_alarms[model] = self._alarm(
-            f"{mid}Drift",
-            cloudwatch.Metric(
-                namespace=NAMESPACE,
-                metric_name="DriftMaxPSI",
-                dimensions_map={"model": model, "service": DRIFT_SERVICE},
-                statistic="Maximum",
-                period=Duration.minutes(schedule_minutes),
-            ),
-            threshold=self._psi[1],
-            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            description=f"{model}: a feature's (or the score's) PSI reached the drift alarm "
-            "threshold; retraining starts (`ferry drift` shows the report).",
-        )
-        self._alarm(
-            f"{mid}BatchFailures",
-            cloudwatch.Metric(
-                namespace=NAMESPACE,
-                metric_name="BatchFailures",
-                dimensions_map={"model": model, "service": BATCH_SERVICE},
-                statistic="Sum",
-                period=FAST_PERIOD,
-            ),
-            threshold=0,
-            description=f"{model}: a batch file got a failed manifest.",
-        )
 
     def _function_alarms(self) -> None:
         self._alarm(

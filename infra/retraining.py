@@ -30,6 +30,7 @@ from infra.config import EnvironmentConfig
 from infra.environment import training_variables, validation_variables
 from infra.functions import FunctionSpec, Ids, isolated_function
 from infra.nag import acknowledge
+from infra.retrain_schedule import RetrainSchedule
 from infra.retrain_workflow import RetrainWorkflow
 from infra.state_machines import traced_state_machine
 from infra.storage import MODELS_PREFIX
@@ -153,7 +154,19 @@ class Retraining(Construct):
         if self.sagemaker is not None:
             for statement in self.sagemaker.machine_statements():
                 self.state_machine.add_to_role_policy(statement)
-        self._triggers(config.retrain_schedule, config.monitored_models, dead_letter_queue)
+        # Routine retraining of every live model (the drift alarm's rule is in monitoring).
+        self.schedule: RetrainSchedule | None = None
+        if config.retrain_schedule is not None:
+            self.schedule = RetrainSchedule(
+                self,
+                "Schedule",
+                schedule=config.retrain_schedule,
+                registry_table=registry_table,
+                retrain_machine=self.state_machine,
+                dead_letter_queue=dead_letter_queue,
+                log_retention=log_retention,
+                removal_policy=removal_policy,
+            )
         self._acknowledge_findings(model_bucket, data_bucket, governance_role)
 
     # ---------------------------------------------------------------- functions
@@ -241,46 +254,7 @@ class Retraining(Construct):
         ):
             role.add_to_principal_policy(statement)
 
-    # ---------------------------------------------------------------- triggers
-
-    def _triggers(
-        self, schedule: str | None, models: tuple[str, ...], dead_letter_queue: sqs.IQueue
-    ) -> None:
-        """A scheduled run per monitored model (the drift alarm's rule is in monitoring)."""
-        self.schedule_rule: events.Rule | None = None
-        if schedule is None:
-            return
-        self.schedule_rule = events.Rule(
-            self,
-            "Schedule",
-            description="Scheduled retraining of every monitored model",
-            schedule=events.Schedule.expression(schedule),
-        )
-        cfn_rule = self.schedule_rule.node.default_child
-        for index, model in enumerate(models):
-            self.schedule_rule.add_target(
-                targets.SfnStateMachine(
-                    self.state_machine,
-                    input=events.RuleTargetInput.from_object(
-                        {"model": model, "trigger": "schedule", "reason": f"schedule {schedule}"}
-                    ),
-                    retry_attempts=2,
-                )
-            )
-            # Undeliverable starts go to the monitoring dead-letter queue (alarmed on); one
-            # statement with a fixed Sid (the stock one names the rule's path, stage included).
-            cfn_rule.add_property_override(
-                f"Targets.{index}.DeadLetterConfig.Arn", dead_letter_queue.queue_arn
-            )
-        dead_letter_queue.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="RetrainScheduleDeliveries",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sqs:SendMessage"],
-                resources=[dead_letter_queue.queue_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": self.schedule_rule.rule_arn}},
-            )
-        )
+    # ---------------------------------------------------------------- the drift trigger
 
     def drift_target(self) -> targets.SfnStateMachine:
         """The drift rule's target: the model from the alarm's metric dimension (the rule's
@@ -346,13 +320,6 @@ class Retraining(Construct):
             "Log delivery (logs:*LogDelivery, DescribeResourcePolicies) and X-Ray put calls, "
             "added by CDK for logging and tracing, have no resource-level permissions.",
         )
-        if self.schedule_rule is not None:
-            acknowledge(
-                self.schedule_rule.node.default_child,
-                "Serverless-EventBusDLQ",
-                "Every target gets the monitoring dead-letter queue by a property override "
-                "(Targets.N.DeadLetterConfig), which cdk-nag does not see.",
-            )
         # How cdk-nag prints "region:account" in an ARN: concrete values, or the pseudo params.
         region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
         account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account

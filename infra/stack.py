@@ -144,6 +144,7 @@ class FerryStack(Stack):
             data_bucket=storage.data_bucket,
             data_key=storage.data_key,
             registry_table=tables.registry_table,
+            governance=(self.governance.function, self.governance.role),
             fleet_alarms=[self.batch.dlq_alarm, self.batch.failure_alarm],
             pipelines=[("BatchFanOut", self.batch.state_machine)],
             **common,

@@ -1,12 +1,14 @@
 """Governance function (the promotion path): validate the request, call the core, shape the answer.
 
-It is the only function whose role may write stage pointers. Two kinds of input:
+It is the only function whose role may write stage pointers. Three kinds of input:
 - a `GovernanceRequest` (promote, rollback, archive, approve, reject) from an operator or a
   script: domain refusals come back as `{"ok": false, "error": code}`;
 - a `WorkflowRequest` (lock, register_candidate, request_approval, canary, promote_candidate,
   reject_run) from the retrain-and-promote state machine (ferry_core/retrain/workflow.py):
   a domain refusal raises, so the task fails with the error's class name (`PromotionRefused`,
-  …) and the state machine's Catch records the reason in the audit trail.
+  …) and the state machine's Catch records the reason in the audit trail;
+- a `Model Version Registered` registry event (EventBridge): the model's alarms are put again
+  (ferry_core/monitoring/alarms.py), as they are after every registration here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from ferry_core import errors
+from ferry_core.monitoring.alarms import ModelAlarms, RegisteredEvent
 from ferry_core.registry.governance import (
     Governance,
     GovernanceRequest,
@@ -37,10 +40,18 @@ tracer = Tracer(patch_modules=("botocore",))
 
 
 @cache
+def monitors() -> ModelAlarms | None:
+    """The model alarms put on registration (None when the stack configured none)."""
+    s = GovernanceSettings.from_env()
+    return s.model_monitors(boto3.client("cloudwatch"), s.env)
+
+
+@cache
 def governance() -> Governance:
     """Built on first use (not at import), once per container; tests call cache_clear()."""
     s = GovernanceSettings.from_env()
     return connect(
+        monitors=monitors(),
         dynamodb=boto3.client("dynamodb"),
         s3=boto3.client("s3"),
         events=boto3.client("events"),
@@ -88,12 +99,23 @@ def _workflow_step(event: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _registered(event: dict[str, Any]) -> dict[str, Any]:
+    """A registry event (EventBridge): put the registered model's alarms (idempotent)."""
+    model = RegisteredEvent.model_validate(event).detail.model
+    alarms = monitors()
+    names = alarms.ensure(model) if alarms is not None else []
+    logger.info("model alarms put", model=model, alarms=names)
+    return {"ok": True, "model": model, "alarms": names}
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("action") in WORKFLOW_ACTIONS:
         return _workflow_step(event)
+    if "detail-type" in event:
+        return _registered(event)
     try:
         request = GovernanceRequest.model_validate(event)
     except ValidationError as exc:

@@ -3,7 +3,9 @@
 Which alarms are the stack's: the stack names none of its alarms (infra/monitoring.py and
 infra/batch.py leave `AlarmName` unset), so CloudFormation names each one
 `{stack}-{logical id}-{random suffix}` (the local platform `{stack}-{logical id}`,
-ferry_local/template.py). One `DescribeAlarms` with `AlarmNamePrefix="{stack}-"` therefore
+ferry_local/template.py). Every model's own alarms, which the governance function puts at
+registration, are named `{stack}-model-{model}-{kind}` (ferry_core/monitoring/alarms.py; the
+stack is `Ferry-{env}`). One `DescribeAlarms` with `AlarmNamePrefix="{stack}-"` therefore
 returns exactly this stack's alarms and no other alarm of the account (the other stacks are
 `Ferry-local`, `Ferry-dev`, `Ferry-prod` and `Ferry-pipeline`, none of which starts with another's
 name and a dash). It needs only `cloudwatch:DescribeAlarms`, which every persona that reads

@@ -1,4 +1,5 @@
-"""`ferry alarms --env local|dev|prod`: every alarm of the stage's stack, firing ones first.
+"""`ferry alarms --env local|dev|prod`: every alarm of the stage's stack and of its models,
+firing ones first.
 
 Read with the caller's identity (locally `admin` unless `ferry --as` says otherwise), which
 needs `cloudwatch:DescribeAlarms` only; which alarms are the stack's is explained in
@@ -56,8 +57,8 @@ def alarms(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Every alarm of the stage's stack, ALARM first: what it watches, its threshold, its state,
-    why and since when."""
+    """Every alarm of the stage's stack and its models, ALARM first: what it watches, its
+    threshold, its state, why and since when."""
     wanted = state.upper() if state else None
     if wanted is not None and wanted not in STATES:
         fail("alarms", f"--state must be one of {', '.join(STATES)}, not {state!r}")

@@ -1,7 +1,9 @@
 """CloudWatch alarms evaluated locally on the metrics the functions publish.
 
 moto stores alarms but never evaluates them, and its CloudWatch computes no percentiles.
-`AlarmEvaluator` reads every metric alarm from (moto's) CloudWatch, computes its statistic
+`AlarmEvaluator` reads every metric alarm from (moto's) CloudWatch on each tick (the
+template's and those put at run time, such as a model's by the governance function at
+registration), computes its statistic
 over its evaluation periods from the raw values `emf.MetricSink` kept, sets the alarm's state
 with `set_alarm_state`, and on a change does what AWS does: puts the
 `CloudWatch Alarm State Change` event on the default bus (EventBridge routes it to the rules'

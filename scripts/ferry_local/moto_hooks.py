@@ -20,7 +20,12 @@ The local platform needs moto 5.2.5 (`MOTO_VERSION`) to behave as AWS does where
   Map run whose items failed succeeds in moto (`DistributedIterationComponent._map_run` counts
   the failures and goes on, whatever ToleratedFailureCount/Percentage say): it fails with
   `States.ExceedToleratedFailureThreshold` once the failed or timed-out items exceed the
-  threshold (default 0: any failed item), as AWS documents, so the Map's Catch sees it.
+  threshold (default 0: any failed item), as AWS documents, so the Map's Catch sees it. A
+  service task's parameters reach boto3 as the state machine wrote them, while AWS maps them
+  to the API's member names (`StateMachineArn` → `stateMachineArn` for Step Functions, whose
+  API is camelCase) and returns the result with capitalized names (`ExecutionArn`):
+  `StateTaskService._normalise_parameters`/`_normalise_response` do both, from the service
+  model, for APIs whose member names are camelCase (the others are left as they are).
 - IAM: every request after resource creation is authorized as AWS does it: the resource ARN
   of each action, conditions, KMS for SSE-KMS objects, expired sessions, Step Functions tasks
   as their execution role (`moto_iam.py`, whose patches are part of `PATCHES`).
@@ -45,6 +50,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from importlib.metadata import version
 from typing import Any, Protocol, runtime_checkable
 
@@ -333,6 +339,97 @@ def _threshold_exceeded(env: Any, failed: int, total: int) -> Exception:
     )
 
 
+# ---------------------------------------------------------------- Step Functions service tasks
+
+_SERVICE_TASKS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service"
+
+
+@cache
+def _service_model(service: str) -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)
+
+
+def _operation_shapes(task: Any, service: str | None, action: str | None) -> tuple[Any, Any]:
+    """(input shape, output shape) of a service task's API operation, from botocore's model."""
+    from botocore import xform_name
+
+    service = service or task._get_boto_service_name()
+    action = action or task._get_boto_service_action()
+    model = _service_model(service)
+    for name in model.operation_names:
+        if xform_name(name) == action:
+            operation = model.operation_model(name)
+            return operation.input_shape, operation.output_shape
+    return None, None
+
+
+def _camel_case(shape: Any) -> bool:
+    """Whether an operation's top-level members start lower-case (Step Functions does)."""
+    return shape is not None and any(m[:1].islower() for m in shape.members)
+
+
+def _renamed(value: Any, shape: Any, name_of: Callable[[str, Any], str | None]) -> Any:
+    """`value` with every structure member renamed by `name_of(key, shape)`, recursively."""
+    if shape is None:
+        return value
+    if shape.type_name == "structure" and isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            member = name_of(key, shape)
+            out[member or key] = _renamed(item, shape.members.get(member or key), name_of)
+        return out
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_renamed(item, shape.member, name_of) for item in value]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: _renamed(v, shape.value, name_of) for k, v in value.items()}
+    return value
+
+
+def _member_named(key: str, shape: Any) -> str | None:
+    """The API's member name for a key written in the state machine's capitalization."""
+    return next((m for m in shape.members if m.lower() == key.lower()), None)
+
+
+def _capitalized(key: str, shape: Any) -> str | None:
+    return key[:1].upper() + key[1:] if key in shape.members else None
+
+
+def _api_parameters(original: Callable[..., Any]) -> Callable[..., Any]:
+    def normalise(
+        self: Any, parameters: dict, boto_service_name: Any = None, service_action_name: Any = None
+    ) -> None:
+        original(self, parameters, boto_service_name, service_action_name)
+        shape, _ = _operation_shapes(self, boto_service_name, service_action_name)
+        if not _camel_case(shape):
+            return
+        renamed = _renamed(parameters, shape, _member_named)
+        parameters.clear()
+        parameters.update(renamed)
+
+    return normalise
+
+
+def _sfn_response(original: Callable[..., Any]) -> Callable[..., Any]:
+    def normalise(
+        self: Any, response: Any, boto_service_name: Any = None, service_action_name: Any = None
+    ) -> None:
+        original(self, response, boto_service_name, service_action_name)
+        if not isinstance(response, dict):
+            return
+        from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+        _, shape = _operation_shapes(self, boto_service_name, service_action_name)
+        if not _camel_case(shape):
+            return
+        renamed = _renamed(response, shape, _capitalized)
+        response.clear()
+        response.update(json.loads(to_json_str(renamed)))  # a state's output is JSON: dates too
+
+    return normalise
+
+
 # ---------------------------------------------------------------- DynamoDB
 
 _DYNAMODB_LOCK = threading.RLock()
@@ -381,6 +478,13 @@ PATCHES: tuple[Patch, ...] = (
         "DistributedIterationComponent",
         "_map_run",
         _tolerated_failures,
+    ),
+    *(
+        Patch(f"{_SERVICE_TASKS}.state_task_service", "StateTaskService", name, hook)
+        for name, hook in (
+            ("_normalise_parameters", _api_parameters),
+            ("_normalise_response", _sfn_response),
+        )
     ),
     *(
         Patch("moto.dynamodb.models", "DynamoDBBackend", name, _serialized)

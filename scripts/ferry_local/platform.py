@@ -49,6 +49,7 @@ from ferry_local.template import (
     SynthesizedStack,
     synthesize_local,
 )
+from ferry_local.workflows import alarm_definitions
 
 SNAPSHOT_FORMAT = 1
 
@@ -385,6 +386,9 @@ class LocalPlatform:
             items = _paginate(ddb, "scan", "Items", TableName=table)
             (work / "dynamodb" / f"{table}.pickle").write_bytes(pickle.dumps(items))
             manifest["tables"][table] = len(items)
+        alarms = alarm_definitions(self.clients["cloudwatch"])
+        (work / "alarms.json").write_text(json.dumps(alarms, indent=1, default=str))
+        manifest["alarms"] = len(alarms)
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         old = self.state_dir / "state.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -437,7 +441,22 @@ class LocalPlatform:
                 while pending:
                     pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems")
             restored[f"dynamodb:{table}"] = len(items)
+        restored["alarms"] = self._restore_alarms()
         return restored
+
+    def _restore_alarms(self) -> int:
+        """Put back the snapshot's alarms the stack did not create again (every model's, put
+        by the governance function at registration: on AWS they outlive any restart)."""
+        saved = self.snapshot_dir / "alarms.json"
+        if not saved.exists():
+            return 0
+        assert self.clients is not None
+        cloudwatch = self.clients["cloudwatch"]
+        existing = {a["AlarmName"] for a in alarm_definitions(cloudwatch)}
+        missing = [a for a in json.loads(saved.read_text()) if a["AlarmName"] not in existing]
+        for alarm in missing:
+            cloudwatch.put_metric_alarm(**alarm)
+        return len(missing)
 
     def _kms_keys(self) -> dict[str, dict[str, str]]:
         """Each KMS key of the stack by logical id: its id and ARN in this run."""

@@ -199,6 +199,18 @@ def _alarm(lid: str, props: dict, resolver: ResolverLike, clients: Any, made: Wo
     made.alarms[lid] = name
 
 
+def alarm_definitions(cloudwatch: Any) -> list[dict[str, Any]]:
+    """Every metric alarm as the `PutMetricAlarm` arguments that recreate it: the platform's
+    snapshot keeps those the template does not define (a model's, put at registration)."""
+    pages = cloudwatch.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"])
+    return [
+        {"AlarmName": a["AlarmName"]}
+        | {k: a[k] for k in _ALARM_PROPERTIES if k in a and a[k] not in ([], None)}
+        for page in pages
+        for a in page["MetricAlarms"]
+    ]
+
+
 def _rule(lid: str, props: dict, resolver: ResolverLike, clients: Any, made: Workflows) -> None:
     events = _client(clients, "events")
     name = _name(lid, props, "Name", resolver)

@@ -200,24 +200,37 @@ def _serve_model(platform: RunningPlatform, built: Any, name: str) -> None:
 
 def _register_model(platform: RunningPlatform, built: Any, name: str) -> Any:
     """Register `built` as `name` (as the data scientist, as `ferry register` does it: artifacts
-    into the model bucket, the card into the registry) and promote it to production (as the
-    admin), through the AWS endpoint."""
+    into the model bucket, the version and its audit entry into the registry, the registry
+    event that has the governance function put the model's alarms) and promote it to
+    production (as the admin), through the AWS endpoint."""
+    import tempfile
+
     from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.governance import connect
+    from ferry_core.registry.registration import register
     from ferry_core.registry.writer import RegistryWriter
 
     outputs = platform.outputs
-    scientist = RegistryWriter(
-        platform.client("dynamodb", "data-scientist"), outputs["RegistryTableName"]
+    scientist = connect(
+        dynamodb=platform.client("dynamodb", "data-scientist"),
+        s3=platform.client("s3", "data-scientist"),
+        events=platform.client("events", "data-scientist"),
+        registry_table=outputs["RegistryTableName"],
+        audit_table=outputs["AuditTableName"],
+        anchor_bucket=outputs["AuditAnchorBucketName"],
+        cache_dir=tempfile.mkdtemp(prefix="ferry-e2e-"),
+        env=platform.info["stack"].removeprefix("Ferry-"),
     )
-    card = register_built(
+    card, outcome = register(
         built,
         name,
         platform.client("s3", "data-scientist"),
         outputs["ModelBucketName"],
         scientist,
         Lineage(),
+        "tests",
     )
+    assert not outcome.warnings, outcome.warnings
     admin = RegistryWriter(platform.client("dynamodb", "admin"), outputs["RegistryTableName"])
     admin.set_stage(name, "production", card.version, None, actor="tests")
     return card

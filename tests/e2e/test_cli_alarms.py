@@ -1,5 +1,6 @@
 """`ferry alarms --env local` against the running local platform: the stack's alarms as the
-template defines them, a real alarm driven to ALARM by a failed batch file, the filters."""
+template defines them and every registered model's alarms as the governance function put them,
+a real alarm driven to ALARM by a failed batch file, the filters."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ferry_cli.main import app
 from ferry_local.template import Resolver, load_template
 
 MODEL = "credit-risk"
+MODEL_ALARMS = "Ferry-local-model-"  # every model's alarms: Ferry-{env}-model-{model}-{kind}
 ALARM_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")
 ENTRY_KEYS = {
     "name",
@@ -57,6 +59,22 @@ def template_alarms(local_platform: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+@pytest.fixture(scope="module")
+def model_alarms(local_platform: Any, serve_model: Any, built: Any) -> dict[str, dict[str, Any]]:
+    """credit-risk served (registered as `ferry register` does); every model alarm, by name,
+    once credit-risk's five exist (the governance function puts them on the registry event)."""
+    serve_model(local_platform, built, MODEL)
+    cloudwatch = local_platform.client("cloudwatch")
+    deadline = time.monotonic() + 90
+    while True:
+        pages = cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=MODEL_ALARMS)
+        found = {a["AlarmName"]: a for page in pages for a in page["MetricAlarms"]}
+        if sum(n.startswith(f"{MODEL_ALARMS}{MODEL}-") for n in found) == 5:
+            return found
+        assert time.monotonic() < deadline, f"{MODEL}'s alarms were never put: {sorted(found)}"
+        time.sleep(0.5)
+
+
 def watches_model(props: dict[str, Any], model: str) -> bool:
     dimensions = list(props.get("Dimensions") or [])
     for query in props.get("Metrics") or []:
@@ -74,22 +92,28 @@ def listed(*args: str) -> list[dict[str, Any]]:
     return json.loads(alarms("--json", *args).stdout)
 
 
-def test_lists_exactly_the_templates_alarms_alarm_first(
-    template_alarms: dict[str, dict[str, Any]],
+def test_lists_the_templates_and_the_models_alarms_alarm_first(
+    template_alarms: dict[str, dict[str, Any]], model_alarms: dict[str, dict[str, Any]]
 ) -> None:
     """
-    Given the local platform running the synthesized stack
+    Given the local platform running the synthesized stack, credit-risk registered
     When `ferry alarms --json` runs as admin
-    Then it lists every alarm of the template and nothing else, in state order, each with
-        what it watches, how, its threshold and comparison, state, reason and transition time
+    Then it lists every alarm of the template and every model's alarms and nothing else, in
+        state order, each with what it watches, how, its threshold and comparison, state,
+        reason and transition time
     """
     entries = listed()
-    assert sorted(e["name"] for e in entries) == sorted(template_alarms)
+    names = {e["name"] for e in entries}
+    assert set(template_alarms) <= names and set(model_alarms) <= names
+    assert all(n.startswith(MODEL_ALARMS) for n in names - set(template_alarms))
     assert all(set(e) == ENTRY_KEYS for e in entries)
     ranks = [STATES.index(e["state"]) for e in entries]
     assert ranks == sorted(ranks)
+    known = {**template_alarms, **model_alarms}
     for e in entries:
-        props = template_alarms[e["name"]]
+        if e["name"] not in known:  # a model registered since the fixture listed them
+            continue
+        props = known[e["name"]]
         assert e["state_reason"] and e["transitioned_at"]
         assert e["models"] == ([MODEL] if watches_model(props, MODEL) else [])
         if "AlarmRule" in props:  # a composite alarm watches other alarms
@@ -98,19 +122,19 @@ def test_lists_exactly_the_templates_alarms_alarm_first(
         assert e["threshold"] == float(props["Threshold"])
         assert e["comparison"] == props["ComparisonOperator"]
         assert e["period"] and (e["metrics"] or e["expression"])
-    by_logical = {e["name"].removeprefix("Ferry-local-"): e for e in entries}
-    latency = next(e for lid, e in by_logical.items() if "LatencyP99" in lid)
+    by_name = {e["name"]: e for e in entries}
+    latency = by_name[f"{MODEL_ALARMS}{MODEL}-latency-p99"]
     assert latency["statistic"] == "p99" and latency["expression"] is None
     (metric,) = latency["metrics"]
     assert metric["namespace"] == "Ferry" and metric["metric"] == "Latency"
     assert metric["dimensions"]["model"] == MODEL
-    rate = next(e for lid, e in by_logical.items() if "Errors4xxRate" in lid)
+    rate = by_name[f"{MODEL_ALARMS}{MODEL}-errors-4xx"]
     assert "FILL(e4, 0)" in rate["expression"] and rate["statistic"] is None
     assert {m["id"] for m in rate["metrics"]} == {"ok", "e4", "e5"}
 
 
 def test_a_firing_alarm_comes_first_with_its_reason_and_filters_select(
-    local_platform: Any, template_alarms: dict[str, dict[str, Any]]
+    local_platform: Any, model_alarms: dict[str, dict[str, Any]]
 ) -> None:
     """
     Given a batch file for a version of credit-risk that does not exist (a failed manifest)
@@ -118,7 +142,7 @@ def test_a_firing_alarm_comes_first_with_its_reason_and_filters_select(
     Then `ferry alarms` lists it first with its reason and transition time, in the table too,
         and `--state` and `--model` select exactly the matching alarms
     """
-    (name,) = [n for n in template_alarms if "CreditRiskBatchFailures" in n]
+    name = f"{MODEL_ALARMS}{MODEL}-batch-failures"
     started = datetime.now(UTC) - timedelta(seconds=5)
     local_platform.client("s3", "data-scientist").put_object(
         Bucket=local_platform.outputs["DataBucketName"],
@@ -150,8 +174,9 @@ def test_a_firing_alarm_comes_first_with_its_reason_and_filters_select(
     assert {e["state"] for e in only_firing} == {"ALARM"}
     for_model = listed("--model", MODEL)
     assert sorted(e["name"] for e in for_model) == sorted(
-        n for n, props in template_alarms.items() if watches_model(props, MODEL)
+        n for n, props in model_alarms.items() if watches_model(props, MODEL)
     )
+    assert len(for_model) == 5
     assert listed("--model", "no-such-model") == []
 
 

@@ -230,6 +230,44 @@ def test_step_functions_lambda_and_eventbridge_are_checked_on_their_arns(world: 
     )
 
 
+def test_cloudwatch_alarm_writes_are_checked_on_the_alarm_name(world: World) -> None:
+    """
+    Given a role that may put alarms named `Ferry-local-model-*` (the governance function's
+        grant)
+    Then it puts (and re-puts) such an alarm, is refused any other name with the alarm's
+        ARN in the message, and PutMetricData (no resource-level permission) needs `*`
+    """
+    prefix = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:Ferry-local-model-"
+    role = world.role(
+        "alarms",
+        [{"Effect": "Allow", "Action": "cloudwatch:PutMetricAlarm", "Resource": f"{prefix}*"}],
+    )
+    alarm = {
+        "Namespace": "Ferry",
+        "MetricName": "DriftMaxPSI",
+        "Dimensions": [{"Name": "model", "Value": "fraud"}],
+        "Statistic": "Maximum",
+        "Period": 3600,
+        "EvaluationPeriods": 1,
+        "Threshold": 0.2,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+    }
+    for _ in range(2):
+        role["cloudwatch"].put_metric_alarm(AlarmName="Ferry-local-model-fraud-drift", **alarm)
+    _refused(
+        lambda: role["cloudwatch"].put_metric_alarm(AlarmName="Ferry-local-other", **alarm),
+        "cloudwatch:PutMetricAlarm",
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:Ferry-local-other",
+    )
+    _refused(
+        lambda: role["cloudwatch"].put_metric_data(
+            Namespace="Ferry", MetricData=[{"MetricName": "x", "Value": 1.0}]
+        ),
+        "cloudwatch:PutMetricData",
+        "*",
+    )
+
+
 OBJECTS = {
     "Effect": "Allow",
     "Action": ["s3:PutObject", "s3:GetObject"],

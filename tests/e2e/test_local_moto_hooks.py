@@ -71,3 +71,53 @@ def test_a_distributed_map_run_fails_past_its_tolerated_failures(
 ) -> None:
     """The threshold rule of the Map Run patch, as AWS documents it for Distributed Map."""
     assert moto_hooks.exceeds_tolerance(failed, total, count, percentage) is fails
+
+
+def test_a_start_execution_task_runs_with_the_state_machines_names() -> None:
+    """
+    Given a state machine whose task starts another (`states:startExecution`, parameters
+        `StateMachineArn`/`Input` as AWS's documentation writes them)
+    When it runs on moto with the hooks installed
+    Then the other machine is started with that input, and the task's result carries
+        AWS's capitalized names (`ExecutionArn`, `StartDate` as an ISO date)
+    """
+    import json
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    role = "arn:aws:iam::123456789012:role/r"
+    passing = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    with (
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+        moto_hooks.installed(),
+    ):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        target = sfn.create_state_machine(
+            name="target", roleArn=role, definition=json.dumps(passing)
+        )["stateMachineArn"]
+        task = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::states:startExecution",
+            "Parameters": {"StateMachineArn": target, "Input": {"model.$": "$.model"}},
+            "End": True,
+        }
+        starter = sfn.create_state_machine(
+            name="starter",
+            roleArn=role,
+            definition=json.dumps({"StartAt": "S", "States": {"S": task}}),
+        )["stateMachineArn"]
+        run = sfn.start_execution(stateMachineArn=starter, input='{"model": "fraud"}')
+        deadline = time.monotonic() + 30
+        while (desc := sfn.describe_execution(executionArn=run["executionArn"]))[
+            "status"
+        ] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert desc["status"] == "SUCCEEDED", desc
+        output = json.loads(desc["output"])
+        assert set(output) == {"ExecutionArn", "StartDate"} and "T" in output["StartDate"]
+        started = sfn.describe_execution(executionArn=output["ExecutionArn"])
+        assert started["stateMachineArn"] == target
+        assert json.loads(started["input"]) == {"model": "fraud"}

@@ -1,4 +1,5 @@
-"""State survives a restart: stop snapshots buckets (every version) and tables, start restores.
+"""State survives a restart: stop snapshots buckets (every version), tables and the alarms put
+at run time; start restores them.
 
 Runs `LocalPlatform` in this process, the way `ferry demo` embeds it.
 """
@@ -6,6 +7,7 @@ Runs `LocalPlatform` in this process, the way `ferry demo` embeds it.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +20,7 @@ from ferry_local.platform import LocalPlatform, PlatformError
 from ferry_local.signing import credentials_of, sign
 
 MODEL = "credit-risk"
+DRIFT_ALARM = f"Ferry-local-model-{MODEL}-drift"
 NOTES = "training/notes.txt"  # a prefix data scientists write
 APPLICATION = {
     "age": 35,
@@ -33,18 +36,19 @@ APPLICATION = {
 }
 
 
+def _client(platform: LocalPlatform, identity: str, service: str) -> Any:
+    """A client acting as one of the platform's local identities."""
+    return boto3.client(
+        service,
+        endpoint_url=platform.aws_endpoint_url,
+        region_name=platform.region,
+        **platform.identities[identity].boto3_kwargs(),
+    )
+
+
 def _clients(platform: LocalPlatform, identity: str) -> tuple[Any, Any]:
     """S3 and DynamoDB clients acting as one of the platform's local identities."""
-
-    def make(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=platform.aws_endpoint_url,
-            region_name=platform.region,
-            **platform.identities[identity].boto3_kwargs(),
-        )
-
-    return make("s3"), make("dynamodb")
+    return _client(platform, identity, "s3"), _client(platform, identity, "dynamodb")
 
 
 def _call(
@@ -62,22 +66,45 @@ def _call(
         return err.code, json.loads(err.read())
 
 
+def _registered(platform: LocalPlatform, built: Any) -> Any:
+    """`built` registered as `ferry register` does it (as the data scientist), promoted by an
+    admin; returns its card once the governance function has put the model's alarms."""
+    from ferry_core.card import Lineage
+    from ferry_core.registry.governance import connect
+    from ferry_core.registry.registration import register
+    from ferry_core.registry.writer import RegistryWriter
+
+    s3, ddb = _clients(platform, "data-scientist")
+    outputs = platform.outputs
+    gov = connect(
+        dynamodb=ddb,
+        s3=s3,
+        events=_client(platform, "data-scientist", "events"),
+        registry_table=outputs["RegistryTableName"],
+        audit_table=outputs["AuditTableName"],
+        anchor_bucket=outputs["AuditAnchorBucketName"],
+        cache_dir=str(platform.state_dir / "gov-cache"),
+        env="local",
+    )
+    card, _ = register(built, MODEL, s3, outputs["ModelBucketName"], gov, Lineage(), "tests")
+    admin = RegistryWriter(_clients(platform, "admin")[1], outputs["RegistryTableName"])
+    admin.set_stage(MODEL, "production", card.version, None, actor="tests")
+    cloudwatch, deadline = _client(platform, "admin", "cloudwatch"), time.monotonic() + 90
+    while not cloudwatch.describe_alarms(AlarmNames=[DRIFT_ALARM])["MetricAlarms"]:
+        assert time.monotonic() < deadline, "the model's alarms were never put"
+        time.sleep(0.5)
+    return card
+
+
 def test_a_registered_model_and_every_object_version_survive_a_restart(
     tmp_path: Path, built: Any
 ) -> None:
-    from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
-
-    # Given a platform with a model registered (by a data scientist, promoted by an admin) and
-    # an object overwritten once
+    # Given a platform with a model registered (by a data scientist, promoted by an admin; the
+    # governance function put its alarms) and an object overwritten once
     with LocalPlatform(state_dir=tmp_path) as platform:
-        s3, ddb = _clients(platform, "data-scientist")
+        s3, _ = _clients(platform, "data-scientist")
         outputs = platform.outputs
-        writer = RegistryWriter(ddb, outputs["RegistryTableName"])
-        card = register_built(built, MODEL, s3, outputs["ModelBucketName"], writer, Lineage())
-        admin = RegistryWriter(_clients(platform, "admin")[1], outputs["RegistryTableName"])
-        admin.set_stage(MODEL, "production", card.version, None, actor="tests")
+        card = _registered(platform, built)
         first = s3.put_object(Bucket=outputs["DataBucketName"], Key=NOTES, Body=b"one")
         s3.put_object(Bucket=outputs["DataBucketName"], Key=NOTES, Body=b"two")
         assert (tmp_path / "local.json").exists()
@@ -102,6 +129,15 @@ def test_a_registered_model_and_every_object_version_survive_a_restart(
         latest = s3.get_object(Bucket=outputs["DataBucketName"], Key=NOTES)
         assert latest["Body"].read() == b"two"
         assert again.restored[f"s3://{outputs['DataBucketName']}"] == 2
+        # and the model's alarms, which the template does not define, are back as they were
+        assert again.restored["alarms"] == 5
+        (drift,) = _client(again, "admin", "cloudwatch").describe_alarms(AlarmNames=[DRIFT_ALARM])[
+            "MetricAlarms"
+        ]
+        assert (drift["MetricName"], drift["AlarmActions"]) == (
+            "DriftMaxPSI",
+            [outputs["AlarmTopicArn"]],
+        )
 
 
 def test_a_snapshot_from_another_moto_is_refused_with_the_way_out(tmp_path: Path) -> None:

@@ -131,6 +131,48 @@ def test_sqs_target_gets_the_constant_input_and_sns_target_the_input_path(aws: d
     assert [json.loads(b) for b in messages(aws, sub_url)] == [{"n": 2}]
 
 
+@pytest.mark.parametrize(
+    ("operator", "matched"),
+    [
+        # Any model's drift alarm of this environment (the stack's DriftAlarmRule).
+        ({"wildcard": "Ferry-local-model-*-drift"}, {"fraud-drift", "my-drift-drift"}),
+        (
+            {"prefix": "Ferry-local-model-"},
+            {"fraud-drift", "fraud-latency-p99", "my-drift-drift", "my-drift-errors-4xx"},
+        ),
+        ({"suffix": "-drift"}, {"fraud-drift", "my-drift-drift", "dev:fraud-drift"}),
+        ({"anything-but": {"suffix": "-drift"}}, {"fraud-latency-p99", "my-drift-errors-4xx"}),
+    ],
+)
+def test_string_operators_match_alarm_names_as_aws_documents(
+    aws: dict, operator: dict[str, Any], matched: set[str]
+) -> None:
+    """
+    Given a rule whose pattern filters `detail.alarmName` with one of EventBridge's string
+        operators (wildcard, prefix, suffix, anything-but with a suffix)
+    When alarm state changes of several alarms are put on the bus
+    Then the rule's target receives exactly the ones AWS's documented semantics match: a
+        wildcard `*` spans any characters (dashes too) and the whole name must match
+    """
+    url, arn = queue(aws, "q")
+    pattern = {"source": ["ferry.test"], "detail": {"alarmName": [operator]}}
+    aws["events"].put_rule(Name="r", EventPattern=json.dumps(pattern))
+    aws["events"].put_targets(
+        Rule="r", Targets=[{"Id": "q", "Arn": arn, "InputPath": "$.detail.alarmName"}]
+    )
+    names = {
+        "fraud-drift": "Ferry-local-model-fraud-drift",
+        "fraud-latency-p99": "Ferry-local-model-fraud-latency-p99",
+        "my-drift-drift": "Ferry-local-model-my-drift-drift",
+        "my-drift-errors-4xx": "Ferry-local-model-my-drift-errors-4xx",
+        "dev:fraud-drift": "Ferry-dev-model-fraud-drift",
+    }
+    for name in names.values():
+        put(aws, {"alarmName": name})
+    received = {json.loads(body) for body in messages(aws, url)}
+    assert received == {names[key] for key in matched}
+
+
 def test_a_disabled_rule_delivers_nothing(aws: dict) -> None:
     url, arn = queue(aws, "q")
     aws["events"].put_rule(

@@ -44,8 +44,10 @@ def governance(env, tmp_path, monkeypatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "gov-cache"))
     module = load_handler("governance")
     module.governance.cache_clear()
+    module.monitors.cache_clear()
     yield module
     module.governance.cache_clear()
+    module.monitors.cache_clear()
 
 
 @pytest.fixture
@@ -122,3 +124,36 @@ def test_refusals_and_bad_requests_are_results_not_crashes(governance, aws, boto
         details={"task_token_id": "abc"},
     )
     assert approved["ok"] and approved["after"] == {"status": "approved"}
+
+
+def test_a_registration_event_puts_the_models_alarms(governance, monkeypatch) -> None:
+    """
+    Given the function's model alarm settings (as infra/environment.py builds them)
+    When a `Model Version Registered` registry event reaches it (EventBridge)
+    Then the model's five alarms exist, notifying the topic; the same event again changes
+        nothing; any other event is refused without an alarm put
+    """
+    import boto3
+
+    from infra.config import ENVIRONMENTS
+    from infra.environment import model_alarm_variables
+
+    topic = "arn:aws:sns:us-east-1:123456789012:ferry-alarms"
+    for name, value in model_alarm_variables(ENVIRONMENTS["dev"], topic_arn=topic).items():
+        monkeypatch.setenv(name, value)
+    event = {
+        "source": "ferry.registry",
+        "detail-type": "Model Version Registered",
+        "detail": {"model": "fraud", "event": "register", "version": 1},
+    }
+    first = governance.lambda_handler(event, LambdaContext("ferry-governance"))
+    again = governance.lambda_handler(event, LambdaContext("ferry-governance"))
+    assert first == again and first["ok"] and len(first["alarms"]) == 5
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    found = cloudwatch.describe_alarms(AlarmNamePrefix="Ferry-local-model-fraud-")["MetricAlarms"]
+    assert sorted(a["AlarmName"] for a in found) == sorted(first["alarms"])
+    assert all(a["AlarmActions"] == [topic] for a in found)
+    with pytest.raises(ValueError):
+        governance.lambda_handler(
+            {**event, "detail-type": "Model Version Promoted"}, LambdaContext("ferry-governance")
+        )

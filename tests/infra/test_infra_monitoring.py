@@ -1,5 +1,6 @@
-"""Monitoring in the synthesized templates: every alarm, thresholds from config, one topic,
-the drift function and its schedule, the drift → retraining rule and the dashboard."""
+"""Monitoring in the synthesized templates: the fleet's alarms, one topic, the model alarms the
+governance function may put (settings from config, grant scoped to their names), the drift
+function and its schedule, the drift → retraining rule and the dashboard."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
+from ferry_core.registry.events import DETAIL_TYPES, SOURCE
 from infra.config import ENVIRONMENTS, EnvironmentConfig
-from infra.monitoring import pascal
 
 
 def _resources(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -46,52 +47,111 @@ def test_every_alarm_notifies_the_one_topic(template_json: dict[str, Any]) -> No
     principals = [s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"]]
     assert {"Service": "cloudwatch.amazonaws.com"} in principals
     alarms = _resources(template_json, "AWS::CloudWatch::Alarm")
-    assert len(alarms) >= 11
+    assert len(alarms) >= 6
     for logical_id, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [_topic_ref(template_json)], logical_id
 
 
-@pytest.mark.parametrize("model", ENVIRONMENTS["dev"].monitored_models)
-def test_per_model_alarms_carry_the_config_thresholds(
-    template_json: dict[str, Any], env: str, model: str
+def _statements(template_json: dict[str, Any], role_part: str) -> list[dict[str, Any]]:
+    role_id, _ = _one(template_json, "AWS::IAM::Role", role_part)
+    return [
+        s
+        for p in _resources(template_json, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _targets_function(rule: dict[str, Any], fn_id: str, template: Template) -> None:
+    """The rule's one target: the function, with retries, a dead-letter queue, a permission."""
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [fn_id, "Arn"]}
+    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {"Principal": "events.amazonaws.com", "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]}},
+    )
+
+
+def test_no_model_is_named_in_the_template(template_json: dict[str, Any]) -> None:
+    """
+    Given the synthesized stack
+    Then no alarm watches a `model` dimension: every model's alarms are put at registration
+    """
+    for logical_id, alarm in _resources(template_json, "AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        dimensions = list(props.get("Dimensions") or [])
+        for query in props.get("Metrics") or []:
+            dimensions += (query.get("MetricStat") or {}).get("Metric", {}).get("Dimensions", [])
+        assert "model" not in {d["Name"] for d in dimensions}, logical_id
+
+
+def test_governance_function_gets_the_model_alarm_settings_of_the_config(
+    template_json: dict[str, Any], env: str
 ) -> None:
     """
     Given an environment's config
-    When I read each monitored model's alarms
-    Then p99 latency, 4xx/5xx rates, drift and batch failures watch that model's metrics
-        with the thresholds and schedule of the config
+    When I read the governance function's environment
+    Then MODEL_ALARMS carries that config's thresholds and periods and the metrics' names,
+        and ALARM_TOPIC_ARN is the stack's one alarm topic
     """
     c: EnvironmentConfig = ENVIRONMENTS[env]
-    mid = pascal(model)
-    latency = _alarm(template_json, f"{mid}LatencyP99")
-    assert (latency["MetricName"], latency["ExtendedStatistic"]) == ("Latency", "p99")
-    assert latency["Threshold"] == c.p99_latency_budget_ms
-    assert _dims(latency) == {"model": model, "service": "ferry-scoring"}
-    assert (latency["EvaluationPeriods"], latency["DatapointsToAlarm"]) == (5, 3)
+    _, fn = _one(template_json, "AWS::Lambda::Function", "GovernanceFunction")
+    variables = fn["Properties"]["Environment"]["Variables"]
+    assert variables["ALARM_TOPIC_ARN"] == _topic_ref(template_json)
+    assert json.loads(variables["MODEL_ALARMS"]) == {
+        "namespace": "Ferry",
+        "scoring_service": "ferry-scoring",
+        "batch_service": "ferry-batch",
+        "drift_service": "ferry-drift",
+        "latency_p99_ms": c.p99_latency_budget_ms,
+        "error_rate_4xx": c.error_rate_4xx_alarm,
+        "error_rate_5xx": c.error_rate_5xx_alarm,
+        "drift_psi": c.drift_psi_alarm,
+        "fast_period_seconds": 60,
+        "fast_evaluation_periods": 5,
+        "fast_datapoints_to_alarm": 3,
+        "drift_period_seconds": c.drift_schedule_minutes * 60,
+    }
 
-    for code, threshold in (("4xx", c.error_rate_4xx_alarm), ("5xx", c.error_rate_5xx_alarm)):
-        rate = _alarm(template_json, f"{mid}Errors{code}Rate")
-        assert rate["Threshold"] == threshold
-        (expr,) = [m for m in rate["Metrics"] if "Expression" in m]
-        assert expr["Expression"].startswith(f"FILL(e{code[0]}, 0) / (FILL(ok, 0)")
-        watched = {
-            m["MetricStat"]["Metric"]["MetricName"]
-            for m in rate["Metrics"]
-            if "MetricStat" in m and _dims(m["MetricStat"]["Metric"])["model"] == model
-        }
-        assert watched == {"Latency", "Errors4xx", "Errors5xx"}
 
-    drift = _alarm(template_json, f"{mid}Drift")
-    assert (drift["MetricName"], drift["Statistic"]) == ("DriftMaxPSI", "Maximum")
-    assert drift["Threshold"] == c.drift_psi_alarm
-    assert drift["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert drift["Period"] == c.drift_schedule_minutes * 60
-    assert drift["TreatMissingData"] == "notBreaching"
-    assert _dims(drift) == {"model": model, "service": "ferry-drift"}
+def test_governance_may_put_model_alarms_and_no_other(
+    template_json: dict[str, Any], env: str
+) -> None:
+    """
+    Then the governance role's only CloudWatch alarm write is PutMetricAlarm on alarms named
+        `Ferry-{env}-model-*`, and no other role may put alarms
+    """
+    puts = [
+        s
+        for s in _statements(template_json, "GovernanceRole")
+        if "cloudwatch:PutMetricAlarm" in json.dumps(s["Action"])
+    ]
+    assert [s["Action"] for s in puts] == ["cloudwatch:PutMetricAlarm"]
+    resource = json.dumps(puts[0]["Resource"])
+    assert f':alarm:Ferry-{env}-model-*"' in resource and resource.count("alarm:") == 1
+    for policy_id, policy in _resources(template_json, "AWS::IAM::Policy").items():
+        if policy_id.startswith("GovernanceRole"):
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = json.dumps(statement["Action"])
+            assert "PutMetricAlarm" not in actions and "DeleteAlarms" not in actions, policy_id
 
-    batch = _alarm(template_json, f"{mid}BatchFailures")
-    assert (batch["MetricName"], batch["Threshold"]) == ("BatchFailures", 0)
-    assert _dims(batch) == {"model": model, "service": "ferry-batch"}
+
+def test_registration_events_reach_the_governance_function(
+    template_json: dict[str, Any], template: Template
+) -> None:
+    """
+    Then a rule sends every `Model Version Registered` registry event to the governance
+        function (which puts that model's alarms again), with retries and a dead-letter queue
+    """
+    fn_id, _ = _one(template_json, "AWS::Lambda::Function", "GovernanceFunction")
+    _, rule = _one(template_json, "AWS::Events::Rule", "ModelRegisteredRule")
+    assert rule["Properties"]["EventPattern"] == {  # what the core publishes on register
+        "source": [SOURCE],
+        "detail-type": [DETAIL_TYPES["register"]],
+    }
+    _targets_function(rule, fn_id, template)
 
 
 def test_fleet_alarms_cover_queues_pipelines_and_the_drift_function(
@@ -119,23 +179,22 @@ def test_fleet_alarms_cover_queues_pipelines_and_the_drift_function(
     assert _alarm(template_json, "MonitoringDriftFailures")["MetricName"] == "DriftFailures"
 
 
-def test_drift_alarm_feeds_the_retraining_rule(template_json: dict[str, Any]) -> None:
+def test_drift_alarm_feeds_the_retraining_rule(template_json: dict[str, Any], env: str) -> None:
     """
-    Then an EventBridge rule matches the drift alarms (and only them) entering ALARM; its
-        target (the retraining workflow) is added with `add_retrain_target`
+    Then one EventBridge rule matches any model's drift alarm (by name: the prefix of model
+        alarms, ending in `-drift`) entering ALARM; its target (the retraining workflow) is
+        added with `add_retrain_target`
     """
     _, rule = _one(template_json, "AWS::Events::Rule", "DriftAlarmRule")
     pattern = rule["Properties"]["EventPattern"]
-    assert pattern["source"] == ["aws.cloudwatch"]
-    assert pattern["detail-type"] == ["CloudWatch Alarm State Change"]
-    assert pattern["detail"] == {"state": {"value": ["ALARM"]}}
-    drift_ids = {
-        k
-        for k in _resources(template_json, "AWS::CloudWatch::Alarm")
-        if k.startswith("Monitoring") and "Drift" in k and "DriftF" not in k
+    assert pattern == {
+        "source": ["aws.cloudwatch"],
+        "detail-type": ["CloudWatch Alarm State Change"],
+        "detail": {
+            "alarmName": [{"wildcard": f"Ferry-{env}-model-*-drift"}],
+            "state": {"value": ["ALARM"]},
+        },
     }
-    assert {r["Fn::GetAtt"][0] for r in pattern["resources"]} == drift_ids
-    assert len(drift_ids) == len(ENVIRONMENTS["dev"].monitored_models)
 
 
 def test_drift_function_runs_on_the_configured_schedule(
@@ -163,13 +222,7 @@ def test_drift_function_runs_on_the_configured_schedule(
         else (f"rate({minutes} minutes)")
     )
     assert rule["Properties"]["ScheduleExpression"] == want
-    (target,) = rule["Properties"]["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [fn_id, "Arn"]}
-    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 2
-    template.has_resource_properties(
-        "AWS::Lambda::Permission",
-        {"Principal": "events.amazonaws.com", "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]}},
-    )
+    _targets_function(rule, fn_id, template)
 
 
 def test_drift_role_reads_capture_and_writes_only_reports(template_json: dict[str, Any]) -> None:
@@ -177,13 +230,7 @@ def test_drift_role_reads_capture_and_writes_only_reports(template_json: dict[st
     Then the drift role reads capture/rows/, writes capture/reports/, lists only the capture
         prefix and reads (never writes) the registry
     """
-    role_id, _ = _one(template_json, "AWS::IAM::Role", "MonitoringDriftRole")
-    statements = [
-        s
-        for p in _resources(template_json, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in p["Properties"]["Roles"]
-        for s in p["Properties"]["PolicyDocument"]["Statement"]
-    ]
+    statements = _statements(template_json, "MonitoringDriftRole")
     by_sid = {s.get("Sid"): s for s in statements}
     assert by_sid["ReadCapture"]["Resource"]["Fn::Join"][1][1] == "/capture/rows/*"
     assert by_sid["WriteReports"]["Resource"]["Fn::Join"][1][1] == "/capture/reports/*"
@@ -205,7 +252,8 @@ def test_dashboard_shows_latency_traffic_errors_drift_and_batch(
 ) -> None:
     """
     Then one dashboard per environment has widgets for latency percentiles, traffic, errors,
-        drift per feature (with the config's PSI lines) and batch volumes, and the alarms
+        drift per feature (with the config's PSI lines) and batch volumes, the stack's alarms
+        and a link to every model's alarms
     """
     (dashboard,) = _resources(template_json, "AWS::CloudWatch::Dashboard").values()
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
@@ -219,6 +267,7 @@ def test_dashboard_shows_latency_traffic_errors_drift_and_batch(
         "DriftPSI",
         "RowsScored",
         '\\"alarms\\"',
+        f"Ferry-{env}-model-",
     ):
         assert needle in body, needle
     c = ENVIRONMENTS[env]
@@ -230,7 +279,7 @@ def test_config_refuses_inconsistent_monitoring_settings() -> None:
     base = ENVIRONMENTS["dev"].model_dump()
     with pytest.raises(ValueError, match="drift_psi_warn"):
         EnvironmentConfig(**{**base, "drift_psi_warn": 0.3, "drift_psi_alarm": 0.2})
-    with pytest.raises(ValueError, match="monitored_models"):
-        EnvironmentConfig(**{**base, "monitored_models": ("Credit Risk",)})
+    with pytest.raises(ValueError, match="monitored_models"):  # every model is monitored
+        EnvironmentConfig(**{**base, "monitored_models": ("credit-risk",)})
     with pytest.raises(ValueError):
         EnvironmentConfig(**{**base, "capture_sample_rate": 1.5})

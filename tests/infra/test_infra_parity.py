@@ -20,6 +20,12 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
         r"/Tags/Environment$",  # Environment tag (map-style tags, API Gateway)
         r"/Environment/Variables/FERRY_ENV$",
         r"^Resources/ApiHttpApi\w+/Properties/Name$",  # API named after the stack
+        # Model alarms are named Ferry-{env}-model-{model}-{kind}: the drift rule's pattern,
+        # the governance role's grant and the dashboard's link name that prefix.
+        r"^Resources/MonitoringDriftAlarmRule\w+/Properties/EventPattern/detail/alarmName/0/",
+        r"^Resources/GovernanceRoleDefaultPolicy\w+/Properties/PolicyDocument/Statement/\d+/"
+        r"Resource/Fn::Join/1/\d+$",
+        r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",
     ),
     "removal_policy": (
         r"^Resources/\w+/(DeletionPolicy|UpdateReplacePolicy)$",
@@ -57,8 +63,9 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     ),
     "jwt_issuer": (r"^Resources/ApiHttpApiJwtAuthorizer\w+/Properties/JwtConfiguration",),
     "jwt_audience": (r"^Resources/ApiHttpApiJwtAuthorizer\w+/Properties/JwtConfiguration",),
-    # Monitoring (infra/monitoring.py). monitored_models and alarm_email add or
-    # remove resources, so they must be equal in dev and prod (test_same_resources...).
+    # Monitoring (infra/monitoring.py). alarm_email adds or removes a resource, so it must be
+    # equal in dev and prod (test_same_resources...). A model's alarm thresholds reach the
+    # governance function's MODEL_ALARMS, from which it puts that model's alarms.
     "capture_sample_rate": (r"/Environment/Variables/CAPTURE_SAMPLE_RATE$",),
     "capture_max_records": (r"/Environment/Variables/CAPTURE_MAX_RECORDS$",),
     "capture_max_age_seconds": (r"/Environment/Variables/CAPTURE_MAX_AGE_SECONDS$",),
@@ -68,18 +75,18 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     ),
     "drift_psi_alarm": (
         r"/Environment/Variables/DRIFT_PSI_ALARM$",
-        r"^Resources/Monitoring\w+Drift\w+/Properties/Threshold$",
+        r"/Environment/Variables/MODEL_ALARMS$",
         r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",
     ),
     "drift_window_hours": (r"/Environment/Variables/DRIFT_WINDOW_HOURS$",),
     "drift_min_samples": (r"/Environment/Variables/DRIFT_MIN_SAMPLES$",),
     "drift_schedule_minutes": (
         r"^Resources/MonitoringSchedule\w+/Properties/ScheduleExpression$",
-        r"^Resources/Monitoring\w+Drift\w+/Properties/Period$",
+        r"/Environment/Variables/MODEL_ALARMS$",
         r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",
     ),
-    "error_rate_4xx_alarm": (r"^Resources/Monitoring\w+Errors4xxRate\w+/Properties/Threshold$",),
-    "error_rate_5xx_alarm": (r"^Resources/Monitoring\w+Errors5xxRate\w+/Properties/Threshold$",),
+    "error_rate_4xx_alarm": (r"/Environment/Variables/MODEL_ALARMS$",),
+    "error_rate_5xx_alarm": (r"/Environment/Variables/MODEL_ALARMS$",),
     # Retrain & promote (infra/retraining.py): function settings and the run timeout.
     "training_memory_mb": (r"^Resources/RetrainTraining\w+/Properties/MemorySize$",),
     "training_timeout_minutes": (
@@ -99,14 +106,17 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     "canary_min_requests": (r"/Environment/Variables/CANARY_POLICY$",),
     "canary_max_error_rate_delta": (r"/Environment/Variables/CANARY_POLICY$",),
     "canary_max_latency_ratio": (r"/Environment/Variables/CANARY_POLICY$",),
-    "retrain_schedule": (r"^Resources/RetrainSchedule\w+/Properties/ScheduleExpression$",),
+    "retrain_schedule": (
+        r"^Resources/RetrainScheduleRule\w+/Properties/ScheduleExpression$",
+        r"^Resources/RetrainScheduleStateMachine\w+/Properties/DefinitionString",
+    ),
     "gate_parity_tolerance": (r"/Environment/Variables/GATE_PARITY_TOLERANCE$",),
     "gate_metric_tolerance": (r"/Environment/Variables/GATE_METRIC_TOLERANCE$",),
     "gate_segment_floor": (r"/Environment/Variables/GATE_SEGMENT_FLOOR$",),
     "gate_segment_min_rows": (r"/Environment/Variables/GATE_SEGMENT_MIN_ROWS$",),
     "gate_latency_p99_ms": (r"/Environment/Variables/GATE_LATENCY_P99_MS$",),
     "p99_latency_budget_ms": (
-        r"^Resources/Monitoring\w+LatencyP99\w+/Properties/Threshold$",
+        r"/Environment/Variables/MODEL_ALARMS$",
         r"^Resources/MonitoringDashboard\w+/Properties/DashboardBody",
     ),
 }

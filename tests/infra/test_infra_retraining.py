@@ -113,12 +113,38 @@ def test_the_drift_alarm_and_the_schedule_start_the_workflow(
     paths = target["InputTransformer"]["InputPathsMap"]
     assert "dimensions.model" in " ".join(paths.values())
     assert "DeadLetterConfig" in target
-    schedule = next(r for k, r in rules.items() if k.startswith("RetrainSchedule"))
+    assert "DeadLetterConfig" in target
+
+
+def test_the_schedule_starts_a_run_for_every_live_model(
+    template_json: dict[str, Any], env: str
+) -> None:
+    """
+    Given the retrain schedule of the config
+    Then its rule starts a state machine (no model named) that lists the registry's model
+        index, reads each model's production pointer, and starts the retraining workflow
+        for each live model with trigger `schedule`; its role may query the registry and
+        start that workflow and nothing else of either
+    """
+    machines = _resources(template_json, "AWS::StepFunctions::StateMachine")
+    retrain = next(k for k in machines if k.startswith("RetrainStateMachine"))
+    lister_id = next(k for k in machines if k.startswith("RetrainScheduleStateMachine"))
+    rules = _resources(template_json, "AWS::Events::Rule")
+    schedule = next(r for k, r in rules.items() if k.startswith("RetrainScheduleRule"))
     assert schedule["Properties"]["ScheduleExpression"] == ENVIRONMENTS[env].retrain_schedule
-    targets = schedule["Properties"]["Targets"]
-    models = {json.loads(t["Input"])["model"] for t in targets}
-    assert models == set(ENVIRONMENTS[env].monitored_models)
-    assert all("DeadLetterConfig" in t for t in targets)
+    (target,) = schedule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": lister_id} and "Input" not in target
+    assert "DeadLetterConfig" in target
+    text = json.dumps(machines[lister_id]["Properties"]["DefinitionString"])
+    for needle in ("aws-sdk:dynamodb:query", "__index__", "STAGE#production", "startExecution"):
+        assert needle in text, needle
+    assert '\\"trigger\\":\\"schedule\\"' in text
+    assert {"Ref": retrain} in machines[lister_id]["Properties"]["DefinitionString"]["Fn::Join"][1]
+    actions = {a for a, _ in _role_actions(template_json, "RetrainScheduleStateMachineRole")}
+    assert {"dynamodb:Query", "dynamodb:GetItem", "states:StartExecution"} <= actions
+    assert not {a for a in actions if a.startswith("dynamodb:") and "Item" in a} - {
+        "dynamodb:GetItem"
+    }
 
 
 def test_a_failed_run_is_alarmed_on(template: Template) -> None:

@@ -38,17 +38,13 @@ def drift_step(ctx: DemoContext, rows: int = 1500) -> str:
     expect("FunctionError" not in resp, f"drift function failed: {resp['Payload'].read()[:300]}")
     ctx.ferry("drift", MODEL, identity="data-scientist")
     cloudwatch = scientist["cloudwatch"]
-    names = [
-        a["AlarmName"]
-        for page in cloudwatch.get_paginator("describe_alarms").paginate()
-        for a in page["MetricAlarms"]
-        if "Drift" in a["AlarmName"]
-        and MODEL.replace("-", "") in a["AlarmName"].lower().replace("-", "")
-    ]
-    expect(len(names) == 1, f"expected one drift alarm for {MODEL}, found {names}")
-    alarm = wait_for_alarm_state(cloudwatch, names[0], "ALARM", timeout=90)
-    ctx.console.print(f"[red]ALARM[/] {names[0]}: {alarm.get('StateReason', '')[:160]}")
+    # Put by the governance function when the model was registered: no redeploy, no listing.
+    name = f"Ferry-local-model-{MODEL}-drift"
+    found = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    expect(len(found) == 1, f"expected the drift alarm {name} of {MODEL}, found none")
+    alarm = wait_for_alarm_state(cloudwatch, name, "ALARM", timeout=90)
+    ctx.console.print(f"[red]ALARM[/] {name}: {alarm.get('StateReason', '')[:160]}")
     return (
         f"{rows:,} shifted applications captured; drift report says drift; alarm "
-        f"{names[0]} went to ALARM (its EventBridge rule starts the retraining workflow)"
+        f"{name} went to ALARM (its EventBridge rule starts the retraining workflow)"
     )

@@ -36,6 +36,7 @@ from ferry_core.errors import (
     RegistryConflict,
     TransactionRefused,
 )
+from ferry_core.monitoring.alarms import ModelAlarmFields, ModelMonitors
 from ferry_core.names import ModelName
 from ferry_core.registry.events import EventPublisher
 from ferry_core.registry.reader import RegistryReader, StageRevision
@@ -106,6 +107,7 @@ class Governance:
         store: ModelStore | None,
         publisher: EventPublisher | None = None,
         approval_required_for: tuple[str, ...] = (),
+        monitors: ModelMonitors | None = None,
     ) -> None:
         self.reader = RegistryReader(dynamodb_client, registry_table, pointer_ttl_seconds=0)
         self.writer = RegistryWriter(dynamodb_client, registry_table)
@@ -113,6 +115,7 @@ class Governance:
         self._store = store
         self._publisher = publisher
         self._approval_for = approval_required_for
+        self._monitors = monitors
 
     # -- shared --------------------------------------------------------------------------
     def _commit(
@@ -241,9 +244,15 @@ class Governance:
             "training_data_uri": card.lineage.training_data_uri,
         }
         try:
-            return self._commit(outcome, actor, reason, details, self.writer.version_items(card))
+            self._commit(outcome, actor, reason, details, self.writer.version_items(card))
         except TransactionRefused as exc:
             raise RegistryConflict(f"{card.name} v{card.version} is already registered") from exc
+        if self._monitors is not None:  # after the commit: a failure is a warning, as anchoring
+            try:
+                self._monitors.ensure(card.name)
+            except Exception as exc:  # botocore or refusal: the registration stands, say so
+                outcome.warnings.append(f"{card.name}'s alarms were not put: {exc}")
+        return outcome
 
     def promote(
         self,
@@ -492,7 +501,7 @@ def run_request(gov: Governance, req: GovernanceRequest) -> Outcome:
     return actions[req.action]()
 
 
-class GovernanceSettings(EnvironmentFields, ModelStoreFields):
+class GovernanceSettings(EnvironmentFields, ModelStoreFields, ModelAlarmFields):
     """What the stack passes the governance function (infra/governance.py sets these)."""
 
     audit_table: str = Field(alias="AUDIT_TABLE")
@@ -521,6 +530,7 @@ def connect(
     env: str | None = None,
     event_bus: str = "default",
     approval_required: bool = False,
+    monitors: ModelMonitors | None = None,
 ) -> Governance:
     """A `Governance` wired to one environment's tables and buckets (clients passed in)."""
     anchor = AnchorStore(s3, anchor_bucket) if anchor_bucket else None
@@ -531,4 +541,5 @@ def connect(
         ModelStore(s3, cache_dir),
         EventPublisher(events, event_bus, env) if events is not None else None,
         approval_required_for=("production",) if approval_required else (),
+        monitors=monitors,
     )
