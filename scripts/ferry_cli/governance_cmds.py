@@ -41,6 +41,12 @@ FEATURE_TYPE_OPTION = typer.Option(
 FEATURE_TYPES = ("number", "integer", "category", "boolean")
 CODE_DIR_OPTION = typer.Option(CWD, help="the training code's git checkout (lineage)")
 LOCK_FILE_OPTION = typer.Option(None, help="dependency lock file (lineage; default: found)")
+TRAINER_OPTION = typer.Option(
+    None, help="your trainer file (.py defining Trainer): retraining runs it for this model"
+)
+TRAINER_LOCK_OPTION = typer.Option(
+    None, help="the trainer's lock, pinned name==version lines (with --trainer)"
+)
 
 
 def parse_segments(specs: list[str]) -> dict[str, dict[str, Any]]:
@@ -100,6 +106,8 @@ def register(
     code_dir: Path = CODE_DIR_OPTION,
     entry_point: str | None = typer.Option(None, help="training entry point (lineage)"),
     lock_file: Path | None = LOCK_FILE_OPTION,
+    trainer: Path | None = TRAINER_OPTION,
+    trainer_lock: Path | None = TRAINER_LOCK_OPTION,
     actor: str | None = ACTOR_OPTION,
     reason: str = REASON_OPTION,
     env: str = ENV_OPTION,
@@ -125,6 +133,8 @@ def register(
         code_dir=code_dir,
         entry_point=entry_point,
         lock_file=lock_file,
+        trainer=trainer,
+        trainer_lock=trainer_lock,
         reason=reason,
     )
     problem = request.problem()
