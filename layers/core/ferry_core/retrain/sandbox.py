@@ -9,7 +9,10 @@ starts `python -I -m ferry_core.retrain.sandbox SCRATCH`:
   HOME/TMPDIR pointing into the scratch folder: no AWS credentials, none of the function's
   variables, so the file cannot reach AWS as the function;
 - the scratch folder is the working directory, and a timeout inside the function's own stops
-  it (its whole process group).
+  it (its whole process group);
+- while it runs, the parent is not dumpable (`prctl(PR_SET_DUMPABLE, 0)`), so a process of
+  the same non-root user (Lambda's runtime user) cannot read the parent's
+  `/proc/PID/environ` or memory, where the function's credentials are.
 The child (`main`) fits through the same harness as the built-in trainers
 (`training.train_candidate`: split, fit, ONNX, parity, metrics, baselines) and writes
 `model.onnx`, `reference.parquet` and `built.json` into the scratch folder. The parent trusts
@@ -19,6 +22,8 @@ and parity is measured again here, on the reference rows, before the bundle is w
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import logging
 import os
@@ -26,6 +31,7 @@ import signal
 import subprocess
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +101,31 @@ def child_environment(scratch: Path) -> dict[str, str]:
     return {**kept, "HOME": str(scratch), "TMPDIR": str(scratch)}
 
 
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+
+
+def _prctl(option: int, value: int = 0) -> int:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(option, value, 0, 0, 0))
+    except (OSError, AttributeError):  # not Linux: no /proc to protect
+        return -1
+
+
+@contextlib.contextmanager
+def undumpable() -> Iterator[None]:
+    """This process not dumpable while the block runs (its /proc files unreadable to other
+    processes of its user), as it was afterwards."""
+    before = _prctl(PR_GET_DUMPABLE)
+    if before > 0:
+        _prctl(PR_SET_DUMPABLE, 0)
+    try:
+        yield
+    finally:
+        if before > 0:
+            _prctl(PR_SET_DUMPABLE, before)
+
+
 def run_isolated(
     files: TrainerFiles,
     data: bytes,
@@ -111,7 +142,7 @@ def run_isolated(
     (scratch / job.data_file).write_bytes(data)
     (scratch / JOB_FILE).write_text(job.model_dump_json())
     command = [sys.executable, "-I", "-m", "ferry_core.retrain.sandbox", str(scratch)]
-    with (scratch / LOG_FILE).open("wb") as log:
+    with (scratch / LOG_FILE).open("wb") as log, undumpable():
         child = subprocess.Popen(
             command,
             cwd=scratch,
