@@ -134,14 +134,11 @@ class TrainerFiles:
             (LOCK_FILE, ref.lock_sha256, MAX_LOCK_BYTES),
         ):
             key = f"{prefix}/{TRAINER_DIR}/{name}"
-            try:
-                obj = s3.get_object(Bucket=bucket, Key=key)
+            try:  # never more than a trainer file may hold, whatever the object is
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(limit + 1)
             except s3.exceptions.NoSuchKey as exc:
                 raise TrainerMismatch(f"s3://{bucket}/{key} does not exist") from exc
-            if obj.get("ContentLength", 0) > limit:
-                raise TrainerMismatch(f"s3://{bucket}/{key} is larger than a trainer file may be")
-            body = obj["Body"].read()
-            if sha256_hex(body) != want:
+            if len(body) > limit or sha256_hex(body) != want:
                 raise TrainerMismatch(
                     f"s3://{bucket}/{key} does not hash to the sha256 recorded for it: the "
                     "trainer was changed after it was recorded; not used"
