@@ -3,7 +3,7 @@
 The training function (the parent) holds AWS credentials and the stack's variables; the
 owner's file is code nobody on the platform reviewed. So the parent downloads everything the
 run needs into a scratch folder first (the trainer file, the training data, the job), then
-starts `python -I -m ferry_core.retrain.sandbox SCRATCH`:
+starts `python -I -m ferry_core.retrain.sandbox_child SCRATCH`:
 - `-I`: no PYTHON* variables, no user site-packages, the scratch folder not on `sys.path`;
 - the environment holds only what the interpreter needs (PATH, the library path, locale) and
   HOME/TMPDIR pointing into the scratch folder: no AWS credentials, none of the function's
@@ -13,7 +13,7 @@ starts `python -I -m ferry_core.retrain.sandbox SCRATCH`:
 - while it runs, the parent is not dumpable (`prctl(PR_SET_DUMPABLE, 0)`), so a process of
   the same non-root user (Lambda's runtime user) cannot read the parent's
   `/proc/PID/environ` or memory, where the function's credentials are.
-The child (`main`) fits through the same harness as the built-in trainers
+The child (`sandbox_child.py`) fits through the same harness as the built-in trainers
 (`training.train_candidate`: split, fit, ONNX, parity, metrics, baselines) and writes
 `model.onnx`, `reference.parquet` and `built.json` into the scratch folder. The parent trusts
 none of it blindly: `built.json` must validate, the graph must load through the serving code,
@@ -30,7 +30,6 @@ import os
 import signal
 import subprocess
 import sys
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ferry_core.card import Artifact, Baseline, Card, InputSchema, Output
 from ferry_core.errors import FerryError, validation_message
 from ferry_core.retrain.candidate import MAX_BUNDLE_FILE_BYTES
-from ferry_core.retrain.trainer_api import TRAINER_ATTRIBUTE, TrainingFailed
+from ferry_core.retrain.trainer_api import TrainingFailed
 from ferry_core.trainer_files import MODULE_FILE, TrainerFiles
 
 logger = logging.getLogger(__name__)
@@ -141,7 +140,7 @@ def run_isolated(
     (scratch / MODULE_FILE).write_bytes(files.module)
     (scratch / job.data_file).write_bytes(data)
     (scratch / JOB_FILE).write_text(job.model_dump_json())
-    command = [sys.executable, "-I", "-m", "ferry_core.retrain.sandbox", str(scratch)]
+    command = [sys.executable, "-I", "-m", "ferry_core.retrain.sandbox_child", str(scratch)]
     with (scratch / LOG_FILE).open("wb") as log, undumpable():
         child = subprocess.Popen(
             command,
@@ -225,67 +224,3 @@ def verify(scratch: Path, parity_tolerance: float) -> IsolatedBuild:
         parity=parity,
         baseline=dict(out.baseline),
     )
-
-
-# -- the child ----------------------------------------------------------------------------------
-def _import_owner(path: Path) -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(OWNER_MODULE, path)
-    if spec is None or spec.loader is None:
-        raise TrainingFailed(f"cannot load the trainer file {path.name}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[OWNER_MODULE] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the owner's import-time failure, with its cause
-        raise TrainingFailed(
-            f"the trainer file failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not hasattr(module, TRAINER_ATTRIBUTE):
-        raise TrainingFailed(f"the trainer file defines no {TRAINER_ATTRIBUTE!r}")
-    return getattr(module, TRAINER_ATTRIBUTE)
-
-
-def build_in_child(scratch: Path) -> None:
-    """Fit, convert and measure through the harness; write the three files."""
-    from ferry_core.retrain.candidate import reference_parquet
-    from ferry_core.retrain.trainer_api import instantiate
-    from ferry_core.retrain.training import TrainingData, parse_frame, train_candidate
-
-    job = IsolatedJob.model_validate_json((scratch / JOB_FILE).read_text())
-    entry = f"{MODULE_FILE}:{TRAINER_ATTRIBUTE}"
-    trainer = instantiate(_import_owner(scratch / MODULE_FILE), entry)
-    frame = parse_frame((scratch / job.data_file).read_bytes(), job.data_file)
-    built = train_candidate(
-        trainer, TrainingData(frame, None, None, None), job.params, job.seed, job.valid_share
-    )
-    (scratch / ONNX_FILE).write_bytes(built.onnx_bytes)
-    (scratch / REFERENCE_FILE).write_bytes(reference_parquet(built.reference))
-    report = IsolatedOutput(
-        input_schema=built.schema,
-        threshold=built.threshold,
-        metrics=built.metrics,
-        parity=built.parity,
-        baseline=built.baseline,
-    )
-    (scratch / BUILT_FILE).write_text(report.model_dump_json())
-
-
-def main(scratch: str) -> int:
-    """The child's entry point: 0 with the files written, 1 with `error.txt` saying why."""
-    folder = Path(scratch)
-    try:
-        build_in_child(folder)
-    except FerryError as exc:
-        (folder / ERROR_FILE).write_text(exc.message)
-        return 1
-    except Exception as exc:  # anything else the owner's code raised: its type and message
-        traceback.print_exc()  # into the trainer's log, which the parent logs
-        (folder / ERROR_FILE).write_text(f"trainer failed: {type(exc).__name__}: {exc}")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))

@@ -48,7 +48,6 @@ MAX_TRAINING_BYTES = 2 * 1024**3
 # An isolated trainer stops this long before the run's own deadline (upload and reply).
 ISOLATION_MARGIN_SECONDS = 60
 DEFAULT_TRAINER_TIMEOUT_SECONDS = 14 * 60
-__all__ = ["Trainer", "TrainingFailed"]  # the interface's names, where they were first defined
 
 
 @dataclass
