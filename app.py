@@ -22,6 +22,7 @@ import aws_cdk as cdk  # noqa: E402
 
 from infra.config import ENVIRONMENTS, PIPELINE, EnvironmentConfig, PipelineConfig  # noqa: E402
 from infra.nag import add_nag_checks  # noqa: E402
+from infra.source import source_context  # noqa: E402
 from infra.stack import FerryStack  # noqa: E402
 
 
@@ -44,7 +45,8 @@ def build_app(
     """
     if outdir is None:
         outdir = os.environ.get("CDK_OUTDIR", "cdk.out")
-    app = cdk.App(outdir=str(outdir), context=feature_flags())
+    # One source revision for every stack of this synthesis (lineage of retrained versions).
+    app = cdk.App(outdir=str(outdir), context={**feature_flags(), **source_context(_ROOT)})
     for config in environments.values():
         FerryStack(app, config=config)
     if pipeline is not None:

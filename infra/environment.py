@@ -173,21 +173,37 @@ def drift_variables(
     }
 
 
-def training_variables(*, model_bucket: str, data_bucket: str) -> dict[str, str]:
-    """The training function: where training data is read and candidates are written."""
+def training_variables(
+    *, model_bucket: str, data_bucket: str, registry_table: str, source: dict[str, str]
+) -> dict[str, str]:
+    """The training function: where training data is read, candidates are written and each
+    model's registered trainer is found, and the source commit (infra/source.py) for lineage."""
     return {
         "MODEL_BUCKET": model_bucket,
         "DATA_BUCKET": data_bucket,
+        "REGISTRY_TABLE": registry_table,
+        **source,
         **_powertools(TRAINING_SERVICE),
     }
 
 
-def training_job_variables(*, model_bucket: str, data_bucket: str) -> dict[str, str]:
-    """A SageMaker training job from the training image (no Powertools outside Lambda)."""
+def training_job_variables(
+    *,
+    model_bucket: str,
+    data_bucket: str,
+    registry_table: str,
+    source: dict[str, str],
+    job_seconds: int,
+) -> dict[str, str]:
+    """A SageMaker training job from the training image (no Powertools outside Lambda); its
+    stopping condition bounds an owner's trainer."""
     return {
         "MODEL_BUCKET": model_bucket,
         "DATA_BUCKET": data_bucket,
+        "REGISTRY_TABLE": registry_table,
+        **source,
         "FERRY_LOCK_FILE": TRAINING_LOCK_FILE,
+        "FERRY_JOB_SECONDS": str(job_seconds),
     }
 
 

@@ -32,10 +32,12 @@ from infra.functions import FunctionSpec, Ids, isolated_function
 from infra.nag import acknowledge
 from infra.retrain_schedule import RetrainSchedule
 from infra.retrain_workflow import RetrainWorkflow
+from infra.source import source_variables
 from infra.state_machines import traced_state_machine
 from infra.storage import MODELS_PREFIX
 from infra.training import (
     CANDIDATES_PREFIX,
+    TRAINERS,
     TRAINING_PREFIX,
     SageMakerTraining,
     TrainingStores,
@@ -85,7 +87,7 @@ class Retraining(Construct):
         super().__init__(scope, construct_id)
         self._governance = governance_function
         self._log_retention, self._removal = log_retention, removal_policy
-        stores = TrainingStores(model_bucket, model_key, data_bucket, data_key)
+        stores = TrainingStores(model_bucket, model_key, data_bucket, data_key, registry_table)
         self.training = self._function(
             "Training",
             FunctionSpec(
@@ -100,6 +102,8 @@ class Retraining(Construct):
                 environment=training_variables(
                     model_bucket=model_bucket.bucket_name,
                     data_bucket=data_bucket.bucket_name,
+                    registry_table=registry_table.table_name,
+                    source=source_variables(self),
                 ),
                 no_dlq_reason=_NO_DLQ_REASON,
             ),
@@ -124,6 +128,7 @@ class Retraining(Construct):
         )
         for statement in training_statements(stores):
             self.training.role.add_to_principal_policy(statement)
+        self._grant_own_image()
         self._grant_validation(model_bucket, model_key, registry_table)
         self._grant_governance(governance_role, model_bucket, model_key, registry_table)
 
@@ -181,6 +186,23 @@ class Retraining(Construct):
             removal_policy=self._removal,
         )
         return fn
+
+    def _grant_own_image(self) -> None:
+        """`lambda:GetFunction` on the training function itself, whose `ResolvedImageUri` is
+        the running image's digest (lineage). A policy of its own, not the role's default
+        policy: the function depends on that one, so naming the function there is a cycle."""
+        iam.Policy(
+            self,
+            "TrainingOwnImage",
+            roles=[self.training.role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="ResolveOwnImage",
+                    actions=["lambda:GetFunction"],
+                    resources=[self.training.function_arn],
+                )
+            ],
+        )
 
     def _grant_validation(
         self, model_bucket: s3.IBucket, model_key: kms.IKey, registry_table: dynamodb.ITable
@@ -300,6 +322,11 @@ class Retraining(Construct):
             "Labelled training data lands under training/{model}/...; the grant is read-only "
             "on that prefix.",
         )
+        trainers = (
+            f"AwsSolutions-IAM5[Resource::<{model_id}.Arn>/{TRAINERS}]",
+            "Each registered version keeps its owner's trainer at models/{model}/v{n}/trainer/; "
+            "training reads those files only, never a version's artifacts.",
+        )
         xray = (
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) and, for governance, "
@@ -326,7 +353,7 @@ class Retraining(Construct):
         where = f"{region}:{account}"
         if self.sagemaker is not None:
             sm_policy = self.sagemaker.role.node.find_child("DefaultPolicy").node.default_child
-            for rule, reason in (candidates, training):
+            for rule, reason in (candidates, training, trainers):
                 acknowledge(sm_policy, rule, reason)
             acknowledge(
                 sm_policy,
@@ -348,7 +375,7 @@ class Retraining(Construct):
                 "and stop those and no others.",
             )
         grants = {
-            self.training.role: (candidates, training, xray),
+            self.training.role: (candidates, training, trainers, xray),
             self.validation.role: (candidates, models, report, xray),
             governance_role: (candidates, models, xray),
         }

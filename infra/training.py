@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -21,9 +22,13 @@ from constructs import Construct
 
 from infra.environment import training_job_variables
 from infra.images import REPO_ROOT, context_exclude
+from infra.source import source_variables
+from infra.storage import MODELS_PREFIX
 
 CANDIDATES_PREFIX = "candidates/"  # where training writes a run's candidate bundle
 TRAINING_PREFIX = "training/"  # where labelled training data lands
+# Each registered version's trainer file and lock (ferry_core/trainer_files.py).
+TRAINERS = f"{MODELS_PREFIX}*/trainer/*"
 SAGEMAKER_ENTRY = ["/var/lang/bin/python3", "/var/task/sagemaker_entry.py"]
 
 
@@ -35,11 +40,23 @@ class TrainingStores:
     model_key: kms.IKey
     data_bucket: s3.IBucket
     data_key: kms.IKey
+    registry_table: dynamodb.ITable
 
 
 def training_statements(stores: TrainingStores) -> list[iam.PolicyStatement]:
-    """Read labelled data under training/, write candidate bundles, nothing else."""
+    """Read labelled data under training/ and each model's registered trainer (the registry
+    says which version's), write candidate bundles, nothing else."""
     return [
+        iam.PolicyStatement(
+            sid="ReadRegistry",
+            actions=["dynamodb:GetItem", "dynamodb:Query"],
+            resources=[stores.registry_table.table_arn],
+        ),
+        iam.PolicyStatement(
+            sid="ReadTrainers",
+            actions=["s3:GetObject"],
+            resources=[stores.model_bucket.arn_for_objects(TRAINERS)],
+        ),
         iam.PolicyStatement(
             sid="ReadTrainingData",
             actions=["s3:GetObject", "s3:GetObjectVersion"],
@@ -217,6 +234,9 @@ def sagemaker_training(
                 "Environment": training_job_variables(
                     model_bucket=model_bucket.bucket_name,
                     data_bucket=stores.data_bucket.bucket_name,
+                    registry_table=stores.registry_table.table_name,
+                    source=source_variables(scope),
+                    job_seconds=timeout_minutes * 60,
                 ),
                 "OutputDataConfig": {
                     "S3OutputPath": model_bucket.s3_url_for_object("sagemaker-output"),

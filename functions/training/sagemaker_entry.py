@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 
+from ferry_core.retrain.provenance import RunEnvironment
 from ferry_core.retrain.training import TrainingRequest, TrainingSettings, run_request
 
 HYPERPARAMETERS = Path("/opt/ml/input/config/hyperparameters.json")
@@ -23,7 +24,10 @@ def main() -> int:
     raw = json.loads(HYPERPARAMETERS.read_text())
     request = TrainingRequest.from_hyperparameters(raw)
     try:
-        result = run_request(boto3.client("s3"), TrainingSettings.from_env(), request)
+        settings = TrainingSettings.from_env()
+        # The job's stopping condition (infra passes it) bounds an isolated trainer.
+        env = RunEnvironment("sagemaker", None, settings.job_seconds)
+        result = run_request(boto3.client("s3"), boto3.client("dynamodb"), settings, request, env)
     except Exception as exc:
         FAILURE_FILE.parent.mkdir(parents=True, exist_ok=True)
         FAILURE_FILE.write_text(f"{type(exc).__name__}: {exc}"[:1024])

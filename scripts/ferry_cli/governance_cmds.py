@@ -46,6 +46,12 @@ SCHEMA_OVERRIDES_OPTION = typer.Option(
 )
 CODE_DIR_OPTION = typer.Option(CWD, help="the training code's git checkout (lineage)")
 LOCK_FILE_OPTION = typer.Option(None, help="dependency lock file (lineage; default: found)")
+TRAINER_OPTION = typer.Option(
+    None, help="your trainer file (.py defining Trainer): retraining runs it for this model"
+)
+TRAINER_LOCK_OPTION = typer.Option(
+    None, help="the trainer's lock, pinned name==version lines (with --trainer)"
+)
 
 
 def parse_segments(specs: list[str]) -> dict[str, dict[str, Any]]:
@@ -101,6 +107,8 @@ def register(
     code_dir: Path = CODE_DIR_OPTION,
     entry_point: str | None = typer.Option(None, help="training entry point (lineage)"),
     lock_file: Path | None = LOCK_FILE_OPTION,
+    trainer: Path | None = TRAINER_OPTION,
+    trainer_lock: Path | None = TRAINER_LOCK_OPTION,
     actor: str | None = ACTOR_OPTION,
     reason: str = REASON_OPTION,
     env: str = ENV_OPTION,
@@ -127,6 +135,8 @@ def register(
         code_dir=code_dir,
         entry_point=entry_point,
         lock_file=lock_file,
+        trainer=trainer,
+        trainer_lock=trainer_lock,
         reason=reason,
     )
     problem = request.problem()

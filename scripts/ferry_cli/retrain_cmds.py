@@ -28,7 +28,9 @@ def retrain(
     params: str = typer.Option(
         "{}", help="trainer parameters as JSON, e.g. '{\"n_estimators\": 200}'"
     ),
-    entry_point: str | None = typer.Option(None, help="trainer module:attribute"),
+    entry_point: str | None = typer.Option(
+        None, help="a trainer of the training image, module:attribute (default: the model's own)"
+    ),
     breaking_change: bool = typer.Option(False, help="accept an incompatible input schema"),
     require_approval: bool = typer.Option(
         False, help="ask for an approval even where not required"

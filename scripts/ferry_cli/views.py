@@ -39,6 +39,13 @@ def card_table(card: Any, record: dict[str, Any]) -> Table:
         + ", ".join(f"{k} {v}" for k, v in sorted(lin.libraries.items())),
     )
     t.add_row("entry point", str(lin.entry_point))
+    if lin.trainer_sha256:
+        t.add_row(
+            "trainer",
+            f"{lin.trainer_uri}\nsha256 {lin.trainer_sha256}\nlock {lin.trainer_lock_sha256}",
+        )
+    if lin.trained_on:
+        t.add_row("trained on", lin.trained_on + (f"\n{lin.image_uri}" if lin.image_uri else ""))
     t.add_row("trained", f"{lin.trained_at} by {lin.trained_by}")
     t.add_row("registered", f"{lin.registered_at} by {lin.registered_by}")
     overall = card.metrics.get("overall", {})

@@ -400,9 +400,14 @@ def training_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]
 def validation_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
     from ferry_core.retrain.training import TrainingRequest, TrainingSettings, run_request
 
-    settings = TrainingSettings(MODEL_BUCKET=res.model_bucket, DATA_BUCKET=res.data_bucket)
+    settings = TrainingSettings(
+        MODEL_BUCKET=res.model_bucket,
+        DATA_BUCKET=res.data_bucket,
+        REGISTRY_TABLE=res.registry_table,
+    )
     request = TrainingRequest(model=MODEL, run_id="image-gate", params={"n_estimators": 10})
-    run_request(_s3(), settings, request)  # a candidate to gate, written from the dev venv
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    run_request(_s3(), dynamodb, settings, request)  # a candidate to gate, from the dev venv
     # The template's variables; fewer latency runs than the default keep the check short.
     env = {**res.function_environment("validation", work), "GATE_LATENCY_RUNS": "40"}
     return env, {"model": MODEL, "run_id": "image-gate"}

@@ -25,11 +25,12 @@ MODEL = "credit-risk"
 def training(aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("MODEL_BUCKET", aws.model_bucket)
     monkeypatch.setenv("DATA_BUCKET", aws.data_bucket)
+    monkeypatch.setenv("REGISTRY_TABLE", aws.registry_table)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ferry-training")
     module = load_handler("training")
-    module.s3.cache_clear()
+    module.client.cache_clear()
     yield module
-    module.s3.cache_clear()
+    module.client.cache_clear()
 
 
 def emf(out: str) -> dict[str, tuple[float, str | None]]:

@@ -222,3 +222,21 @@ def test_the_sagemaker_backend_runs_the_same_image_as_a_training_job(
     assert passes and all(re.search(sm_role, json.dumps(r)) for r in passes)
     fn_names = set(_resources(sagemaker_template, "AWS::Lambda::Function"))
     assert any(k.startswith("RetrainTraining") for k in fn_names)  # kept for small retrains
+
+
+def test_the_sagemaker_job_finds_trainers_and_knows_its_commit_and_deadline(
+    sagemaker_template: dict[str, Any],
+) -> None:
+    """
+    Given training_backend="sagemaker" with a 240-minute stopping condition
+    When I read the training job's environment and its role
+    Then the job reads the registry and registered trainers like the function, carries the
+        synthesis's source commit, and bounds an owner's trainer by its own stopping condition
+    """
+    env = _definition(sagemaker_template)["States"]["Train"]["Parameters"]["Environment"]
+    assert env["FERRY_JOB_SECONDS"] == str(240 * 60)
+    assert {"REGISTRY_TABLE", "FERRY_LOCK_FILE"} <= set(env)
+    assert "FERRY_SOURCE_COMMIT" not in env  # synthesized without the app's source context
+    actions = _role_actions(sagemaker_template, "RetrainSageMakerTrainingRole")
+    trainers = [r for a, r in actions if a == "s3:GetObject" and "trainer/" in json.dumps(r)]
+    assert trainers and {"dynamodb:GetItem", "dynamodb:Query"} <= {a for a, _ in actions}

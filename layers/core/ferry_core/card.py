@@ -154,6 +154,16 @@ class Lineage(_Strict):
     trained_by: str | None = None
     registered_at: str | None = None
     registered_by: str | None = None
+    # The owner's trainer this version was fitted by (ferry_core/retrain/trainer_api.py): the
+    # module's and its lock's sha256, and where the registered copy is.
+    trainer_sha256: str | None = None
+    trainer_lock_sha256: str | None = None
+    trainer_uri: str | None = None
+    # Where a retraining run fitted it: "lambda", "sagemaker" or "local" (no image), and the
+    # running image as Lambda resolved it (`repository@sha256:...`); never a guessed digest.
+    trained_on: str | None = None
+    image_uri: str | None = None
+    image_digest: str | None = None
 
 
 class NumericBaseline(_Strict):

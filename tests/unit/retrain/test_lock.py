@@ -83,7 +83,7 @@ def test_the_lock_step_returns_the_run_state(wf: Workflow, registered) -> None:
     )
     assert out["locked"] is True
     assert out["run"]["run_id"] == "run-9" and out["run"]["trigger"] == "drift"
-    assert out["run"]["entry_point"] == "ferry_core.retrain.training:CreditRiskTrainer"
+    assert out["run"]["entry_point"] is None  # the model's own trainer (trainer_choice.py)
     settings = out["settings"]
     assert settings["approval_required"] is True
     assert (settings["canary"], settings["canary_percent"]) == (True, 5)

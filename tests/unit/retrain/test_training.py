@@ -240,7 +240,8 @@ def test_no_training_data_is_refused(aws, boto) -> None:
 
 
 def test_sagemaker_hyperparameters_become_the_request() -> None:
-    """SageMaker passes every hyperparameter as a string: params as JSON, "null"/"" unset."""
+    """SageMaker passes every hyperparameter as a string: params as JSON, "null"/"" unset
+    (an unset entry point: the model's own trainer)."""
     request = TrainingRequest.from_hyperparameters(
         {
             "model": MODEL,
@@ -253,7 +254,7 @@ def test_sagemaker_hyperparameters_become_the_request() -> None:
     )
     assert request.model == MODEL and request.run_id == "run-42"
     assert request.training_data is None
-    assert request.entry_point == DEFAULT_ENTRY_POINT
+    assert request.entry_point is None
     assert request.params == {"n_estimators": 10, "seed": 3}
     assert (request.trigger, request.actor) == ("drift", "ferry-retrain")
     with pytest.raises(ValidationError):
@@ -280,8 +281,10 @@ def test_run_request_writes_a_bundle_with_its_lineage(
         {
             "MODEL_BUCKET": aws.model_bucket,
             "DATA_BUCKET": aws.data_bucket,
+            "REGISTRY_TABLE": aws.registry_table,
             "FERRY_LOCK_FILE": str(lock),
             "FERRY_SOURCE_COMMIT": "abc1234",
+            "FERRY_SOURCE_DIRTY": "false",
             "UNRELATED": "ignored",
         }
     )
@@ -289,7 +292,7 @@ def test_run_request_writes_a_bundle_with_its_lineage(
         model=MODEL, run_id="run-5", training_data=uri, params=FAST, actor="bob", trigger="drift"
     )
 
-    out = run_request(boto["s3"], settings, request)
+    out = run_request(boto["s3"], boto["dynamodb"], settings, request)
 
     assert out["candidate_uri"] == f"s3://{aws.model_bucket}/candidates/{MODEL}/run-5/"
     assert (out["training_data"], out["training_data_version"], out["rows"]) == (uri, version, 1500)
@@ -299,7 +302,9 @@ def test_run_request_writes_a_bundle_with_its_lineage(
     lineage = bundle.spec.lineage
     assert lineage.training_data_sha256 == sha256_hex(body)
     assert lineage.dependency_lock_sha256 == sha256_hex(lock.read_bytes())
-    assert (lineage.git_commit, lineage.trained_by) == ("abc1234", "bob (drift)")
+    assert (lineage.git_commit, lineage.git_dirty) == ("abc1234", False)
+    assert lineage.trained_by == "bob (drift)"
+    assert (lineage.trained_on, lineage.image_digest) == ("local", None)
     assert lineage.entry_point == DEFAULT_ENTRY_POINT and lineage.trained_at
     assert bundle.spec.training["params"] == FAST
     assert bundle.spec.metrics["parity"]["passed"] is True

@@ -17,6 +17,7 @@ from ferry_core.onboarding import intake, overrides
 from ferry_core.registry.governance import Governance, Outcome
 from ferry_core.registry.lineage import capture
 from ferry_core.registry.registration import register
+from ferry_core.trainer_files import TrainerFiles
 
 # Dependency lock files looked for in the training checkout, first found wins.
 LOCK_FILES = (
@@ -51,6 +52,9 @@ class RegistrationRequest:
     code_dir: Path = field(default_factory=Path)
     entry_point: str | None = None
     lock_file: Path | None = None
+    # The owner's trainer file and its lock, stored with the version for retraining.
+    trainer: Path | None = None
+    trainer_lock: Path | None = None
     reason: str = ""
 
     def problem(self) -> str | None:
@@ -63,7 +67,15 @@ class RegistrationRequest:
             return "--onnx needs --schema"
         if (self.features or self.schema_overrides) and self.schema:
             return "--feature and --schema-overrides adjust the inferred schema: not with --schema"
+        if (self.trainer is None) != (self.trainer_lock is None):
+            return "--trainer and --trainer-lock come together (the file and its pinned lock)"
         return None
+
+    def trainer_files(self) -> TrainerFiles | None:
+        """The owner's trainer file and lock, read and checked; None without a trainer."""
+        if self.trainer is None or self.trainer_lock is None:
+            return None
+        return TrainerFiles.from_paths(self.trainer, self.trainer_lock)
 
     @property
     def source(self) -> str:
@@ -151,6 +163,7 @@ def register_from_files(
     problem = req.problem()
     if problem:
         raise intake.IntakeError(problem)
+    trainer = req.trainer_files()
     built, data, valid_ref = build_candidate(req, s3)
     evidence = {"validation_data": valid_ref.as_dict()} if valid_ref else None
     return register(
@@ -164,4 +177,5 @@ def register_from_files(
         description=req.description,
         reason=req.reason,
         evidence=evidence,
+        trainer=trainer,
     )

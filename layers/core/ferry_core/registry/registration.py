@@ -18,6 +18,7 @@ from ferry_core.errors import FerryError
 from ferry_core.registry.governance import Governance, Outcome
 from ferry_core.registry.writer import RegistryWriter, card_json
 from ferry_core.store import sha256_hex
+from ferry_core.trainer_files import TrainerFiles, with_trainer
 
 
 class RegistrationRefused(FerryError):
@@ -103,8 +104,10 @@ def _upload(
     lineage: Lineage,
     description: str | None,
     evidence: dict[str, Any] | None = None,
+    trainer: TrainerFiles | None = None,
 ) -> Card:
-    """Write model.onnx (and reference.parquet) and build the card that pins them."""
+    """Write model.onnx (and reference.parquet, and the owner's trainer) and build the card
+    that pins them."""
     prefix = model_prefix(name, version)
     model_key, ref_key = f"{prefix}/model.onnx", f"{prefix}/reference.parquet"
     model_vid = put_object(s3, bucket, model_key, built.onnx_bytes, "application/octet-stream")
@@ -115,6 +118,8 @@ def _upload(
         ref_bytes = buf.getvalue()
         put_object(s3, bucket, ref_key, ref_bytes, "application/vnd.apache.parquet")
         ref_uri, ref_sha = f"s3://{bucket}/{ref_key}", sha256_hex(ref_bytes)
+    if trainer is not None:
+        lineage = with_trainer(lineage, trainer.ref, trainer.put(s3, bucket, prefix, put_object))
     metrics = {**built.metrics, "parity": built.parity} if built.parity else dict(built.metrics)
     validation = registration_checks(built)
     if validation is not None and evidence:
@@ -173,14 +178,16 @@ def register(
     description: str | None = None,
     reason: str = "",
     evidence: dict[str, Any] | None = None,
+    trainer: TrainerFiles | None = None,
 ) -> tuple[Card, Outcome]:
     """Register the next version of `name` with its `register` audit entry and event.
 
     Refused before anything is written when parity failed. The version number is allocated
     first (numbers are never reused, even if a later step fails). `evidence` (e.g. the
-    validation data's URI and sha256) is recorded with the validation results.
+    validation data's URI and sha256) is recorded with the validation results; `trainer` (the
+    owner's file and lock) is stored beside the version for retraining.
     """
     _refuse_failed_parity(built)
     version = governance.writer.allocate_version(name)
-    card = _upload(built, name, version, s3, bucket, lineage, description, evidence)
+    card = _upload(built, name, version, s3, bucket, lineage, description, evidence, trainer)
     return card, governance.register(card, actor, reason)

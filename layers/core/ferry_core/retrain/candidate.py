@@ -6,11 +6,13 @@ A retraining run writes its candidate under `candidates/{model}/{run_id}/` in th
 - `model.onnx`         the converted pipeline
 - `reference.parquet`  the validation rows in the serving encoding, the source pipeline's
                        scores (`__reference_score__`) and the labels (`__label__`)
+- `trainer/`           the owner's trainer file and lock, when the model has one
+                       (`trainer_files.py`): what the next retraining runs
 - `candidate.json`     a `CandidateSpec`: schema, output, metrics, baselines, lineage, and the
-                       sha256 of the two files above
+                       sha256 of the files above
 
 Validation reads the bundle (every file checked against the spec's sha256) and writes
-`validation.json` beside it; registration copies the two files to `models/{model}/v{n}/`
+`validation.json` beside it; registration copies the files to `models/{model}/v{n}/`
 and builds the card from the spec and the validation report. No pickle is ever written.
 """
 
@@ -28,6 +30,7 @@ from ferry_core.card import Baseline, InputSchema, Lineage, Output
 from ferry_core.errors import FerryError, validation_message
 from ferry_core.names import ModelName
 from ferry_core.store import parse_s3_uri, sha256_hex
+from ferry_core.trainer_files import TrainerFiles, TrainerMismatch, TrainerRef
 
 CANDIDATES_PREFIX = "candidates/"
 # The trainer a run uses unless it names another (ferry_core/retrain/training.py; not imported
@@ -60,6 +63,7 @@ class CandidateSpec(BaseModel):
     model_size: int = Field(ge=1)
     reference_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     training: dict[str, Any] = Field(default_factory=dict)
+    trainer: TrainerRef | None = None
 
 
 def bundle_prefix(model: str, run_id: str) -> str:
@@ -77,6 +81,7 @@ class Bundle:
     spec: CandidateSpec
     onnx_bytes: bytes
     reference_bytes: bytes
+    trainer: TrainerFiles | None = None
 
     @property
     def uri(self) -> str:
@@ -105,10 +110,15 @@ def write_bundle(
     lineage: Lineage,
     description: str | None = None,
     training: dict[str, Any] | None = None,
+    trainer: TrainerFiles | None = None,
 ) -> Bundle:
-    """Write a `BuiltModel` as a candidate bundle; `candidate.json` last (it marks completion)."""
+    """Write a built model as a candidate bundle; `candidate.json` last (it marks completion).
+
+    `built` is a `BuiltModel` (its reference a DataFrame) or an already serialized build with
+    `reference_bytes` (an owner's trainer run in its own process); `trainer` travels along.
+    """
     prefix = bundle_prefix(name, run_id)
-    ref_bytes = reference_parquet(built.reference)
+    ref_bytes = getattr(built, "reference_bytes", None) or reference_parquet(built.reference)
     spec = CandidateSpec(
         name=name,
         run_id=run_id,
@@ -122,16 +132,19 @@ def write_bundle(
         model_size=len(built.onnx_bytes),
         reference_sha256=sha256_hex(ref_bytes),
         training=training or {},
+        trainer=trainer.ref if trainer else None,
     )
     s3.put_object(Bucket=bucket, Key=f"{prefix}/model.onnx", Body=built.onnx_bytes)
     s3.put_object(Bucket=bucket, Key=f"{prefix}/reference.parquet", Body=ref_bytes)
+    if trainer is not None:
+        trainer.put(s3, bucket, prefix)
     s3.put_object(
         Bucket=bucket,
         Key=f"{prefix}/candidate.json",
         Body=spec.model_dump_json(indent=2).encode(),
         ContentType="application/json",
     )
-    return Bundle(bucket, prefix, spec, built.onnx_bytes, ref_bytes)
+    return Bundle(bucket, prefix, spec, built.onnx_bytes, ref_bytes, trainer)
 
 
 def _get(s3: Any, bucket: str, key: str) -> bytes:
@@ -169,7 +182,13 @@ def read_bundle(s3: Any, bucket: str, model: str, run_id: str) -> Bundle:
             raise CandidateUnavailable(
                 f"{prefix}/{what} does not hash to the sha256 its candidate.json records"
             )
-    return Bundle(bucket, prefix, spec, onnx_bytes, ref_bytes)
+    trainer = None
+    if spec.trainer is not None:
+        try:
+            trainer = TrainerFiles.get(s3, bucket, prefix, spec.trainer)
+        except TrainerMismatch as exc:
+            raise CandidateUnavailable(exc.message) from exc
+    return Bundle(bucket, prefix, spec, onnx_bytes, ref_bytes, trainer)
 
 
 def bundle_from_uri(s3: Any, uri: str) -> Bundle:

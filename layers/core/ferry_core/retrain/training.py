@@ -1,21 +1,12 @@
 """Retraining: labelled data in, a fitted sklearn Pipeline and its measurements out.
 
-The contract a trainer fulfils (documented in functions/training/README.md):
-
-    class MyTrainer:
-        schema: InputSchema            # the input contract of the model it produces
-        target: str                    # the label column (0/1)
-        segments: dict[str, dict]      # named segments for per-segment metrics (may be {})
-        threshold: float               # score at or above which the label is 1
-        def fit(self, X: pd.DataFrame, y: np.ndarray, params: dict) -> Pipeline: ...
-
-`X` holds the schema's columns in the serving encoding (`builder.to_model_frame`: numbers
-as float64 with NaN, categories as str) so the fitted pipeline sees exactly what the ONNX graph
-will. The harness owns everything else, identically for every trainer: reading the data from
-S3 (CSV or Parquet, pinned to the S3 version it read), the deterministic train/validation
-split, conversion to ONNX, parity on the validation rows, metrics and baselines, lineage, and
-the candidate bundle (`candidate.py`). A trainer is named by an entry point `module:attribute`
-(a class or a factory); the default is the demo's credit-risk trainer.
+The contract a trainer fulfils is `trainer_api.py`. The harness owns everything else,
+identically for every trainer: reading the data from S3 (CSV or Parquet, pinned to the S3
+version it read), the deterministic train/validation split, conversion to ONNX, parity on the
+validation rows, metrics and baselines, lineage, and the candidate bundle (`candidate.py`).
+Which trainer a run uses is `trainer_choice.py`: one compiled into the image (an entry point
+`module:attribute`, the demo's credit-risk trainer by default) runs in this process; the
+owner's file registered with the model runs isolated in a child process (`sandbox.py`).
 
 This module runs where pipelines are fitted (the training image, SageMaker, a laptop), never in
 a serving function: it imports pandas and scikit-learn.
@@ -26,11 +17,11 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import platform
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,29 +32,22 @@ from ferry_core.clock import now_iso
 from ferry_core.errors import FerryError
 from ferry_core.names import ModelName
 from ferry_core.onboarding import builder
-from ferry_core.registry.lineage import library_versions
+from ferry_core.registry.reader import RegistryReader
 from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, write_bundle
+from ferry_core.retrain.provenance import RunEnvironment, run_lineage
+from ferry_core.retrain.sandbox import run_isolated
+from ferry_core.retrain.trainer_api import Trainer, TrainingFailed, instantiate
+from ferry_core.retrain.trainer_choice import TrainerChoice, choose_trainer
 from ferry_core.settings import FunctionSettings
 from ferry_core.store import parse_s3_uri, sha256_hex
+from ferry_core.trainer_files import with_trainer
 
 TRAINING_PREFIX = "training/"
 MIN_ROWS = 200
 MAX_TRAINING_BYTES = 2 * 1024**3
-
-
-class TrainingFailed(FerryError):
-    """Training could not produce a candidate (no data, bad data, a trainer that failed)."""
-
-    code = "training_failed"
-
-
-class Trainer(Protocol):
-    schema: InputSchema
-    target: str
-    segments: dict[str, dict[str, Any]]
-    threshold: float
-
-    def fit(self, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any]) -> Any: ...
+# An isolated trainer stops this long before the run's own deadline (upload and reply).
+ISOLATION_MARGIN_SECONDS = 60
+DEFAULT_TRAINER_TIMEOUT_SECONDS = 14 * 60
 
 
 @dataclass
@@ -96,13 +80,7 @@ def load_trainer(entry_point: str) -> Trainer:
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise TrainingFailed(f"cannot load trainer {entry_point!r}: {exc}") from exc
-    trainer = obj() if callable(obj) and not hasattr(obj, "fit") else obj
-    if isinstance(trainer, type):
-        trainer = trainer()
-    for name in ("schema", "target", "fit"):
-        if not hasattr(trainer, name):
-            raise TrainingFailed(f"trainer {entry_point!r} has no {name!r}")
-    return trainer
+    return instantiate(obj, entry_point)
 
 
 @dataclass
@@ -111,6 +89,7 @@ class TrainingData:
     uri: str | None
     version_id: str | None
     sha256: str | None
+    raw: bytes | None = field(default=None, repr=False)  # the object as read (isolated runs)
 
 
 def latest_training_object(s3: Any, bucket: str, model: str) -> str:
@@ -138,18 +117,21 @@ def read_training_data(s3: Any, uri: str) -> TrainingData:
     if obj.get("ContentLength", 0) > MAX_TRAINING_BYTES:
         raise TrainingFailed(f"{uri} is over {MAX_TRAINING_BYTES} bytes: train on SageMaker")
     data = obj["Body"].read()
+    frame = parse_frame(data, key, uri)
+    return TrainingData(frame, uri, obj.get("VersionId"), sha256_hex(data), data)
+
+
+def parse_frame(data: bytes, name: str, shown: str | None = None) -> pd.DataFrame:
+    """A CSV or Parquet object's rows (by `name`'s suffix); `shown` names it in errors."""
+    shown = shown or name
     try:
-        if key.endswith(".parquet"):
-            frame = pd.read_parquet(io.BytesIO(data))
-        elif key.endswith(".csv"):
-            frame = pd.read_csv(io.BytesIO(data), keep_default_na=True)
-        else:
-            raise TrainingFailed(f"training data {uri} is neither .csv nor .parquet")
-    except TrainingFailed:
-        raise
+        if name.endswith(".parquet"):
+            return pd.read_parquet(io.BytesIO(data))
+        if name.endswith(".csv"):
+            return pd.read_csv(io.BytesIO(data), keep_default_na=True)
     except Exception as exc:  # pyarrow/pandas parse errors: the data is bad, say which
-        raise TrainingFailed(f"cannot read training data {uri}: {exc}") from exc
-    return TrainingData(frame, uri, obj.get("VersionId"), sha256_hex(data))
+        raise TrainingFailed(f"cannot read training data {shown}: {exc}") from exc
+    raise TrainingFailed(f"training data {shown} is neither .csv nor .parquet")
 
 
 def _split(
@@ -216,21 +198,28 @@ def run_training(
     model: str,
     run_id: str,
     training_data: str | None = None,
-    entry_point: str = DEFAULT_ENTRY_POINT,
+    choice: TrainerChoice | None = None,
     params: dict[str, Any] | None = None,
     lineage: Lineage | None = None,
-) -> tuple[Bundle, builder.BuiltModel]:
-    """Read the data, fit, measure and write the candidate bundle (the training function)."""
+    timeout_seconds: float = DEFAULT_TRAINER_TIMEOUT_SECONDS,
+) -> tuple[Bundle, Any]:
+    """Read the data, fit (in this process, or the owner's trainer in its own), measure and
+    write the candidate bundle; the owner's trainer travels in the bundle."""
+    choice = choice or TrainerChoice(DEFAULT_ENTRY_POINT)
     uri = training_data or latest_training_object(s3, data_bucket, model)
     data = read_training_data(s3, uri)
-    trainer = load_trainer(entry_point)
-    built = train_candidate(trainer, data, params)
-    lineage = (lineage or Lineage()).model_copy(
+    lineage = lineage or Lineage()
+    if choice.files is not None:
+        built: Any = _fit_isolated(choice, data, params or {}, timeout_seconds)
+        lineage = with_trainer(lineage, choice.files.ref, choice.uri)
+    else:
+        built = train_candidate(load_trainer(choice.entry_point), data, params)
+    lineage = lineage.model_copy(
         update={
             "training_data_uri": data.uri,
             "training_data_version": data.version_id,
             "training_data_sha256": data.sha256,
-            "entry_point": entry_point,
+            "entry_point": choice.entry_point,
             "trained_at": now_iso(),
         }
     )
@@ -240,10 +229,29 @@ def run_training(
         "parity": built.parity,
         "metrics": built.metrics.get("overall", {}),
     }
+    if choice.source_version is not None:
+        training["trainer_from_version"] = choice.source_version
     bundle = write_bundle(
-        s3, model_bucket, built, model, run_id, lineage, description=None, training=training
+        s3, model_bucket, built, model, run_id, lineage, training=training, trainer=choice.files
     )
     return bundle, built
+
+
+def _fit_isolated(
+    choice: TrainerChoice, data: TrainingData, params: dict[str, Any], timeout_seconds: float
+) -> Any:
+    """The owner's trainer, in a child process over a scratch copy of the data."""
+    assert choice.files is not None and data.raw is not None and data.uri is not None
+    suffix = ".parquet" if data.uri.endswith(".parquet") else ".csv"
+    with tempfile.TemporaryDirectory(prefix="ferry-trainer-") as scratch:
+        return run_isolated(
+            choice.files,
+            data.raw,
+            suffix,
+            Path(scratch),
+            params=params,
+            timeout_seconds=timeout_seconds,
+        )
 
 
 class TrainingRequest(BaseModel):
@@ -254,7 +262,8 @@ class TrainingRequest(BaseModel):
     model: ModelName
     run_id: str = Field(pattern=RUN_ID.pattern)
     training_data: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
-    entry_point: str = DEFAULT_ENTRY_POINT
+    # A trainer of the training image (`module:attribute`); None: the model's own trainer.
+    entry_point: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     actor: str = "ferry-retrain"
     trigger: str = "manual"
@@ -273,20 +282,44 @@ class TrainingSettings(FunctionSettings):
 
     model_bucket: str = Field(alias="MODEL_BUCKET")
     data_bucket: str = Field(alias="DATA_BUCKET")
+    registry_table: str = Field(alias="REGISTRY_TABLE")
     lock_file: str | None = Field(default=None, alias="FERRY_LOCK_FILE")
     source_commit: str | None = Field(default=None, alias="FERRY_SOURCE_COMMIT")
+    source_dirty: bool | None = Field(default=None, alias="FERRY_SOURCE_DIRTY")
+    # A SageMaker job's stopping condition (its run's deadline; Lambda's is in the context).
+    job_seconds: float | None = Field(default=None, alias="FERRY_JOB_SECONDS", gt=0)
 
 
-def run_request(s3: Any, settings: TrainingSettings, request: TrainingRequest) -> dict[str, Any]:
-    """One training step: lineage from the image (lock hash, source commit), then train."""
-    lock_hash = None
-    if settings.lock_file and Path(settings.lock_file).is_file():
-        lock_hash = sha256_hex(Path(settings.lock_file).read_bytes())
-    lineage = Lineage(
-        git_commit=settings.source_commit,
-        dependency_lock_sha256=lock_hash,
-        python_version=platform.python_version(),
-        libraries=library_versions(),
+def trainer_timeout(env: RunEnvironment) -> float:
+    """How long an isolated trainer may run: inside the run's own deadline, with a margin
+    for the upload and the reply."""
+    if env.seconds_left is None:
+        return DEFAULT_TRAINER_TIMEOUT_SECONDS
+    return max(1.0, env.seconds_left - ISOLATION_MARGIN_SECONDS)
+
+
+def run_request(
+    s3: Any,
+    dynamodb: Any,
+    settings: TrainingSettings,
+    request: TrainingRequest,
+    env: RunEnvironment | None = None,
+) -> dict[str, Any]:
+    """One training step: choose the trainer, lineage of the code that runs, then train."""
+    env = env or RunEnvironment()
+    choice = choose_trainer(
+        s3,
+        RegistryReader(dynamodb, settings.registry_table),
+        settings.model_bucket,
+        request.model,
+        request.entry_point,
+        load_trainer(DEFAULT_ENTRY_POINT).schema,
+    )
+    lineage = run_lineage(
+        env,
+        source_commit=settings.source_commit,
+        source_dirty=settings.source_dirty,
+        lock_file=settings.lock_file,
         trained_by=f"{request.actor} ({request.trigger})",
     )
     bundle, built = run_training(
@@ -296,9 +329,10 @@ def run_request(s3: Any, settings: TrainingSettings, request: TrainingRequest) -
         model=request.model,
         run_id=request.run_id,
         training_data=request.training_data,
-        entry_point=request.entry_point,
+        choice=choice,
         params=request.params,
         lineage=lineage,
+        timeout_seconds=trainer_timeout(env),
     )
     return {
         "model": request.model,
@@ -309,4 +343,5 @@ def run_request(s3: Any, settings: TrainingSettings, request: TrainingRequest) -
         "rows": int(bundle.spec.training.get("rows", 0)),
         "parity_max_abs_diff": built.parity.get("max_abs_diff"),
         "metrics": built.metrics.get("overall", {}),
+        "trainer": bundle.spec.lineage.entry_point,
     }

@@ -33,9 +33,10 @@ from ferry_core.registry.governance import Governance, Outcome
 from ferry_core.registry.registration import model_prefix, put_object
 from ferry_core.registry.writer import card_json
 from ferry_core.retrain.approval import ApprovalGate
-from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, read_bundle
+from ferry_core.retrain.candidate import RUN_ID, Bundle, read_bundle
 from ferry_core.retrain.lock import RetrainLock, RetrainRunning
 from ferry_core.serving.canary import CanaryPolicy, evaluate
+from ferry_core.trainer_files import with_trainer
 
 
 class WorkflowRequest(BaseModel):
@@ -81,7 +82,8 @@ class RunInput(BaseModel):
     actor: str = Field(default="ferry-retrain", min_length=1, max_length=256)
     reason: str = Field(default="", max_length=1024)
     training_data: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
-    entry_point: str = DEFAULT_ENTRY_POINT
+    # A trainer of the training image; None: the model's own (ferry_core/retrain/trainer_choice.py)
+    entry_point: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     breaking_change: bool = False
     require_approval: bool = False
@@ -236,6 +238,10 @@ class Workflow:
             bundle.reference_bytes,
             "application/vnd.apache.parquet",
         )
+        lineage = spec.lineage
+        if bundle.trainer is not None:  # the next retraining runs it: kept beside the version
+            uri = bundle.trainer.put(self.s3, self.bucket, prefix, put=put_object)
+            lineage = with_trainer(lineage, bundle.trainer.ref, uri)
         card = Card(
             name=spec.name,
             version=version,
@@ -250,7 +256,7 @@ class Workflow:
                 reference_uri=f"s3://{self.bucket}/{ref_key}",
                 reference_sha256=spec.reference_sha256,
             ),
-            lineage=spec.lineage.model_copy(
+            lineage=lineage.model_copy(
                 update={"registered_at": now_iso(), "registered_by": req.actor}
             ),
             metrics=spec.metrics,
