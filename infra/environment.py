@@ -25,6 +25,9 @@ VALIDATION_SERVICE = "ferry-validation"
 MODEL_CACHE_DIR = "/tmp/ferry-models"  # /tmp is the only writable path in Lambda.
 CAPTURE_MAX_BATCH_ROWS = 10_000  # Rows one batch run contributes to the drift sample at most.
 TRAINING_LOCK_FILE = "/var/task/train.lock"  # The training image's lock (SageMaker jobs).
+# A warm scoring container re-reads its cached stage pointers this often (one BatchGetItem,
+# off the request path), so a rollback reaches it in about a second whatever the cache TTL.
+REGISTRY_REFRESH_SECONDS = 1.0
 
 
 def _powertools(service: str) -> dict[str, str]:
@@ -53,6 +56,7 @@ def scoring_variables(
         "DATA_BUCKET": data_bucket,
         "REGISTRY_TABLE": registry_table,
         "REGISTRY_CACHE_SECONDS": str(config.registry_cache_seconds),
+        "REGISTRY_REFRESH_SECONDS": repr(REGISTRY_REFRESH_SECONDS),
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
         **_powertools(SCORING_SERVICE),
         "CAPTURE_SAMPLE_RATE": str(config.capture_sample_rate),
