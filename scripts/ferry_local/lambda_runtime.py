@@ -151,6 +151,13 @@ class FunctionRuntime:
             }
             self._stop(fn)
 
+    def worker_pid(self, function_name: str) -> int | None:
+        """The process id of the function's warm container (None while it is cold): the same
+        id before and after tells that the same container answered."""
+        fn = self._functions.get(function_name)
+        worker = fn.worker if fn is not None else None
+        return worker.pid if worker is not None and worker.poll() is None else None
+
     def functions(self) -> dict[str, Path]:
         """Registered function names and the folders their handlers run from."""
         return {name: fn.folder for name, fn in self._functions.items()}
