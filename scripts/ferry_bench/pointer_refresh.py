@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from rich.console import Console
 from rich.table import Table
@@ -71,22 +72,11 @@ def moto_server_process() -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-@contextmanager
-def _pointed_at(endpoint: str) -> Iterator[None]:
+def _pointed_at(endpoint: str) -> Any:
     """This process's boto3 pointed at `endpoint` with fake credentials, restored after."""
     from ferry_local.moto_stack import FAKE_CREDENTIALS
 
-    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return mock.patch.dict(os.environ, {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint})
 
 
 class TimedReader:

@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,9 +82,10 @@ def _governance(platform: LocalPlatform, cache: str) -> Any:
 
 def _rollback_seen_by_warm_container(
     platform: LocalPlatform, built: Any, instance: dict[str, Any], model: str
-) -> tuple[list[int], float]:
+) -> tuple[list[int], float, int]:
     """`model` v1 then v2 in production, a warm container answering v2, a rollback to v1;
-    the versions the same container answered for up to 2 s after it, and when v1 came."""
+    the versions the same container answered for up to 2 s after it, when v1 came, and the
+    container's process id."""
     from ferry_core.card import Lineage
     from ferry_core.registry.registration import register
 
@@ -112,18 +114,31 @@ def _rollback_seen_by_warm_container(
         seen_after = time.monotonic() - started
     assert platform.runtime.worker_pid(function) == pid, "another container answered"
     assert answers and set(answers) <= {1, 2}
-    return answers, seen_after
+    return answers, seen_after, pid
 
 
+@pytest.mark.parametrize("frozen", [False, True], ids=["running", "frozen-between-requests"])
 def test_a_rollback_reaches_a_warm_container_within_two_seconds(
-    platform: LocalPlatform, built: Any, instance: dict[str, Any]
+    platform: LocalPlatform, built: Any, instance: dict[str, Any], frozen: bool
 ) -> None:
     """Given the scoring function with a 30 s pointer cache and the refresh the stack sets,
     a warm container answering with v2, when production rolls back to v1 through governance,
-    then within 2 s the same container (same process) answers with v1."""
+    then within 2 s the same container (same process) answers with v1 — also when the
+    container is frozen between invocations, as Lambda freezes it (its refresh thread then
+    runs only while a request is handled)."""
+    assert platform.runtime is not None
     variables = _scoring_environment(platform, REGISTRY_CACHE_SECONDS=CACHE_SECONDS)
     assert float(variables["REGISTRY_REFRESH_SECONDS"]) <= 1.0  # as the stack sets it
-    answers, seen_after = _rollback_seen_by_warm_container(platform, built, instance, MODEL)
+    platform.runtime.freeze_between_invocations = frozen
+    try:
+        answers, seen_after, pid = _rollback_seen_by_warm_container(
+            platform, built, instance, f"{MODEL}-{'frozen' if frozen else 'running'}"
+        )
+        stat = Path(f"/proc/{pid}/stat")
+        if frozen and stat.exists():  # Linux: the container is stopped between requests
+            assert stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    finally:
+        platform.runtime.freeze_between_invocations = False
     assert answers[-1] == 1, (
         f"the warm container still answered v{answers[-1]} {seen_after:.2f} s after the "
         f"rollback ({len(answers)} requests)"
@@ -139,5 +154,5 @@ def test_without_the_refresh_the_cache_alone_holds_the_old_pointer(
     _scoring_environment(
         platform, REGISTRY_CACHE_SECONDS=CACHE_SECONDS, REGISTRY_REFRESH_SECONDS="0"
     )
-    answers, _ = _rollback_seen_by_warm_container(platform, built, instance, "credit-risk-b")
+    answers, _, _ = _rollback_seen_by_warm_container(platform, built, instance, "credit-risk-b")
     assert set(answers) == {2}
