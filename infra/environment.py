@@ -116,6 +116,7 @@ def batch_variables(
         "REGISTRY_TABLE": registry_table,
         "AUDIT_TABLE": audit_table,
         "AUDIT_ANCHOR_BUCKET": anchor_bucket,
+        "EVENT_BUS_NAME": "default",
         "IDEMPOTENCY_TABLE": idempotency_table,
         "REGISTRY_CACHE_SECONDS": str(config.registry_cache_seconds),
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,

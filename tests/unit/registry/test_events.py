@@ -218,3 +218,20 @@ def test_a_whole_percent_stays_whole_so_the_hash_still_holds() -> None:
         details={"run_id": "r"},
     )
     assert detail_of(entry) == entry.as_dict()
+
+
+def test_a_failed_publish_after_an_append_is_reported_not_raised() -> None:
+    """Given an audit append whose event EventBridge refuses, then the appended entry comes
+    back and the failure goes to the caller's report (the entry is the record)."""
+    from ferry_core.registry.events import publishing
+
+    class Refusing:
+        def put_events(self, **kwargs: Any) -> dict[str, Any]:
+            return {"Entries": [{"ErrorCode": "Throttled"}], "FailedEntryCount": 1}
+
+    entry = _entry("archive", before={"status": "registered"}, after={"status": "archived"})
+    reports: list[str] = []
+    append = publishing(lambda *a, **kw: entry, EventPublisher(Refusing()), reports.append)
+    assert append(MODEL, "archive", "a") is entry
+    (report,) = reports
+    assert "Throttled" in report and f"{MODEL} #1" in report

@@ -13,6 +13,7 @@ per detail-type) are generated from the same models (`ferry_core.registry.event_
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -323,3 +324,23 @@ class EventPublisher:
             code, message = result.get("ErrorCode"), result.get("ErrorMessage")
             raise RuntimeError(f"EventBridge refused the event: {code} {message}")
         return result["EventId"]
+
+
+def publishing(
+    append: Callable[..., AuditEntry],
+    publisher: EventPublisher,
+    on_failure: Callable[[str], None],
+) -> Callable[..., AuditEntry]:
+    """`AuditLog.append` that also publishes each entry it wrote (for writers of the audit
+    trail other than governance: the batch function). The entry is the record: a failed
+    publish goes to `on_failure`, never undoes or fails the append."""
+
+    def append_and_publish(*args: Any, **kwargs: Any) -> AuditEntry:
+        entry = append(*args, **kwargs)
+        try:
+            publisher.publish(entry)
+        except Exception as exc:  # botocore, a refusal, a detail off its schema: say so
+            on_failure(f"EventBridge publish of {entry.model} #{entry.seq} failed: {exc}")
+        return entry
+
+    return append_and_publish
