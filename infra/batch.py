@@ -33,6 +33,7 @@ from constructs import Construct
 from infra.config import EnvironmentConfig
 from infra.environment import batch_variables
 from infra.functions import FunctionSpec, container_function, function_log_group, lambda_role
+from infra.governance import publish_registry_events
 from infra.nag import acknowledge
 from infra.state_machines import dead_letter_queue, traced_state_machine
 from infra.storage import MODELS_PREFIX
@@ -342,6 +343,7 @@ class BatchScoring(Construct):
                 role.add_to_policy(
                     iam.PolicyStatement(sid=sid, actions=actions, resources=resources)
                 )
+            role.add_to_policy(publish_registry_events(self))  # `Batch Run Recorded` events
 
     def _grant_anchors(self, anchor_bucket: s3.IBucket, anchor_key: kms.IKey) -> None:
         """A batch run is a governance event: its audit entry is anchored like the others."""

@@ -81,7 +81,10 @@ class EnvironmentConfig(BaseModel):
         default=0, ge=0, description="Warm instances on the `live` alias; 0 = none."
     )
     registry_cache_seconds: int = Field(
-        ge=0, le=3_600, description="How long the scoring function trusts a stage pointer."
+        ge=0,
+        le=3_600,
+        description="How long a scoring container serves a cached stage pointer when its "
+        "background refresh (every second) cannot read the registry.",
     )
     log_retention_days: int
     function_architectures: FunctionArchitectures = Field(

@@ -29,6 +29,9 @@ FAST_PERIOD_SECONDS = 60  # Scoring and batch metrics: one datapoint a minute.
 # A model's latency and error-rate alarms: 3 breaching minutes out of 5, so one slow request
 # burst is no page.
 FAST_EVALUATION = (5, 3)
+# A warm scoring container re-reads its cached stage pointers this often (one BatchGetItem,
+# off the request path), so a rollback reaches it in about a second whatever the cache TTL.
+REGISTRY_REFRESH_SECONDS = 1.0
 
 
 def _powertools(service: str) -> dict[str, str]:
@@ -57,6 +60,7 @@ def scoring_variables(
         "DATA_BUCKET": data_bucket,
         "REGISTRY_TABLE": registry_table,
         "REGISTRY_CACHE_SECONDS": str(config.registry_cache_seconds),
+        "REGISTRY_REFRESH_SECONDS": repr(REGISTRY_REFRESH_SECONDS),
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
         **_powertools(SCORING_SERVICE),
         "CAPTURE_SAMPLE_RATE": str(config.capture_sample_rate),
@@ -140,6 +144,7 @@ def batch_variables(
         "REGISTRY_TABLE": registry_table,
         "AUDIT_TABLE": audit_table,
         "AUDIT_ANCHOR_BUCKET": anchor_bucket,
+        "EVENT_BUS_NAME": "default",
         "IDEMPOTENCY_TABLE": idempotency_table,
         "REGISTRY_CACHE_SECONDS": str(config.registry_cache_seconds),
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,

@@ -12,6 +12,7 @@ from infra.access import Access, StageResources
 from infra.api import ScoringApi
 from infra.batch import BatchScoring
 from infra.config import EnvironmentConfig
+from infra.events import RegistryEventSchemas
 from infra.governance import Governance
 from infra.monitoring import Monitoring
 from infra.registry import RegistryTables
@@ -122,6 +123,7 @@ class FerryStack(Stack):
             access_logs_bucket=storage.access_logs_bucket,
             **common,
         )
+        self.event_schemas = RegistryEventSchemas(self, "EventSchemas")
         self.batch = BatchScoring(
             self,
             "Batch",

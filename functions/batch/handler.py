@@ -59,7 +59,9 @@ def runtime() -> Runtime:
     s = BatchEnvironment.from_env()
     ddb = boto3.client("dynamodb")
     sfn = boto3.client("stepfunctions") if s.state_machine_arn else None
-    runner = BatchRunner.from_settings(s, s3=boto3.client("s3"), dynamodb=ddb, sfn=sfn)
+    runner = BatchRunner.from_settings(
+        s, s3=boto3.client("s3"), dynamodb=ddb, sfn=sfn, events=boto3.client("events")
+    )
     config = IdempotencyConfig(
         event_key_jmespath="identity", expires_after_seconds=s.idempotency_seconds
     )

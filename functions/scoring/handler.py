@@ -48,7 +48,9 @@ _served: contextvars.ContextVar[ServedBy | None] = contextvars.ContextVar("serve
 def service() -> ScoringService:
     """Built on first use (not at import), once per container; tests call cache_clear()."""
     s = ScoringSettings.from_env()
-    return ScoringService.from_settings(s, boto3.client("dynamodb"), boto3.client("s3"))
+    return ScoringService.from_settings(
+        s, boto3.client("dynamodb"), boto3.client("s3"), s.registry_refresh_seconds
+    )
 
 
 @cache

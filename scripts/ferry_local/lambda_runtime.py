@@ -14,6 +14,10 @@ Nothing of this process (its `os.environ`, `sys.stdout`, `sys.stderr`) changes w
 run. Handlers reach AWS through the endpoint in their environment (the platform's moto
 server), so a worker cannot see an in-process `mock_aws`.
 
+With `freeze_between_invocations` a worker is stopped (SIGSTOP) once it answered and
+continued (SIGCONT) for its next invocation, as Lambda freezes an execution environment: a
+function's background threads then run only while it handles an invocation.
+
 Within one function, invocations take turns (one at a time, as in one Lambda container);
 different functions overlap, so an invocation that triggers another function (an S3 upload
 notifying the batch function) does not wait on itself.
@@ -21,8 +25,10 @@ notifying the batch function) does not wait on itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -98,6 +104,9 @@ class FunctionRuntime:
         self.account_id = account_id
         self.tmp_dir = Path(tmp_dir) if tmp_dir else None
         self.credentials = credentials
+        # Lambda freezes an execution environment between invocations (its threads stop until
+        # the next one); on, each worker is stopped (SIGSTOP) between invocations too.
+        self.freeze_between_invocations = False
         self._functions: dict[str, _Function] = {}
         self._file_lock = threading.Lock()
 
@@ -150,6 +159,13 @@ class FunctionRuntime:
                 k: self._own_tmp(function_name, str(v)) for k, v in environment.items()
             }
             self._stop(fn)
+
+    def worker_pid(self, function_name: str) -> int | None:
+        """The process id of the function's warm container (None while it is cold): the same
+        id before and after tells that the same container answered."""
+        fn = self._functions.get(function_name)
+        worker = fn.worker if fn is not None else None
+        return worker.pid if worker is not None and worker.poll() is None else None
 
     def functions(self) -> dict[str, Path]:
         """Registered function names and the folders their handlers run from."""
@@ -207,6 +223,7 @@ class FunctionRuntime:
         if worker is None or worker.poll() is not None:
             worker = fn.worker = self._start_worker(fn)
         stdin, stdout = _pipes(worker)
+        _thaw(worker)
         try:
             stdin.write(json.dumps(request) + "\n")
             stdin.flush()
@@ -214,6 +231,8 @@ class FunctionRuntime:
         except OSError:
             line = ""
         if line:
+            if self.freeze_between_invocations:
+                _signal(worker, signal.SIGSTOP)
             return json.loads(line)  # type: ignore[no-any-return]
         worker.wait()
         fn.worker = None
@@ -259,6 +278,7 @@ class FunctionRuntime:
         worker, fn.worker = fn.worker, None
         if worker is None:
             return
+        _thaw(worker)  # a frozen process cannot see its stdin close
         for stream in (worker.stdin, worker.stdout):
             if stream is not None:
                 stream.close()
@@ -304,6 +324,17 @@ def _credential_variables(session: SessionCredentials | None) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
         "AWS_SESSION_TOKEN": session.session_token,
     }
+
+
+def _signal(worker: subprocess.Popen[str], signum: int) -> None:
+    if worker.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signum)
+
+
+def _thaw(worker: subprocess.Popen[str]) -> None:
+    """Continue a worker frozen after its last invocation (harmless when it is not)."""
+    _signal(worker, signal.SIGCONT)
 
 
 def _pipes(worker: subprocess.Popen[str]) -> tuple[IO[str], IO[str]]:

@@ -50,6 +50,8 @@ NOT_EMULATED: dict[str, str] = {
     "AWS::CDK::Metadata": "CDK bookkeeping",
     "Custom::LogRetention": "log retention is not emulated",
     "AWS::SSM::Parameter": "not needed by the platform",
+    "AWS::EventSchemas::Registry": "moto has no schema registry (the schemas document events)",
+    "AWS::EventSchemas::Schema": "moto has no schema registry (the schemas document events)",
 }
 # Created by workflows.create_workflows.
 WORKFLOW_TYPES = frozenset(

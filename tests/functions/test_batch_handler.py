@@ -211,3 +211,32 @@ def test_a_large_file_fans_out_and_the_merge_matches_a_single_run(
     )
     assert get(boto, aws, single["outputs"]["scored"]) == fanned["scored"]
     assert get(boto, aws, single["outputs"]["rejected"]) == fanned["rejected"]
+
+
+def test_an_audited_run_is_published_as_batch_run_recorded(
+    handler: ModuleType, aws: Any, boto: dict[str, Any]
+) -> None:
+    """
+    Given a rule sending every `ferry.registry` event to a queue
+    When a file is scored through the queue
+    Then one `Batch Run Recorded` event carries the run's audit entry, valid against its schema
+    """
+    import boto3
+    import jsonschema
+
+    from ferry_core.registry.event_schemas import event_schema
+    from ferry_core.registry.events import EVENT_TYPES
+
+    sqs, events = (boto3.client(s, region_name="us-east-1") for s in ("sqs", "events"))
+    url = sqs.create_queue(QueueName="registry-events")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    events.put_rule(Name="registry", EventPattern=json.dumps({"source": ["ferry.registry"]}))
+    events.put_targets(Rule="registry", Targets=[{"Id": "q", "Arn": queue["QueueArn"]}])
+    messages, arn = upload(boto, aws, encode(applications(50, "csv"), "csv"))
+    assert deliver(handler, messages, arn) == []
+    (entry,) = batch_runs(boto, aws)
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    event = json.loads(message["Body"])
+    jsonschema.Draft4Validator(event_schema(EVENT_TYPES["batch_run"])).validate(event)
+    assert event["detail-type"] == "Batch Run Recorded"
+    assert (event["detail"]["hash"], event["detail"]["details"]["rows_in"]) == (entry.hash, 50)

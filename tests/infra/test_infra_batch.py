@@ -203,3 +203,21 @@ def test_batch_roles_cannot_touch_uploads_or_models(template: Template) -> None:
             if {"s3:PutObject", "s3:DeleteObject"} & set(actions):
                 text = json.dumps(s["Resource"])
                 assert "incoming" not in text and "models/" not in text
+
+
+def test_batch_roles_publish_only_ferry_registry_events(template: Template) -> None:
+    """
+    Given the batch roles (they append `batch_run` entries to the audit trail)
+    When I read what they may put on EventBridge
+    Then each may put `ferry.registry` events on the default bus, and nothing else
+    """
+    policies = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for k, p in template.find_resources("AWS::IAM::Policy").items()
+        if k.startswith("Batch") and "RoleDefaultPolicy" in k and "FanOut" not in k
+    ]
+    for statements in policies:
+        (put,) = [s for s in statements if "events:PutEvents" in json.dumps(s["Action"])]
+        assert put["Action"] == "events:PutEvents"
+        assert put["Condition"] == {"StringEquals": {"events:source": "ferry.registry"}}
+        assert "event-bus/default" in json.dumps(put["Resource"])

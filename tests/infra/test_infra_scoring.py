@@ -104,6 +104,7 @@ def test_function_environment_is_the_documented_contract(template: Template, env
         "DATA_BUCKET": {"Ref": _logical_id(template, "AWS::S3::Bucket", "StorageDataBucket")},
         "REGISTRY_TABLE": {"Ref": _logical_id(template, "AWS::DynamoDB::Table", "Registry")},
         "REGISTRY_CACHE_SECONDS": str(config.registry_cache_seconds),
+        "REGISTRY_REFRESH_SECONDS": "1.0",
         "MODEL_CACHE_DIR": "/tmp/ferry-models",
         "POWERTOOLS_SERVICE_NAME": "ferry-scoring",
         "POWERTOOLS_METRICS_NAMESPACE": "Ferry",

@@ -59,6 +59,10 @@ class ScoringFields(ModelStoreFields):
 class ScoringSettings(EnvironmentFields, ScoringFields):
     """What the stack passes the scoring function (infra/ sets exactly these variables)."""
 
+    # Seconds between background re-reads of the cached stage pointers (0: none, the cache's
+    # TTL alone decides): how fast a promotion or rollback reaches a warm container.
+    registry_refresh_seconds: float = Field(default=0.0, alias="REGISTRY_REFRESH_SECONDS", ge=0)
+
     # Data capture (ferry_core/monitoring/capture.py): off unless the stack sets a rate.
     data_bucket: str | None = Field(default=None, alias="DATA_BUCKET")
     capture_sample_rate: float = Field(default=0.0, alias="CAPTURE_SAMPLE_RATE", ge=0, le=1)

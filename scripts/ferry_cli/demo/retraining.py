@@ -95,7 +95,7 @@ def drift_retrain_step(ctx: DemoContext) -> str:
     ctx.console.print(_report_table(ctx, done["run_id"]))
     outcome = done["outcome"]
     expect(outcome.get("status") == "promoted", f"the drift-started run ended {outcome}")
-    # The scoring function trusts a stage pointer for `registry_cache_seconds` (dev: 5 s).
+    # A warm scorer re-reads its stage pointers every second (ferry_core/registry/refresh.py).
     waited = time.monotonic()
     served = None
     while time.monotonic() - waited < 30 and served != outcome["version"]:

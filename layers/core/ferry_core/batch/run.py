@@ -11,6 +11,7 @@ crash between the audit write and the manifest cannot record a run twice).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,10 @@ from ferry_core.card import Card
 from ferry_core.clock import now_iso
 from ferry_core.errors import FerryError
 from ferry_core.monitoring.capture import CaptureBuffer
+from ferry_core.registry.events import EventPublisher, publishing
 from ferry_core.serving.scoring import ScoringService
+
+_log = logging.getLogger(__name__)
 
 
 def _outage(exc: FerryError) -> bool:
@@ -71,17 +75,28 @@ class BatchRunner:
 
     @classmethod
     def from_settings(
-        cls, settings: BatchEnvironment, *, s3: Any, dynamodb: Any, sfn: Any = None
+        cls,
+        settings: BatchEnvironment,
+        *,
+        s3: Any,
+        dynamodb: Any,
+        sfn: Any = None,
+        events: Any = None,
     ) -> BatchRunner:
         """The runner a batch function builds once per container (AWS clients passed in).
 
-        Batch runs are audited like governance events, so their chain head is anchored too;
-        without a state machine (`sfn` or its ARN missing) every file runs in one invocation.
+        Batch runs are audited like governance events, so their chain head is anchored too,
+        and with `events` each audited run is published (`Batch Run Recorded`); without a
+        state machine (`sfn` or its ARN missing) every file runs in one invocation.
         """
         bucket = settings.audit_anchor_bucket
         audit = AuditLog(
             dynamodb, settings.audit_table, AnchorStore(s3, bucket) if bucket else None
         )
+        append: AuditAppend = audit.append
+        if events is not None:
+            publisher = EventPublisher(events, settings.event_bus, settings.env)
+            append = publishing(audit.append, publisher, _log.warning)
         fanout = None
         if sfn is not None and settings.state_machine_arn:
             fanout = StateMachine(sfn, settings.state_machine_arn)
@@ -89,7 +104,7 @@ class BatchRunner:
             s3,
             ScoringService.from_settings(settings, dynamodb, s3),
             settings.batch_settings(),
-            audit=audit.append,
+            audit=append,
             audit_once=once_per_run(settings.idempotency_table, now_iso),
             fanout=fanout,
         )

@@ -30,6 +30,8 @@ class BatchEnvironment(EnvironmentFields, ScoringFields):
     audit_table: str = Field(alias="AUDIT_TABLE")
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     audit_anchor_bucket: str | None = Field(default=None, alias="AUDIT_ANCHOR_BUCKET")
+    # The bus a committed run's `Batch Run Recorded` event goes to (ferry_core.registry.events).
+    event_bus: str = Field(default="default", alias="EVENT_BUS_NAME")
     chunk_rows: int = Field(default=65_536, alias="BATCH_CHUNK_ROWS", ge=1, le=1_048_576)
     fanout_threshold_bytes: int = Field(
         default=256 * 1024 * 1024, alias="BATCH_FANOUT_THRESHOLD_BYTES", ge=1

@@ -1,7 +1,11 @@
 """Reading the registry: (model, version or stage) to a card, stage pointers, history, listing.
 
-Reads are cached: version cards forever (immutable), stage pointers and canaries for a few
-seconds so a promotion is seen within seconds without a DynamoDB read per request.
+Reads are cached: version cards forever (immutable), stage pointers and canaries for
+`pointer_ttl_seconds`, so a request needs no DynamoDB read. `refresh` re-reads every cached
+pointer and canary in one batch: a background refresher (`ferry_core.registry.refresh`) calls
+it every second, so a stage change reaches a warm scorer in about a second while the TTL only
+bounds how stale an entry gets when those reads fail. Each entry keeps the time its read
+started, and an entry is only replaced by a read that started later.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry_core.card import Card
-from ferry_core.dynamo import encode_all
+from ferry_core.dynamo import decode, encode_all
 from ferry_core.errors import ModelNotFound, ModelUnavailable, VersionNotFound
 from ferry_core.names import is_model_name
 from ferry_core.registry.table import (
@@ -33,9 +37,13 @@ from ferry_core.registry.table import (
     VersionItem,
     history_prefix,
     key,
+    sort_key,
     stage_key,
     version_key,
 )
+
+BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+Entry = tuple[float, Any]  # (when its read started, the value)
 
 
 @dataclass(frozen=True)
@@ -120,8 +128,7 @@ class RegistryReader:
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
         pointer = self.fresh_pointer(model, stage)
-        with self._lock:
-            self._pointers[(model, stage)] = (now, pointer)
+        self._keep(self._pointers, (model, stage), now, pointer)
         return pointer
 
     def canary(self, model: str) -> Canary | None:
@@ -131,9 +138,66 @@ class RegistryReader:
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
         canary = self.fresh_canary(model)
-        with self._lock:
-            self._canaries[model] = (now, canary)
+        self._keep(self._canaries, model, now, canary)
         return canary
+
+    def _keep(self, cache: dict[Any, Entry], key_: Any, started: float, value: Any) -> None:
+        """Cache `value` unless a read that started later already did (reads may overlap)."""
+        with self._lock:
+            hit = cache.get(key_)
+            if hit is None or hit[0] <= started:
+                cache[key_] = (started, value)
+
+    def refresh(self) -> int:
+        """Re-read every cached stage pointer and canary of the models this reader served a
+        card of (one BatchGetItem per 100 keys); returns how many keys were read.
+
+        Only models with a cached card: a name that never resolved (a typo, a probe) is not
+        re-read every second. Keys DynamoDB leaves unprocessed keep their entry (it ages).
+        Raises `ModelUnavailable` when the registry cannot be read.
+        """
+        with self._lock:
+            served = {model for model, _ in self._cards}
+            wanted: dict[tuple[str, str], tuple[dict[Any, Entry], Any]] = {
+                (m, stage_key(stage)): (self._pointers, (m, stage))
+                for m, stage in self._pointers
+                if m in served
+            }
+            wanted |= {(m, CANARY_KEY): (self._canaries, m) for m in self._canaries if m in served}
+        keys = list(wanted)
+        read = 0
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            chunk = keys[start : start + BATCH_GET_KEYS]
+            started = self._clock()
+            found, unprocessed = self._batch_get(chunk)
+            for model_sk in chunk:
+                if model_sk in unprocessed:
+                    continue
+                item = found.get(model_sk)
+                cache, key_ = wanted[model_sk]
+                if cache is self._canaries:
+                    value: Any = Canary.from_item(item) if item else None
+                else:
+                    value = _pointer(StageItem.from_item(item)) if item else None
+                self._keep(cache, key_, started, value)
+                read += 1
+        return read
+
+    def _batch_get(
+        self, keys: list[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], dict[str, Any]], set[tuple[str, str]]]:
+        """(items found by (model, sk), keys left unprocessed) of one consistent BatchGetItem."""
+        request = {"Keys": [key(m, sk) for m, sk in keys], "ConsistentRead": True}
+        try:
+            resp = self._ddb.batch_get_item(RequestItems={self._table: request})
+        except (BotoCoreError, ClientError) as exc:
+            raise ModelUnavailable(f"the model registry cannot be read right now: {exc}") from exc
+        found = {
+            (decode(i["model"]), sort_key(i)): i
+            for i in resp.get("Responses", {}).get(self._table, [])
+        }
+        left = resp.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+        return found, {(decode(k["model"]), sort_key(k)) for k in left}
 
     def fresh_canary(self, model: str) -> Canary | None:
         item = self._get(model, CANARY_KEY)

@@ -20,6 +20,7 @@ from typing import Any
 from ferry_core.card import Card
 from ferry_core.errors import ValidationFailed
 from ferry_core.registry.reader import RegistryReader
+from ferry_core.registry.refresh import PointerRefresher
 from ferry_core.serving.inference import ModelPool, OnnxModel
 from ferry_core.serving.validator import InstanceValidator
 from ferry_core.settings import ScoringFields
@@ -62,14 +63,21 @@ class ScoringService:
         self._threads = threads
         self._pool = ModelPool(self._load, capacity)
         self._validators: dict[tuple[str, int], InstanceValidator] = {}
+        self.refresher: PointerRefresher | None = None
 
     @classmethod
-    def from_settings(cls, settings: ScoringFields, dynamodb: Any, s3: Any) -> ScoringService:
-        """The service a scoring function (real-time or batch) builds once per container."""
+    def from_settings(
+        cls, settings: ScoringFields, dynamodb: Any, s3: Any, refresh_seconds: float = 0.0
+    ) -> ScoringService:
+        """The service a scoring function (real-time or batch) builds once per container;
+        with `refresh_seconds`, a background thread keeps its stage pointers fresh."""
         registry = RegistryReader(
             dynamodb, settings.registry_table, settings.registry_cache_seconds
         )
-        return cls(registry, ModelStore(s3, settings.model_cache_dir), threads=settings.threads)
+        service = cls(registry, ModelStore(s3, settings.model_cache_dir), threads=settings.threads)
+        if refresh_seconds > 0:
+            service.refresher = PointerRefresher(registry, refresh_seconds).start()
+        return service
 
     def _load(self, card: Card) -> OnnxModel:
         return OnnxModel(card, self._store.fetch(card.artifact), threads=self._threads)
