@@ -190,6 +190,64 @@ class EnvironmentConfig(BaseModel):
     gate_segment_min_rows: int = Field(default=30, ge=1)
     gate_latency_p99_ms: float = Field(default=50.0, gt=0)
 
+    # Retention (infra/retention.py): how long each stored copy of data lives, in days. Credit
+    # applications are personal data: every copy expires on a stated schedule, except the
+    # governance record (models/, the registry, the audit chain and its anchors).
+    capture_retention_days: int = Field(
+        ge=1, description="Sampled requests and batch rows under capture/rows/ (personal data)."
+    )
+    drift_report_retention_days: int = Field(
+        ge=1, description="Drift reports under capture/reports/ (feature statistics only)."
+    )
+    batch_incoming_retention_days: int = Field(
+        ge=1, description="Uploaded batch files under batch/incoming/, scored or not."
+    )
+    batch_scored_retention_days: int = Field(
+        ge=1, description="Scored files under batch/scored/ (input columns and scores)."
+    )
+    batch_rejected_retention_days: int = Field(
+        ge=1, description="Rejected rows, raw, under batch/rejected/."
+    )
+    batch_manifest_retention_days: int = Field(
+        ge=1,
+        description="Run manifests under batch/manifests/; never outlive the files they name.",
+    )
+    batch_staging_retention_days: int = Field(
+        default=2,
+        ge=1,
+        description="Fan-out parts under batch/staging/, merged within the run's 6 hours.",
+    )
+    training_data_retention_days: int = Field(
+        ge=1,
+        description="Training data under training/, old versions too: a model's lineage "
+        "names the version it was trained on.",
+    )
+    outcomes_retention_days: int = Field(
+        ge=1, description="Realised outcome files under outcomes/."
+    )
+    candidate_retention_days: int = Field(
+        ge=1,
+        description="Candidate bundles under candidates/ in the model store; a registered "
+        "candidate is copied to models/, which keeps everything.",
+    )
+    access_log_retention_days: int = Field(
+        ge=1, description="S3 server access logs of the model and data buckets."
+    )
+    noncurrent_version_retention_days: int = Field(
+        ge=1,
+        description="How long a replaced or expired object version stays recoverable "
+        "(the buckets are versioned; training data keeps its own period).",
+    )
+    incomplete_upload_days: int = Field(
+        default=1, ge=1, description="An unfinished multipart upload is aborted after this."
+    )
+    batch_idempotency_retention_days: int = Field(
+        default=14,
+        ge=14,
+        description="TTL of the batch idempotency table's records; at least the 14 days the "
+        "dead-letter queue keeps a message, so a redriven upload is still scored once.",
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         """Reject combinations that would synthesize but fail (or silently mislead) at deploy."""
@@ -207,10 +265,24 @@ class EnvironmentConfig(BaseModel):
             raise ValueError("training_timeout_minutes > 15 needs training_backend='sagemaker'")
         if self.drift_psi_warn > self.drift_psi_alarm:
             raise ValueError("drift_psi_warn must not exceed drift_psi_alarm")
+        self._retention_consistent()
         bad = [m for m in self.monitored_models if not _MODEL_NAME.match(m)]
         if bad or len(set(self.monitored_models)) != len(self.monitored_models):
             raise ValueError(f"monitored_models must be unique model names (bad: {bad})")
         return self
+
+    def _retention_consistent(self) -> None:
+        """A copy another copy depends on must not expire first."""
+        manifests = self.batch_manifest_retention_days
+        if min(self.batch_scored_retention_days, self.batch_rejected_retention_days) < manifests:
+            raise ValueError(
+                "batch_scored_retention_days and batch_rejected_retention_days must be at "
+                "least batch_manifest_retention_days (a manifest names its outputs)"
+            )
+        if self.capture_retention_days * 24 < self.drift_window_hours:
+            raise ValueError("capture_retention_days must cover drift_window_hours")
+        if self.candidate_retention_days * 24 < self.approval_timeout_hours:
+            raise ValueError("candidate_retention_days must cover approval_timeout_hours")
 
 
 ENVIRONMENTS: dict[str, EnvironmentConfig] = {
@@ -237,6 +309,18 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         # Dev sees little traffic: a canary (`ferry retrain --canary-percent`) is judged on
         # fewer requests than in prod.
         canary_min_requests=20,
+        # Dev holds test data: short retention, so little lingers.
+        capture_retention_days=7,
+        drift_report_retention_days=30,
+        batch_incoming_retention_days=7,
+        batch_scored_retention_days=7,
+        batch_rejected_retention_days=7,
+        batch_manifest_retention_days=7,
+        training_data_retention_days=30,
+        outcomes_retention_days=30,
+        candidate_retention_days=7,
+        access_log_retention_days=14,
+        noncurrent_version_retention_days=1,
     ),
     "prod": EnvironmentConfig(
         name="prod",
@@ -259,6 +343,17 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         approval_required=True,
         audit_anchor_retention_days=2557,
         capture_sample_rate=0.1,
+        capture_retention_days=90,
+        drift_report_retention_days=400,
+        batch_incoming_retention_days=30,
+        batch_scored_retention_days=90,
+        batch_rejected_retention_days=30,
+        batch_manifest_retention_days=30,
+        training_data_retention_days=1096,
+        outcomes_retention_days=400,
+        candidate_retention_days=30,
+        access_log_retention_days=365,
+        noncurrent_version_retention_days=7,
     ),
 }
 
