@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,6 +32,13 @@ _REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 
 # A Lambda function's instruction set; its image is built for the same one.
 Architecture = Literal["x86_64", "arm64"]
+
+
+def _days(description: str, *, default: int | None = None, minimum: int = 1) -> Any:
+    """A retention period in days (infra/retention.py): required unless it has a default."""
+    if default is None:
+        return Field(ge=minimum, description=description)
+    return Field(default=default, ge=minimum, description=description)
 
 
 class FunctionArchitectures(BaseModel):
@@ -193,59 +200,41 @@ class EnvironmentConfig(BaseModel):
     # Retention (infra/retention.py): how long each stored copy of data lives, in days. Credit
     # applications are personal data: every copy expires on a stated schedule, except the
     # governance record (models/, the registry, the audit chain and its anchors).
-    capture_retention_days: int = Field(
-        ge=1, description="Sampled requests and batch rows under capture/rows/ (personal data)."
+    capture_retention_days: int = _days("Sampled requests and batch rows under capture/rows/.")
+    drift_report_retention_days: int = _days("Drift reports under capture/reports/ (statistics).")
+    batch_incoming_retention_days: int = _days("Uploaded batch files under batch/incoming/.")
+    batch_scored_retention_days: int = _days(
+        "Scored files under batch/scored/ (inputs and scores)."
     )
-    drift_report_retention_days: int = Field(
-        ge=1, description="Drift reports under capture/reports/ (feature statistics only)."
+    batch_rejected_retention_days: int = _days("Rejected rows, raw, under batch/rejected/.")
+    batch_manifest_retention_days: int = _days(
+        "Run manifests under batch/manifests/; never outlive the files they name."
     )
-    batch_incoming_retention_days: int = Field(
-        ge=1, description="Uploaded batch files under batch/incoming/, scored or not."
+    batch_staging_retention_days: int = _days(
+        "Fan-out parts under batch/staging/, merged within the run's 6 hours.", default=2
     )
-    batch_scored_retention_days: int = Field(
-        ge=1, description="Scored files under batch/scored/ (input columns and scores)."
+    training_data_retention_days: int = _days(
+        "Training data under training/, old versions too: a model's lineage names the version "
+        "it was trained on."
     )
-    batch_rejected_retention_days: int = Field(
-        ge=1, description="Rejected rows, raw, under batch/rejected/."
+    outcomes_retention_days: int = _days("Realised outcome files under outcomes/.")
+    candidate_retention_days: int = _days(
+        "Candidate bundles under candidates/ in the model store; registration copies a "
+        "candidate to models/, which keeps everything."
     )
-    batch_manifest_retention_days: int = Field(
-        ge=1,
-        description="Run manifests under batch/manifests/; never outlive the files they name.",
+    access_log_retention_days: int = _days("S3 server access logs of the model and data buckets.")
+    noncurrent_version_retention_days: int = _days(
+        "How long a replaced or expired object version stays recoverable (the buckets are "
+        "versioned; training data keeps its own period)."
     )
-    batch_staging_retention_days: int = Field(
-        default=2,
-        ge=1,
-        description="Fan-out parts under batch/staging/, merged within the run's 6 hours.",
+    incomplete_upload_days: int = _days(
+        "An unfinished multipart upload is aborted after this.", default=1
     )
-    training_data_retention_days: int = Field(
-        ge=1,
-        description="Training data under training/, old versions too: a model's lineage "
-        "names the version it was trained on.",
-    )
-    outcomes_retention_days: int = Field(
-        ge=1, description="Realised outcome files under outcomes/."
-    )
-    candidate_retention_days: int = Field(
-        ge=1,
-        description="Candidate bundles under candidates/ in the model store; a registered "
-        "candidate is copied to models/, which keeps everything.",
-    )
-    access_log_retention_days: int = Field(
-        ge=1, description="S3 server access logs of the model and data buckets."
-    )
-    noncurrent_version_retention_days: int = Field(
-        ge=1,
-        description="How long a replaced or expired object version stays recoverable "
-        "(the buckets are versioned; training data keeps its own period).",
-    )
-    incomplete_upload_days: int = Field(
-        default=1, ge=1, description="An unfinished multipart upload is aborted after this."
-    )
-    batch_idempotency_retention_days: int = Field(
+    batch_idempotency_retention_days: int = _days(
+        "TTL of the batch idempotency table's records; at least the 14 days the dead-letter "
+        "queue keeps a message, so a redriven upload is still scored once.",
         default=14,
-        ge=14,
-        description="TTL of the batch idempotency table's records; at least the 14 days the "
-        "dead-letter queue keeps a message, so a redriven upload is still scored once.",
+        minimum=14,
     )
 
     @model_validator(mode="after")
