@@ -35,10 +35,26 @@ from infra.environment import batch_variables
 from infra.functions import FunctionSpec, container_function, function_log_group, lambda_role
 from infra.governance import publish_registry_events
 from infra.nag import acknowledge
+from infra.retention import (
+    BATCH_INCOMING_PREFIX,
+    BATCH_MANIFESTS_PREFIX,
+    BATCH_REJECTED_PREFIX,
+    BATCH_SCORED_PREFIX,
+    BATCH_STAGING_PREFIX,
+    CAPTURE_ROWS_PREFIX,
+)
 from infra.state_machines import dead_letter_queue, traced_state_machine
 from infra.storage import MODELS_PREFIX
 
-INCOMING_PREFIX = "batch/incoming/"
+OUTPUT_PREFIXES = (
+    BATCH_SCORED_PREFIX,
+    BATCH_REJECTED_PREFIX,
+    BATCH_MANIFESTS_PREFIX,
+    BATCH_STAGING_PREFIX,
+)
+# The idempotency table's TTL attribute: Powertools' records and the per-run audit markers
+# carry it (IDEMPOTENCY_SECONDS from `batch_idempotency_retention_days`).
+TTL_ATTRIBUTE = "expiration"
 MAX_RECEIVES = 3
 VISIBILITY_FACTOR = 6
 # A part is idempotent (it rewrites its own staging keys, all or nothing), so a part that failed
@@ -168,7 +184,7 @@ class BatchScoring(Construct):
             "IdempotencyTable",
             partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="expiration",
+            time_to_live_attribute=TTL_ATTRIBUTE,
             deletion_protection=removal_policy == RemovalPolicy.RETAIN,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
@@ -233,7 +249,9 @@ class BatchScoring(Construct):
                 {
                     "Event": "s3:ObjectCreated:*",
                     "Queue": self.queue.queue_arn,
-                    "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": INCOMING_PREFIX}]}},
+                    "Filter": {
+                        "S3Key": {"Rules": [{"Name": "prefix", "Value": BATCH_INCOMING_PREFIX}]}
+                    },
                 }
             ],
         )
@@ -323,10 +341,10 @@ class BatchScoring(Construct):
                              "s3:GetObjectVersionTagging"],
              [data_bucket.arn_for_objects("batch/*")]),
             ("WriteResults", ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-             [data_bucket.arn_for_objects(p) for p in
-              ("batch/scored/*", "batch/rejected/*", "batch/manifests/*", "batch/staging/*")]),
+             [data_bucket.arn_for_objects(f"{p}*") for p in OUTPUT_PREFIXES]),
             ("ListStaging", ["s3:ListBucket"], [data_bucket.bucket_arn]),
-            ("WriteCapture", ["s3:PutObject"], [data_bucket.arn_for_objects("capture/rows/*")]),
+            ("WriteCapture", ["s3:PutObject"],
+             [data_bucket.arn_for_objects(f"{CAPTURE_ROWS_PREFIX}*")]),
             ("DataKey", ["kms:Decrypt", "kms:GenerateDataKey"], [data_key.key_arn]),
             ("ReadModelArtifacts", ["s3:GetObject", "s3:GetObjectVersion"],
              [model_bucket.arn_for_objects(f"{MODELS_PREFIX}*")]),
@@ -467,8 +485,7 @@ class BatchScoring(Construct):
             )
 
     def _acknowledge_policy(self, policy: Any, data_id: str, model_id: str) -> None:
-        for prefix in ("batch/", "batch/scored/", "batch/rejected/", "batch/manifests/",
-                       "batch/staging/", "capture/rows/"):  # fmt: skip
+        for prefix in ("batch/", *OUTPUT_PREFIXES, CAPTURE_ROWS_PREFIX):
             acknowledge(
                 policy,
                 f"AwsSolutions-IAM5[Resource::<{data_id}.Arn>/{prefix}*]",

@@ -9,7 +9,7 @@ pydantic only (no aws_cdk), so the CLI and the local platform can read it cheapl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,6 +27,13 @@ _REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 
 # A Lambda function's instruction set; its image is built for the same one.
 Architecture = Literal["x86_64", "arm64"]
+
+
+def _days(description: str, *, default: int | None = None, minimum: int = 1) -> Any:
+    """A retention period in days (infra/retention.py): required unless it has a default."""
+    if default is None:
+        return Field(ge=minimum, description=description)
+    return Field(default=default, ge=minimum, description=description)
 
 
 class FunctionArchitectures(BaseModel):
@@ -181,6 +188,46 @@ class EnvironmentConfig(BaseModel):
     gate_segment_min_rows: int = Field(default=30, ge=1)
     gate_latency_p99_ms: float = Field(default=50.0, gt=0)
 
+    # Retention (infra/retention.py): how long each stored copy of data lives, in days. Credit
+    # applications are personal data: every copy expires on a stated schedule, except the
+    # governance record (models/, the registry, the audit chain and its anchors).
+    capture_retention_days: int = _days("Sampled requests and batch rows under capture/rows/.")
+    drift_report_retention_days: int = _days("Drift reports under capture/reports/ (statistics).")
+    batch_incoming_retention_days: int = _days("Uploaded batch files under batch/incoming/.")
+    batch_scored_retention_days: int = _days(
+        "Scored files under batch/scored/ (inputs and scores)."
+    )
+    batch_rejected_retention_days: int = _days("Rejected rows, raw, under batch/rejected/.")
+    batch_manifest_retention_days: int = _days(
+        "Run manifests under batch/manifests/; never outlive the files they name."
+    )
+    batch_staging_retention_days: int = _days(
+        "Fan-out parts under batch/staging/, merged within the run's 6 hours.", default=2
+    )
+    training_data_retention_days: int = _days(
+        "Training data under training/, old versions too: a model's lineage names the version "
+        "it was trained on."
+    )
+    outcomes_retention_days: int = _days("Realised outcome files under outcomes/.")
+    candidate_retention_days: int = _days(
+        "Candidate bundles under candidates/ in the model store; registration copies a "
+        "candidate to models/, which keeps everything."
+    )
+    access_log_retention_days: int = _days("S3 server access logs of the model and data buckets.")
+    noncurrent_version_retention_days: int = _days(
+        "How long a replaced or expired object version stays recoverable (the buckets are "
+        "versioned; training data keeps its own period)."
+    )
+    incomplete_upload_days: int = _days(
+        "An unfinished multipart upload is aborted after this.", default=1
+    )
+    batch_idempotency_retention_days: int = _days(
+        "TTL of the batch idempotency table's records; at least the 14 days the dead-letter "
+        "queue keeps a message, so a redriven upload is still scored once.",
+        default=14,
+        minimum=14,
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         """Reject combinations that would synthesize but fail (or silently mislead) at deploy."""
@@ -198,7 +245,21 @@ class EnvironmentConfig(BaseModel):
             raise ValueError("training_timeout_minutes > 15 needs training_backend='sagemaker'")
         if self.drift_psi_warn > self.drift_psi_alarm:
             raise ValueError("drift_psi_warn must not exceed drift_psi_alarm")
+        self._retention_consistent()
         return self
+
+    def _retention_consistent(self) -> None:
+        """A copy another copy depends on must not expire first."""
+        manifests = self.batch_manifest_retention_days
+        if min(self.batch_scored_retention_days, self.batch_rejected_retention_days) < manifests:
+            raise ValueError(
+                "batch_scored_retention_days and batch_rejected_retention_days must be at "
+                "least batch_manifest_retention_days (a manifest names its outputs)"
+            )
+        if self.capture_retention_days * 24 < self.drift_window_hours:
+            raise ValueError("capture_retention_days must cover drift_window_hours")
+        if self.candidate_retention_days * 24 < self.approval_timeout_hours:
+            raise ValueError("candidate_retention_days must cover approval_timeout_hours")
 
 
 ENVIRONMENTS: dict[str, EnvironmentConfig] = {
@@ -225,6 +286,18 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         # Dev sees little traffic: a canary (`ferry retrain --canary-percent`) is judged on
         # fewer requests than in prod.
         canary_min_requests=20,
+        # Dev holds test data: short retention, so little lingers.
+        capture_retention_days=7,
+        drift_report_retention_days=30,
+        batch_incoming_retention_days=7,
+        batch_scored_retention_days=7,
+        batch_rejected_retention_days=7,
+        batch_manifest_retention_days=7,
+        training_data_retention_days=30,
+        outcomes_retention_days=30,
+        candidate_retention_days=7,
+        access_log_retention_days=14,
+        noncurrent_version_retention_days=1,
     ),
     "prod": EnvironmentConfig(
         name="prod",
@@ -247,6 +320,17 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         approval_required=True,
         audit_anchor_retention_days=2557,
         capture_sample_rate=0.1,
+        capture_retention_days=90,
+        drift_report_retention_days=400,
+        batch_incoming_retention_days=30,
+        batch_scored_retention_days=90,
+        batch_rejected_retention_days=30,
+        batch_manifest_retention_days=30,
+        training_data_retention_days=1096,
+        outcomes_retention_days=400,
+        candidate_retention_days=30,
+        access_log_retention_days=365,
+        noncurrent_version_retention_days=7,
     ),
 }
 

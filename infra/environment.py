@@ -146,6 +146,8 @@ def batch_variables(
         "AUDIT_ANCHOR_BUCKET": anchor_bucket,
         "EVENT_BUS_NAME": "default",
         "IDEMPOTENCY_TABLE": idempotency_table,
+        # The `expiration` (TTL) every record of the idempotency table is written with.
+        "IDEMPOTENCY_SECONDS": str(config.batch_idempotency_retention_days * 24 * 3600),
         "REGISTRY_CACHE_SECONDS": str(config.registry_cache_seconds),
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
         "ONNX_THREADS": str(config.batch_onnx_threads),

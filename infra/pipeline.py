@@ -165,7 +165,12 @@ class FerryPipelineStack(Stack):
         logs_bucket = access_logs_bucket(
             self,
             "AccessLogsBucket",
-            retention=Duration.days(pipeline.log_retention_days),
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(pipeline.log_retention_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                )
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         _, bucket = secure_bucket(

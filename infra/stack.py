@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -84,12 +84,7 @@ class FerryStack(Stack):
         """Each capability in the order its dependencies need."""
         config, removal, retention = self._config, self._removal, self._log_retention
         common: dict[str, Any] = {"log_retention": retention, "removal_policy": removal}
-        self.storage = storage = Storage(
-            self,
-            "Storage",
-            removal_policy=removal,
-            access_log_retention=Duration.days(config.log_retention_days),
-        )
+        self.storage = storage = Storage(self, "Storage", config=config, removal_policy=removal)
         self.tables = tables = RegistryTables(self, "Tables", removal_policy=removal)
         self.scoring = ScoringFunction(
             self,

@@ -255,10 +255,37 @@ def _bucket(b: _Build, lid: str) -> None:
         s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(props)})
     if "NotificationConfiguration" in props:
         _put_notifications(b, name, _cfn_notifications(props["NotificationConfiguration"]))
+    if "LifecycleConfiguration" in props:
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration=_cfn_lifecycle(props["LifecycleConfiguration"])
+        )
 
 
 # AWS::S3::Bucket's encryption rule vs the S3 API's.
 _SSE_KEYS = {"ServerSideEncryptionByDefault": "ApplyServerSideEncryptionByDefault"}
+
+
+def _cfn_lifecycle(config: dict[str, Any]) -> dict[str, Any]:
+    """AWS::S3::Bucket's LifecycleConfiguration (the shape infra/retention.py emits) → the S3
+    API's; stored, not applied: moto expires nothing (README "Retention")."""
+    rules = []
+    for rule in config["Rules"]:
+        api: dict[str, Any] = {
+            "Status": rule["Status"],
+            "Filter": {"Prefix": rule.get("Prefix", "")},
+        }
+        if "Id" in rule:
+            api["ID"] = rule["Id"]
+        if "ExpirationInDays" in rule:
+            api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+        for key, count in (
+            ("NoncurrentVersionExpiration", "NoncurrentDays"),
+            ("AbortIncompleteMultipartUpload", "DaysAfterInitiation"),
+        ):
+            if key in rule:
+                api[key] = {count: int(rule[key][count])}
+        rules.append(api)
+    return {"Rules": rules}
 
 
 def _cfn_notifications(config: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +17,7 @@ import pytest
 from ferry_bench.batch_harness import FANOUT_MACHINE, Steps
 from ferry_core.audit.chain import AuditLog
 from ferry_core.batch import formats
+from ferry_core.batch.accounting import TTL_ATTRIBUTE
 from ferry_core.batch.sample_files import applications, encode
 from ferry_local import moto_hooks
 from ferry_local.events import LambdaContext, sqs_event
@@ -240,3 +243,25 @@ def test_an_audited_run_is_published_as_batch_run_recorded(
     jsonschema.Draft4Validator(event_schema(EVENT_TYPES["batch_run"])).validate(event)
     assert event["detail-type"] == "Batch Run Recorded"
     assert (event["detail"]["hash"], event["detail"]["details"]["rows_in"]) == (entry.hash, 50)
+
+
+def test_every_idempotency_record_expires_after_the_configured_period(
+    handler: ModuleType, aws: Any, boto: dict[str, Any]
+) -> None:
+    """
+    Given the batch function with the environment the stack gives it
+    When it scores an upload
+    Then every item it wrote to the idempotency table (the upload's record and the run's audit
+        marker) carries the table's TTL attribute, IDEMPOTENCY_SECONDS from now
+    """
+    keep = int(os.environ["IDEMPOTENCY_SECONDS"])  # as the template sets it
+    before = time.time()
+    messages, arn = upload(boto, aws, encode(applications(50, "csv"), "csv"))
+    assert deliver(handler, messages, arn) == []
+    after = time.time()
+
+    items = boto["dynamodb"].scan(TableName=aws.idempotency_table)["Items"]
+    assert {i["id"]["S"].startswith("batch-audit#") for i in items} == {True, False}
+    for item in items:
+        expires = int(item[TTL_ATTRIBUTE]["N"])
+        assert int(before) + keep <= expires <= int(after) + keep + 1, item["id"]

@@ -8,9 +8,36 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from infra.config import ENVIRONMENTS, EnvironmentConfig
+from infra.retention import ACCESS_LOG_RETENTION, DATA_RETENTION, MODEL_RETENTION
 
 if TYPE_CHECKING:
     from conftest import Synthesis
+
+
+def _lifecycle_explanations() -> dict[str, tuple[str, ...]]:
+    """The lifecycle paths each retention field sets, found by rule position: a rule's
+    current and noncurrent days, and every rule's multipart abort. The data bucket's last rule
+    (the catch-all) takes the longest of the data bucket's periods."""
+    buckets = {
+        "StorageDataBucket": (*DATA_RETENTION, None),
+        "StorageModelBucket": MODEL_RETENTION,
+        "StorageAccessLogsBucket": (ACCESS_LOG_RETENTION,),
+    }
+    out: dict[str, list[str]] = {}
+
+    def explain(fields: list[str], path: str) -> None:
+        for field in fields:
+            out.setdefault(field, []).append(path)
+
+    for bucket, rules in buckets.items():
+        for index, rule in enumerate(rules):
+            path = rf"^Resources/{bucket}\w+/Properties/LifecycleConfiguration/Rules/{index}/"
+            covered = [rule] if rule else list(DATA_RETENTION)
+            explain([r.days for r in covered], f"{path}ExpirationInDays$")
+            explain([r.noncurrent for r in covered], f"{path}NoncurrentVersionExpiration/")
+            explain(["incomplete_upload_days"], f"{path}AbortIncompleteMultipartUpload/")
+    return {field: tuple(paths) for field, paths in out.items()}
+
 
 # Which template paths each config field may change. A difference matching no pattern, or only
 # patterns of fields that are equal in dev and prod, fails the parity test.
@@ -32,11 +59,10 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
         r"^Resources/Tables\w+/Properties/DeletionProtectionEnabled$",
         r"^Resources/BatchIdempotencyTable\w+/Properties/DeletionProtectionEnabled$",
     ),
-    "log_retention_days": (
-        r"^Resources/\w+/Properties/RetentionInDays$",
-        r"^Resources/StorageAccessLogsBucket\w+/Properties/LifecycleConfiguration/Rules/0/"
-        r"ExpirationInDays$",
-    ),
+    "log_retention_days": (r"^Resources/\w+/Properties/RetentionInDays$",),
+    # Retention (infra/retention.py): each field explains the days of its own rules only.
+    **_lifecycle_explanations(),
+    "batch_idempotency_retention_days": (r"/Environment/Variables/IDEMPOTENCY_SECONDS$",),
     "registry_cache_seconds": (r"/Environment/Variables/REGISTRY_CACHE_SECONDS$",),
     "function_architectures": (
         r"^Resources/\w+/Properties/Architectures/0$",

@@ -6,6 +6,7 @@ a succeeded run is audited exactly once, even when a crash makes the queue deliv
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from ferry_core.dynamo import encode_all
 from ferry_core.errors import TransactionRefused
 
 ACTOR = "ferry-batch"
+# The idempotency table's TTL attribute (epoch seconds), the one Powertools' records use too.
+TTL_ATTRIBUTE = "expiration"
 
 AuditAppend = Callable[..., Any]
 """`AuditLog.append`: (model, action, actor, *, version, details, transact) → entry."""
@@ -57,18 +60,27 @@ class Counts:
         )
 
 
-def once_per_run(table: str, clock: Callable[[], str]) -> Callable[[str], dict[str, Any]]:
+def once_per_run(
+    table: str,
+    clock: Callable[[], str],
+    *,
+    keep_seconds: int,
+    epoch: Callable[[], float] = time.time,
+) -> Callable[[str], dict[str, Any]]:
     """The marker written in the audit entry's transaction: a second entry for a run is refused.
 
     Returns, for a run id, a TransactWriteItems `Put` on `table` (the idempotency table) that
-    fails when the run's marker already exists.
+    fails when the run's marker already exists. The marker carries the table's TTL attribute,
+    `keep_seconds` ahead (the table's retention): a run is never redelivered after that.
     """
 
     def marker(rid: str) -> dict[str, Any]:
+        expires = int(epoch()) + keep_seconds
+        item = {"id": f"batch-audit#{rid}", "at": clock(), TTL_ATTRIBUTE: expires}
         return {
             "Put": {
                 "TableName": table,
-                "Item": encode_all({"id": f"batch-audit#{rid}", "at": clock()}),
+                "Item": encode_all(item),
                 "ConditionExpression": "attribute_not_exists(id)",
             }
         }

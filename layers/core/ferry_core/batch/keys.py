@@ -15,7 +15,12 @@ from typing import Any, Literal
 from ferry_core.errors import FerryError
 from ferry_core.names import is_model_name
 
+# The data bucket's batch prefixes (infra/retention.py gives each its lifecycle rule).
 INCOMING = "batch/incoming/"
+SCORED = "batch/scored/"
+REJECTED = "batch/rejected/"
+MANIFESTS = "batch/manifests/"
+STAGING = "batch/staging/"
 Format = Literal["csv", "jsonl", "parquet"]
 EXTENSIONS: dict[str, Format] = {
     ".csv": "csv",
@@ -78,11 +83,11 @@ class BatchKey:
 
     @property
     def scored(self) -> str:
-        return f"batch/scored/{self.model}/{self.path}{OUTPUT_EXTENSION[self.format]}"
+        return f"{SCORED}{self.model}/{self.path}{OUTPUT_EXTENSION[self.format]}"
 
     @property
     def rejected(self) -> str:
-        return f"batch/rejected/{self.model}/{self.path}.jsonl"
+        return f"{REJECTED}{self.model}/{self.path}.jsonl"
 
     @property
     def manifest(self) -> str:
@@ -90,7 +95,7 @@ class BatchKey:
 
 
 def manifest_key(model: str, path: str) -> str:
-    return f"batch/manifests/{model}/{path}.json"
+    return f"{MANIFESTS}{model}/{path}.json"
 
 
 def is_incoming(key: str) -> bool:

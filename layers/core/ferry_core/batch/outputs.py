@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ferry_core.batch.accounting import Counts
-from ferry_core.batch.keys import BatchKey, ObjectRef, failure_manifest_key, run_id
+from ferry_core.batch.keys import STAGING, BatchKey, ObjectRef, failure_manifest_key, run_id
 from ferry_core.batch.s3io import MultipartWriter, client_code
 
 CONTENT_TYPE = {
@@ -43,7 +43,7 @@ def all_or_nothing(*outputs: MultipartWriter) -> Iterator[None]:
 
 
 def staging_prefix(rid: str) -> str:
-    return f"batch/staging/{rid}/"
+    return f"{STAGING}{rid}/"
 
 
 def part_keys(rid: str, index: int, bk: BatchKey) -> dict[str, str]:

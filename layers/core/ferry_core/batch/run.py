@@ -105,7 +105,9 @@ class BatchRunner:
             ScoringService.from_settings(settings, dynamodb, s3),
             settings.batch_settings(),
             audit=append,
-            audit_once=once_per_run(settings.idempotency_table, now_iso),
+            audit_once=once_per_run(
+                settings.idempotency_table, now_iso, keep_seconds=settings.idempotency_seconds
+            ),
             fanout=fanout,
         )
 
