@@ -36,8 +36,8 @@ from constructs import Construct
 from infra.api import ROUTES
 from infra.governance import publish_registry_events
 from infra.nag import acknowledge_wildcard_resources
+from infra.retention import CANDIDATES_PREFIX
 from infra.storage import MODELS_PREFIX
-from infra.training import CANDIDATES_PREFIX
 
 PERSONAS: tuple[str, ...] = ("client", "data-scientist", "approver", "admin")
 # The routes an application calls; the governance routes of the API are for people.

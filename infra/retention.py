@@ -17,7 +17,6 @@ from aws_cdk import Duration
 from aws_cdk import aws_s3 as s3
 
 from infra.config import EnvironmentConfig
-from infra.training import CANDIDATES_PREFIX, TRAINING_PREFIX
 
 # Data bucket prefixes (DESIGN §3.4): what the functions write, and what users upload.
 CAPTURE_ROWS_PREFIX = "capture/rows/"
@@ -28,6 +27,9 @@ BATCH_REJECTED_PREFIX = "batch/rejected/"
 BATCH_MANIFESTS_PREFIX = "batch/manifests/"
 BATCH_STAGING_PREFIX = "batch/staging/"
 OUTCOMES_PREFIX = "outcomes/"
+TRAINING_PREFIX = "training/"  # where labelled training data lands
+# Model store prefix (the rest of the model store, `models/`, is kept forever)
+CANDIDATES_PREFIX = "candidates/"  # where training writes a run's candidate bundle
 
 
 @dataclass(frozen=True)

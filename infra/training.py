@@ -22,11 +22,10 @@ from constructs import Construct
 
 from infra.environment import training_job_variables
 from infra.images import REPO_ROOT, context_exclude
+from infra.retention import CANDIDATES_PREFIX, TRAINING_PREFIX
 from infra.source import source_variables
 from infra.storage import MODELS_PREFIX
 
-CANDIDATES_PREFIX = "candidates/"  # where training writes a run's candidate bundle
-TRAINING_PREFIX = "training/"  # where labelled training data lands
 # Each registered version's trainer file and lock (ferry_core/trainer_files.py).
 TRAINERS = f"{MODELS_PREFIX}*/trainer/*"
 SAGEMAKER_ENTRY = ["/var/lang/bin/python3", "/var/task/sagemaker_entry.py"]
