@@ -14,6 +14,7 @@ from ferry_core.audit.table import AuditEntry
 SOURCE = "ferry.registry"
 DETAIL_TYPES = {
     "register": "Model Version Registered",
+    "validate": "Model Version Validated",
     "promote": "Model Version Promoted",
     "rollback": "Model Version Rolled Back",
     "archive": "Model Version Archived",

@@ -258,6 +258,8 @@ class TrainingRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     actor: str = "ferry-retrain"
     trigger: str = "manual"
+    # The run's author (the identity that started it, `alarm:<name>` or `schedule`).
+    requested_by: str | None = None
 
     @classmethod
     def from_hyperparameters(cls, raw: Mapping[str, str]) -> TrainingRequest:
@@ -287,7 +289,8 @@ def run_request(s3: Any, settings: TrainingSettings, request: TrainingRequest) -
         dependency_lock_sha256=lock_hash,
         python_version=platform.python_version(),
         libraries=library_versions(),
-        trained_by=f"{request.actor} ({request.trigger})",
+        # Exactly the run's author: the four-eyes rule compares it with an approver.
+        trained_by=request.requested_by or request.actor,
     )
     bundle, built = run_training(
         s3=s3,
