@@ -61,6 +61,15 @@ def card_table(card: Any, record: dict[str, Any]) -> Table:
     return t
 
 
+def gate_table(report: dict[str, Any], title: str) -> Table:
+    """A validation gate's result: one row per check, passed or failed and why."""
+    table = Table("check", "result", "detail", title=title)
+    for check in report.get("checks", []):
+        mark = "[green]passed" if check["passed"] else "[red]failed"
+        table.add_row(check["name"], mark, str(check.get("message", ""))[:90])
+    return table
+
+
 def print_outcome(c: Console, o: Any) -> None:
     if o.stage:
         before = o.before.get(o.stage)
