@@ -4,7 +4,8 @@ The machine (`RuleBasedStateMachine`) registers (with and without validation res
 records gate results (passed or not, against the production version of the moment), promotes
 to production and staging, rolls back, archives, approves and rejects against
 `ferry_core.registry.governance.Governance` on moto, with or without the production approval
-gate; production takes only a version with a passed gate result against the version live. It keeps its own model of what the documented rules allow and, after every step, reads
+gate; production takes only a version with a passed gate result against the version live.
+It keeps its own model of what the documented rules allow and, after every step, reads
 DynamoDB and S3 back: each stage has one pointer, the one the model expects, at an existing,
 validated, live version that the scoring path resolves; every successful transition added
 exactly one audit entry naming it, a refusal or a no-op none; `AuditLog.verify` is green.
