@@ -352,12 +352,11 @@ def test_local_env_without_a_running_platform(monkeypatch, tmp_path) -> None:
 
 
 def test_deployed_env_resolves_outputs_from_cloudformation(
-    aws, boto, built, tmp_path, gate_pass
+    aws, boto, built, governed, gate_pass
 ) -> None:
     """Given a stack Ferry-dev whose outputs name the tables and buckets, `--env dev` finds them
     through describe_stacks and runs the same commands."""
     from ferry_core.card import Lineage
-    from ferry_core.registry.governance import connect
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
 
@@ -370,16 +369,7 @@ def test_deployed_env_resolves_outputs_from_cloudformation(
     )
     writer = RegistryWriter(boto["dynamodb"], aws.registry_table)
     register_built(built, MODEL, boto["s3"], aws.model_bucket, writer, Lineage())
-    gov = connect(
-        dynamodb=boto["dynamodb"],
-        s3=boto["s3"],
-        events=None,
-        registry_table=aws.registry_table,
-        audit_table=aws.audit_table,
-        anchor_bucket=aws.anchor_bucket,
-        cache_dir=str(tmp_path / "gate"),
-    )
-    gate_pass(gov, MODEL, 1)
+    gate_pass(governed(), MODEL, 1)
     out = ferry_json("promote", MODEL, "1", "--env", "dev")
     assert out["after"] == {"production": 1}
     assert ferry_json("models", "--env", "dev")["models"][0]["stages"]["production"] == 1

@@ -8,23 +8,14 @@ from ferry_cli.environments import Environment
 from ferry_cli.validate_cmds import wait_for_result
 from ferry_cli.views import card_table, gate_line
 from ferry_core.card import Lineage
-from ferry_core.registry.governance import connect
 from ferry_core.registry.registration import register
 
 MODEL = "credit-risk"
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:Ferry-local-ValidateVersion:e1"
 
 
-def test_the_wait_returns_the_result_of_its_own_execution_only(aws, boto, built, tmp_path) -> None:
-    gov = connect(
-        dynamodb=boto["dynamodb"],
-        s3=boto["s3"],
-        events=None,
-        registry_table=aws.registry_table,
-        audit_table=aws.audit_table,
-        anchor_bucket=aws.anchor_bucket,
-        cache_dir=str(tmp_path / "c"),
-    )
+def test_the_wait_returns_the_result_of_its_own_execution_only(aws, boto, built, governed) -> None:
+    gov = governed()
     register(built, MODEL, boto["s3"], aws.model_bucket, gov, Lineage(), "alice")
     environment = Environment(
         name="local", region="us-east-1", outputs={"RegistryTableName": aws.registry_table}

@@ -127,20 +127,12 @@ def test_refusals_and_bad_requests_are_results_not_crashes(governance, aws, boto
 
 
 def test_validate_starts_the_machine_and_record_validation_writes_its_result(
-    governance, aws, boto, built, monkeypatch
+    governance, aws, boto, built, monkeypatch, validate_machine
 ) -> None:
     """Given the ValidateVersion machine's ARN in the function's environment, `validate`
     answers with the execution it started (as the verified actor), and the machine's
     `record_validation` step writes the result on the version, audited as `validate`."""
-    import boto3
-
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
-    arn = sfn.create_state_machine(
-        name="Ferry-local-ValidateVersion",
-        definition=json.dumps(definition),
-        roleArn="arn:aws:iam::123456789012:role/ferry-local",
-    )["stateMachineArn"]
+    sfn, arn = validate_machine
     monkeypatch.setenv("VALIDATION_STATE_MACHINE_ARN", arn)
     governance.governance.cache_clear()
     gov = governance.governance()

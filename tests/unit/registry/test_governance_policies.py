@@ -14,7 +14,7 @@ import pytest
 
 from ferry_core.card import Lineage
 from ferry_core.errors import GovernanceForbidden, PromotionRefused
-from ferry_core.registry.governance import Governance, GovernanceRequest, connect, run_request
+from ferry_core.registry.governance import Governance, GovernanceRequest, run_request
 from ferry_core.registry.registration import register
 from ferry_core.retrain.gate.policy import GatePolicy
 from ferry_core.retrain.gate.registered import validate_and_record
@@ -27,22 +27,9 @@ CAROL = "arn:aws:sts::123456789012:assumed-role/Ferry-dev-Approver/carol"
 POLICY = GatePolicy(latency_runs=30)  # the environment's thresholds, fewer latency samples
 
 
-def _gov(aws: Any, boto: Any, tmp_path: Any, **kwargs: Any) -> Governance:
-    return connect(
-        dynamodb=boto["dynamodb"],
-        s3=boto["s3"],
-        events=None,
-        registry_table=aws.registry_table,
-        audit_table=aws.audit_table,
-        anchor_bucket=aws.anchor_bucket,
-        cache_dir=str(tmp_path / "gov-cache"),
-        **kwargs,
-    )
-
-
 @pytest.fixture
-def gov(aws: Any, boto: Any, tmp_path: Any) -> Governance:
-    return _gov(aws, boto, tmp_path)
+def gov(governed: Any) -> Governance:
+    return governed()
 
 
 def _register(gov: Governance, built: Any, boto: Any, aws: Any, **lineage: Any) -> int:
@@ -184,26 +171,11 @@ def test_record_validation_writes_the_result_and_a_validate_audit_entry(
 
 
 # -- starting a validation ---------------------------------------------------------------------
-@pytest.fixture
-def machine(boto: Any) -> tuple[Any, str]:
-    """A state machine in moto standing for ValidateVersion (only its start is exercised)."""
-    import boto3
-
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
-    arn = sfn.create_state_machine(
-        name="Ferry-local-ValidateVersion",
-        definition=json.dumps(definition),
-        roleArn="arn:aws:iam::123456789012:role/ferry-local",
-    )["stateMachineArn"]
-    return sfn, arn
-
-
 def test_validate_request_starts_an_execution_as_the_verified_actor(
-    aws, boto, tmp_path, candidate, machine
+    aws, boto, governed, candidate, validate_machine
 ) -> None:
-    sfn, arn = machine
-    gov = _gov(aws, boto, tmp_path, sfn=sfn, validation_state_machine=arn)
+    sfn, arn = validate_machine
+    gov = governed(sfn=sfn, validation_state_machine=arn)
     version = _register(gov, candidate, boto, aws)
     request = GovernanceRequest(action="validate", model=MODEL, version=version, actor=BOB)
     out = run_request(gov, request, BOB)
@@ -213,15 +185,15 @@ def test_validate_request_starts_an_execution_as_the_verified_actor(
 
 
 def test_registration_starts_validation_and_a_failed_start_is_a_warning(
-    aws, boto, tmp_path, candidate, machine
+    aws, boto, governed, candidate, validate_machine
 ) -> None:
-    sfn, arn = machine
-    gov = _gov(aws, boto, tmp_path, sfn=sfn, validation_state_machine=arn)
+    sfn, arn = validate_machine
+    gov = governed(sfn=sfn, validation_state_machine=arn)
     card, outcome = register(candidate, MODEL, boto["s3"], aws.model_bucket, gov, Lineage(), ALICE)
     started = json.loads(sfn.describe_execution(executionArn=outcome.execution)["input"])
     assert started == {"model": MODEL, "version": card.version, "requested_by": ALICE}
     missing = arn.replace("ValidateVersion", "Gone")
-    broken = _gov(aws, boto, tmp_path, sfn=sfn, validation_state_machine=missing)
+    broken = governed(sfn=sfn, validation_state_machine=missing)
     card, outcome = register(
         candidate, MODEL, boto["s3"], aws.model_bucket, broken, Lineage(), ALICE
     )
