@@ -214,9 +214,6 @@ class FerryStack(Stack):
             "DriftFunctionName": monitoring.function.function_name,
             "DashboardName": monitoring.dashboard.dashboard_name,
             "RetrainStateMachineArn": retraining.state_machine.state_machine_arn,
-            "ValidateVersionStateMachineArn": (
-                retraining.validate_version.state_machine.state_machine_arn
-            ),
             "TrainingFunctionName": retraining.training.function_name,
             "ValidationFunctionName": retraining.validation.function_name,
         }
