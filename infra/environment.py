@@ -76,8 +76,10 @@ def governance_variables(
     registry_table: str,
     audit_table: str,
     anchor_bucket: str,
+    validation_state_machine: str,
 ) -> dict[str, str]:
-    """The governance function: the registry, the audit trail and the workflow's settings."""
+    """The governance function: the registry, the audit trail, the workflow's settings and
+    the state machine that validates a registered version."""
     canary_policy = {
         "min_requests": config.canary_min_requests,
         "max_error_rate_delta": config.canary_max_error_rate_delta,
@@ -91,6 +93,7 @@ def governance_variables(
         "AUDIT_ANCHOR_BUCKET": anchor_bucket,
         "EVENT_BUS_NAME": "default",
         "APPROVAL_REQUIRED": "true" if config.approval_required else "false",
+        "VALIDATION_STATE_MACHINE_ARN": validation_state_machine,
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
         **_powertools(GOVERNANCE_SERVICE),
         "APPROVAL_TIMEOUT_SECONDS": str(config.approval_timeout_hours * 3600),

@@ -20,6 +20,7 @@ from infra.environment import governance_variables
 from infra.functions import FunctionSpec, Ids, isolated_function
 from infra.nag import acknowledge
 from infra.storage import MODELS_PREFIX
+from infra.validate_version import validate_version_arn
 
 ANCHOR_PREFIX = "anchors/"
 EVENT_SOURCE = "ferry.registry"
@@ -91,7 +92,7 @@ class Governance(Construct):
         spec = FunctionSpec(
             folder="governance",
             architecture=config.function_architectures.governance,
-            description="Ferry governance: promote, roll back, archive, approve, reject",
+            description="Ferry governance: validate, promote, roll back, archive, approve, reject",
             memory_mb=1024,
             timeout=Duration.seconds(60),
             environment=governance_variables(
@@ -100,6 +101,7 @@ class Governance(Construct):
                 registry_table=registry_table.table_name,
                 audit_table=audit_table.table_name,
                 anchor_bucket=self.anchor_bucket.bucket_name,
+                validation_state_machine=validate_version_arn(self),
             ),
             no_dlq_reason="Invoked synchronously by Step Functions and operators: a failure "
             "returns to the caller (whose retry/catch applies). Its one asynchronous source, "
@@ -166,6 +168,12 @@ class Governance(Construct):
                 resources=[self.anchor_key.key_arn],
             ),
             publish_registry_events(self),
+            # `ferry validate` and every registration start a validation of the version.
+            iam.PolicyStatement(
+                sid="StartValidation",
+                actions=["states:StartExecution"],
+                resources=[validate_version_arn(self)],
+            ),
         ]
         for statement in statements:
             self.role.add_to_policy(statement)

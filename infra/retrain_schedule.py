@@ -77,6 +77,7 @@ class RetrainSchedule(Construct):
                 {
                     "model": sfn.JsonPath.string_at("$.model"),
                     "trigger": "schedule",
+                    "requested_by": "schedule",
                     "reason": f"schedule {schedule}",
                 }
             ),

@@ -45,6 +45,7 @@ from infra.training import (
     sagemaker_training,
     training_statements,
 )
+from infra.validate_version import ValidateVersion
 
 _NO_DLQ_REASON = (
     "Invoked synchronously by the retrain state machine: a failure returns to the task, whose "
@@ -143,6 +144,15 @@ class Retraining(Construct):
             train_step: sfn.TaskStateBase | sfn.CustomState = self.sagemaker.state
         else:
             train_step = lambda_training(self, self.training)
+        # Gates a registered version and records the result (started by governance).
+        self.validate_version = ValidateVersion(
+            self,
+            "ValidateVersion",
+            governance=governance_function,
+            validation=self.validation,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
         timeout = run_timeout(config)
         workflow = RetrainWorkflow(
             self, governance=governance_function, validation=self.validation, topic=topic
@@ -288,6 +298,7 @@ class Retraining(Construct):
                 {
                     "model": events.EventField.from_path(dims),
                     "trigger": "drift",
+                    "requested_by": "alarm:" + events.EventField.from_path("$.detail.alarmName"),
                     "reason": events.EventField.from_path("$.detail.state.reason"),
                 }
             ),

@@ -18,6 +18,7 @@ def traced_state_machine(
     log_retention: logs.RetentionDays,
     removal_policy: RemovalPolicy,
     comment: str | None = None,
+    state_machine_name: str | None = None,
 ) -> sfn.StateMachine:
     """A state machine traced by X-Ray and logged in full to a `StateMachineLogs` group."""
     log_group = logs.LogGroup(
@@ -31,6 +32,7 @@ def traced_state_machine(
         logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL),
         timeout=timeout,
         comment=comment,
+        state_machine_name=state_machine_name,
     )
 
 

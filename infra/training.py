@@ -95,6 +95,7 @@ def training_request() -> dict[str, str]:
         "params.$": "$.run.params",
         "actor.$": "$.run.actor",
         "trigger.$": "$.run.trigger",
+        "requested_by.$": "$.run.requested_by",
     }
 
 

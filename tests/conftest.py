@@ -78,6 +78,65 @@ def registered(aws: StackResources, boto: dict[str, Any], built: Any) -> Any:
     return card
 
 
+@pytest.fixture
+def governed(aws: StackResources, boto: dict[str, Any], tmp_path: Path) -> Any:
+    """`governed(**connect_kwargs)`: a `Governance` on the moto stack's tables and buckets."""
+    from ferry_core.registry.governance import connect
+
+    def make(**kwargs: Any) -> Any:
+        return connect(
+            dynamodb=boto["dynamodb"],
+            s3=boto["s3"],
+            events=kwargs.pop("events", None),
+            registry_table=aws.registry_table,
+            audit_table=aws.audit_table,
+            anchor_bucket=aws.anchor_bucket,
+            cache_dir=str(tmp_path / "gov-cache"),
+            **kwargs,
+        )
+
+    return make
+
+
+@pytest.fixture
+def validate_machine(aws: StackResources) -> tuple[Any, str]:
+    """(Step Functions client, ARN) of a machine in moto standing for ValidateVersion: only
+    its start is exercised (its real definition runs in tests/e2e/test_validate_version.py)."""
+    import json
+
+    import boto3
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    arn = sfn.create_state_machine(
+        name="Ferry-local-ValidateVersion",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/ferry-local",
+    )["stateMachineArn"]
+    return sfn, arn
+
+
+@pytest.fixture(scope="session")
+def gate_pass() -> Any:
+    """`gate_pass(gov, model, version)`: record a passed gate result for `version` against the
+    production version live now, as the ValidateVersion machine's record step does, for tests
+    whose subject is a stage move rather than the gate (the gate itself runs for real in
+    tests/unit/registry/test_governance_policies.py and tests/e2e/test_validate_version.py)."""
+
+    def record(gov: Any, model: str, version: int) -> None:
+        pointer = gov.reader.fresh_pointer(model, "production")
+        result = {
+            "passed": True,
+            "source": "validation",
+            "champion_version": pointer.version if pointer else None,
+            "summary": "passed (recorded by the test: its subject is not the gate)",
+            "checks": [],
+        }
+        gov.record_validation(model, version, result, actor="tests")
+
+    return record
+
+
 @pytest.fixture(scope="session")
 def candidate() -> Any:
     """A good retrained candidate (other data, more trees) whose every age band is above 0.6."""

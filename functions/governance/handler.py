@@ -1,10 +1,11 @@
 """Governance function (the promotion path): validate the request, call the core, shape the answer.
 
 It is the only function whose role may write stage pointers. Three kinds of input:
-- a `GovernanceRequest` (promote, rollback, archive, approve, reject) from an operator or a
-  script: domain refusals come back as `{"ok": false, "error": code}`;
+- a `GovernanceRequest` (validate, promote, rollback, archive, approve, reject) from an
+  operator or a script: domain refusals come back as `{"ok": false, "error": code}`;
 - a `WorkflowRequest` (lock, register_candidate, request_approval, canary, promote_candidate,
-  reject_run) from the retrain-and-promote state machine (ferry_core/retrain/workflow.py):
+  reject_run, record_validation) from the retrain-and-promote and validate-version state
+  machines (ferry_core/retrain/workflow.py):
   a domain refusal raises, so the task fails with the error's class name (`PromotionRefused`,
   …) and the state machine's Catch records the reason in the audit trail;
 - a `Model Version Registered` registry event (EventBridge): the model's alarms are put again
@@ -62,6 +63,8 @@ def governance() -> Governance:
         env=s.env,
         event_bus=s.event_bus,
         approval_required=s.approval_required,
+        sfn=boto3.client("stepfunctions"),
+        validation_state_machine=s.validation_state_machine,
     )
 
 
@@ -124,7 +127,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return {"ok": False, "error": "bad_request", "message": f"{where}: {first['msg']}"}
     metrics.add_dimension("action", request.action)
     try:
-        outcome = run_request(governance(), request)
+        outcome = run_request(governance(), request, request.actor)
     except errors.FerryError as exc:
         metrics.add_metric(name="GovernanceRefused", unit=MetricUnit.Count, value=1)
         logger.info(

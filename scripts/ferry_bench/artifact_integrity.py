@@ -87,6 +87,9 @@ def harness() -> Iterator[ScoringHarness]:
     from ferry_core.registry.governance import connect
     from ferry_core.registry.registration import register_built
     from ferry_core.registry.writer import RegistryWriter
+    from ferry_core.retrain.gate.policy import GatePolicy
+    from ferry_core.retrain.gate.registered import validate_and_record
+    from ferry_core.store import ModelStore
     from ferry_local.handlers import load_handler
     from ferry_local.moto_stack import clients, local_aws
 
@@ -111,6 +114,19 @@ def harness() -> Iterator[ScoringHarness]:
             audit_table=res.audit_table,
             anchor_bucket=res.anchor_bucket,
             cache_dir=f"{tmp}/governance-cache",
+        )
+        # v2 passes the validation gate against v1 (before any corruption), so only the
+        # artifact's integrity check can stop its promotion. The property is about artifacts,
+        # not model quality: the small model's youngest age band sits below the default
+        # segment floor, so the gate runs with a lower one.
+        validate_and_record(
+            governance,
+            boto["s3"],
+            ModelStore(boto["s3"], f"{tmp}/gate-cache"),
+            GatePolicy(segment_floor=0.5, latency_runs=30),
+            MODEL,
+            v2.version,
+            actor="reliability",
         )
         handler = load_handler("scoring")
         handler.service.cache_clear()

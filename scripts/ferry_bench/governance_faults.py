@@ -179,10 +179,19 @@ def run_gov_case(
         )
         return card.version
 
+    def gated(v: int) -> None:
+        """A passed gate result against the version live, as ValidateVersion records it."""
+        live = setup.reader.fresh_pointer(model, "production")
+        against = live.version if live else None
+        gate = {"passed": True, "champion_version": against, "summary": "gate result"}
+        setup.record_validation(model, v, gate, actor="validator")
+
     new = register_next()
     if setup.reader.fresh_pointer(model, "production") is None:
+        gated(new)
         setup.promote(model, new, actor="reliability")
         new = register_next()
+    gated(new)
     if case.action == "rollback":
         setup.promote(model, new, actor="reliability")
         target = setup.rollback_target(model)
@@ -248,7 +257,7 @@ def run_gov_case(
         problems = [p["problem"] for p in report.problems]
         if problems != ["unanchored"]:
             bad.append(f"{label} verify should name the unanchored entry, said {problems}")
-        setup.approve(model, 1, actor="reliability", reason="the next event re-anchors")
+        setup.approve(model, 1, actor="reviewer", reason="the next event re-anchors")
         report = gov.audit.verify(model)
     if not report.ok:
         bad.append(f"{label} audit verify after the next event: {report.first_problem}")

@@ -265,6 +265,9 @@ def switch_under_load(
 ) -> tuple[Step, Switch]:
     """A Locust step with a promotion of v2 and a rollback to v1 in its middle."""
     from ferry_core.registry.governance import connect
+    from ferry_core.retrain.gate.policy import GatePolicy
+    from ferry_core.retrain.gate.registered import validate_and_record
+    from ferry_core.store import ModelStore
 
     expected = _expected_scores(platform, model, [v1, v2])
     if expected[v1] == expected[v2]:
@@ -279,6 +282,16 @@ def switch_under_load(
             anchor_bucket=platform.outputs.get("AuditAnchorBucketName"),
             cache_dir=cache,
         )
+        # The gate against v1 first: production takes nothing else. The property is about
+        # a switch under load, not model quality: the small models' youngest age band sits
+        # below the default segment floor, so the gate runs with a lower one.
+        s3 = platform.client("s3", "admin")
+        policy = GatePolicy(segment_floor=0.5, latency_runs=30)
+        gated = validate_and_record(
+            gov, s3, ModelStore(s3, cache), policy, model, v2, actor="reliability p7"
+        )
+        if gated.after["passed"] is not True:
+            raise RuntimeError(f"v2 did not pass the validation gate against v1: {gated.after}")
         result: dict[str, Step] = {}
         load = threading.Thread(
             target=lambda: result.setdefault("step", locust_step(platform, model, users, seconds)),
@@ -387,9 +400,10 @@ def run(
         if platform is None:
             platform = stack.enter_context(local_platform())
         model = f"load-{uuid.uuid4().hex[:8]}"
-        v1 = platform.register(small_model(11), model).version
-        # v2 is another model (other seed, fewer trees): its scores differ from v1's.
-        v2 = platform.register(small_model(12, 5), model, production=False).version
+        # v2 is another model (other seed, more trees): its scores differ from v1's, and it
+        # is the better one, so the validation gate lets it replace v1 under load.
+        v1 = platform.register(small_model(12, 5), model).version
+        v2 = platform.register(small_model(11), model, production=False).version
         wait_until_served(locust_target(platform), model)
         result.figures["setup s"] = round(time.perf_counter() - started, 1)
         steps: list[Step] = []

@@ -1,9 +1,11 @@
 """Property 4, part one: a Hypothesis stateful model of the registry's governed events.
 
 The machine (`RuleBasedStateMachine`) registers (with and without validation results),
-promotes to production and staging, rolls back, archives, approves and rejects against
+records gate results (passed or not, against the production version of the moment), promotes
+to production and staging, rolls back, archives, approves and rejects against
 `ferry_core.registry.governance.Governance` on moto, with or without the production approval
-gate. It keeps its own model of what the documented rules allow and, after every step, reads
+gate; production takes only a version with a passed gate result against the version live.
+It keeps its own model of what the documented rules allow and, after every step, reads
 DynamoDB and S3 back: each stage has one pointer, the one the model expects, at an existing,
 validated, live version that the scoring path resolves; every successful transition added
 exactly one audit entry naming it, a refusal or a no-op none; `AuditLog.verify` is green.
@@ -156,6 +158,11 @@ class RegistryMachine(RuleBasedStateMachine):
         gated = approval and stage == "production" and self.approval
         if gated and not self.versions[v]["approved"]:
             return "needs approval"
+        live = self.pointer["production"]
+        if approval and stage == "production" and v != live:
+            gate = self.versions[v]["gate"]  # (passed, gated against)
+            if gate is None or not gate[0] or gate[1] != live:
+                return "no passed gate against the production version"
         return None
 
     def _rollback_target(self, stage: str) -> Rev | None:
@@ -240,7 +247,25 @@ class RegistryMachine(RuleBasedStateMachine):
             "status": "registered",
             "validated": validated,
             "approved": False,
+            "gate": None,
         }
+
+    @rule(data=st.data(), passed=st.booleans())
+    def validate(self, data: Any, passed: bool) -> None:
+        """A gate result, as the ValidateVersion machine records it: against the production
+        version live now; audited (`validate`) whether it passed or not."""
+        v = self._pick(data, [v for v in self.versions if self.versions[v]["gate"] is None])
+        expect = None if v in self.versions else "version_not_found"
+        against = self.pointer["production"]
+        result = {"passed": passed, "champion_version": against, "summary": "gate result"}
+        outcome = self._apply(
+            "validate",
+            v,
+            expect,
+            lambda: self.gov.record_validation(self.model, v, result, actor="validator"),
+        )
+        if outcome is not None:
+            self.versions[v]["gate"] = (passed, against)
 
     def _pick(self, data: Any, prefer: list[int] | None = None) -> int:
         """A version: mostly one of `prefer` (when given), else any, now and then none."""
@@ -332,7 +357,8 @@ class RegistryMachine(RuleBasedStateMachine):
     def _decide(self, v: int, event: str) -> None:
         expect = self._status(event, v) if self.versions else "no model"
         action = getattr(self.gov, event)
-        outcome = self._apply(event, v, expect, lambda: action(self.model, v, actor="h"))
+        # A reviewer, never the registrant (`h`): four eyes.
+        outcome = self._apply(event, v, expect, lambda: action(self.model, v, actor="reviewer"))
         if outcome is None:
             return
         new = {"archive": "archived", "approve": "approved", "reject": "rejected"}[event]

@@ -131,6 +131,14 @@ def run_concurrent(
                     for _ in range(n)
                 ]
                 registered += n
+                live = setup.reader.fresh_pointer(model, "production")
+                for v in versions:  # each gated against the version live: a race to promote
+                    gate = {
+                        "passed": True,
+                        "champion_version": live.version if live else None,
+                        "summary": "gate result",
+                    }
+                    setup.record_validation(model, v, gate, actor="validator")
                 victims = rng.sample(versions, k=max(1, n // 4))
                 govs = [governance(f"p{r}-{i}") for i in range(n + len(victims))]
                 barrier = threading.Barrier(n + len(victims))
@@ -241,10 +249,12 @@ def _judge_race(
         previous = e.after["production"]
     won = Counter(a for a, _, verdict in outcomes if verdict == "won")
     archives = sum(1 for e in entries if e.event == "archive")
-    if len(entries) != registered + len(promotions) + archives:
+    validations = sum(1 for e in entries if e.event == "validate")
+    if validations != registered or len(entries) != 2 * registered + len(promotions) + archives:
         bad.append(
-            f"{label}: {len(entries)} audit entries for {registered} registrations, "
-            f"{len(promotions)} promotions and {archives} archives"
+            f"{label}: {len(entries)} audit entries for {registered} registrations (and as "
+            f"many gate results: {validations}), {len(promotions)} promotions and "
+            f"{archives} archives"
         )
     archived = {v for v, s in statuses.items() if s == "archived"}
     if archives != len(archived):

@@ -218,6 +218,7 @@ def show(
                 "registered_by": c.lineage.registered_by,
                 "sha256": c.artifact.sha256,
                 "validation_passed": bool(c.validation and c.validation.get("passed")),
+                "gate": records[v].get("validation"),
                 "auc": c.metrics.get("overall", {}).get("auc"),
                 "approved_by": records[v].get("approved_by"),
             }
@@ -236,6 +237,7 @@ def show(
                 "status",
                 "live",
                 "validation",
+                "gate",
                 "auc",
                 "sha256",
                 "registered",
@@ -249,6 +251,7 @@ def show(
                     str(v["status"]),
                     live or "-",
                     "passed" if v["validation_passed"] else "[yellow]none/failed[/]",
+                    _gate_cell(v["gate"]),
                     auc,
                     v["sha256"][:12] + "…",
                     f"{v['registered_at']} by {v['registered_by']}",
@@ -280,6 +283,15 @@ def show(
                 c.print(h)
 
         emit(data, as_json, render)
+
+
+def _gate_cell(gate: dict[str, Any] | None) -> str:
+    """The latest gate result of a version in a few characters (`ferry validate` records one)."""
+    if not gate:
+        return "-"
+    against = gate.get("champion_version")
+    champion = f"v{against}" if against is not None else "none"
+    return f"{'passed' if gate.get('passed') else '[red]FAILED[/]'} vs {champion}"
 
 
 # -- stage moves and decisions ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from ferry_cli.governance_cmds import register_commands
 from ferry_cli.local_cmds import register_local_commands
 from ferry_cli.retrain_cmds import register_retrain_commands
 from ferry_cli.smoke_cmds import register_smoke_command
+from ferry_cli.validate_cmds import register_validate_command
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -49,6 +50,7 @@ register_retrain_commands(app)  # retrain
 register_deploy_commands(app)  # deploy
 register_smoke_command(app)  # smoke
 register_alarms_command(app)  # alarms
+register_validate_command(app)  # validate
 
 
 @app.command()

@@ -65,7 +65,27 @@ def card_table(card: Any, record: dict[str, Any]) -> Table:
     else:
         checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAILED'}" for c in v["checks"])
         t.add_row("validation", f"{'passed' if v['passed'] else 'FAILED'} ({checks})")
+    gate = record.get("validation")
+    if gate:
+        t.add_row("gate", gate_line(gate))
     return t
+
+
+def gate_line(gate: dict[str, Any]) -> str:
+    """A recorded gate result in one line: the verdict and the champion it was gated against."""
+    against = gate.get("champion_version")
+    champion = f"v{against}" if against is not None else "no production version"
+    verdict = "passed" if gate.get("passed") else "[red]FAILED[/]"
+    return f"{verdict} against {champion} ({gate.get('summary', '')})"
+
+
+def gate_table(report: dict[str, Any], title: str) -> Table:
+    """A validation gate's result: one row per check, passed or failed and why."""
+    table = Table("check", "result", "detail", title=title)
+    for check in report.get("checks", []):
+        mark = "[green]passed" if check["passed"] else "[red]failed"
+        table.add_row(check["name"], mark, str(check.get("message", ""))[:90])
+    return table
 
 
 def print_outcome(c: Console, o: Any) -> None:

@@ -21,7 +21,7 @@ def _expect(cond: bool, message: str) -> None:
         raise StepFailed(message)
 
 
-def test_demo_steps_register_promote_refuse_roll_back_and_verify(aws, boto, built) -> None:
+def test_demo_steps_register_promote_refuse_roll_back_and_verify(aws, boto, candidate) -> None:
     scoring = load_handler("scoring")
     scoring.service.cache_clear()
 
@@ -34,7 +34,7 @@ def test_demo_steps_register_promote_refuse_roll_back_and_verify(aws, boto, buil
         return json.loads(resp["body"])["version"]
 
     console = Console(record=True, width=140)
-    steps = governance_steps(console, boto, aws, built, _expect, served_version)
+    steps = governance_steps(console, boto, aws, candidate, _expect, served_version)
     outcomes = [fn() for _, fn in steps]
     scoring.service.cache_clear()
     assert len(outcomes) == 5 and all(outcomes)
@@ -46,8 +46,8 @@ def test_demo_steps_register_promote_refuse_roll_back_and_verify(aws, boto, buil
     )
 
 
-def test_a_failing_expectation_fails_the_step(aws, boto, built) -> None:
-    steps = dict(governance_steps(Console(record=True), boto, aws, built, _expect, lambda: 99))
+def test_a_failing_expectation_fails_the_step(aws, boto, candidate) -> None:
+    steps = dict(governance_steps(Console(record=True), boto, aws, candidate, _expect, lambda: 99))
     for title in list(steps)[:3]:
         steps[title]()
     with pytest.raises(StepFailed, match="scoring serves v99"):

@@ -240,15 +240,33 @@ def test_parity_failure_is_refused_and_nothing_registered(local: Local) -> None:
     assert ferry_json("models")["models"] == []
 
 
-def test_promote_rollback_show_and_audit(local: Local) -> None:
-    """Given two versions, promote both, roll back, then the listing, the stage history and the
-    audit trail tell the same story, and `audit verify` proves the chain."""
+def _governance(local: Local, tmp_path: Path) -> Any:
+    from ferry_core.registry.governance import connect
+
+    return connect(
+        dynamodb=local.client("dynamodb"),
+        s3=local.client("s3"),
+        events=None,
+        registry_table=local.res.registry_table,
+        audit_table=local.res.audit_table,
+        anchor_bucket=local.res.anchor_bucket,
+        cache_dir=str(tmp_path / "gate"),
+    )
+
+
+def test_promote_rollback_show_and_audit(local: Local, tmp_path: Path, gate_pass: Any) -> None:
+    """Given two versions, each gated before production, promote both, roll back, then the
+    listing, the stage history and the audit trail tell the same story, and `audit verify`
+    proves the chain."""
     _register_pipeline(local)
     _register_pipeline(local)
+    gov = _governance(local, tmp_path)
+    gate_pass(gov, MODEL, 1)
     assert ferry_json("promote", MODEL, "1", "--to", "production", "--reason", "first")[
         "after"
     ] == {"production": 1}
     ferry("promote", MODEL, "2", "--to", "staging")
+    gate_pass(gov, MODEL, 2)
     ferry("promote", MODEL, "2", "--to", "production", "--expect", "1")
     rolled = ferry_json("rollback", MODEL, "--reason", "latency")
     assert (rolled["before"], rolled["after"]) == ({"production": 2}, {"production": 1})
@@ -263,9 +281,18 @@ def test_promote_rollback_show_and_audit(local: Local) -> None:
     ]
     assert ferry_json("show", MODEL, "--version", "2")["card"]["version"] == 2
     events = [e["event"] for e in ferry_json("audit", MODEL)]
-    assert events == ["register", "register", "promote", "promote", "promote", "rollback"]
+    assert events == [
+        "register",
+        "register",
+        "validate",
+        "promote",
+        "promote",
+        "validate",
+        "promote",
+        "rollback",
+    ]
     (report,) = ferry_json("audit", "verify", MODEL)
-    assert report["ok"] and report["anchors"] == 6
+    assert report["ok"] and report["anchors"] == 8
     tables = ferry("show", MODEL).stdout
     assert "production history" in tables and "rollback" in tables
 
@@ -303,8 +330,9 @@ def test_archive_approve_reject_and_clear_failures(local: Local) -> None:
     assert ferry_json("show", MODEL)["versions"][0]["status"] == "archived"
 
 
-def test_audit_verify_names_a_deleted_entry(local: Local) -> None:
+def test_audit_verify_names_a_deleted_entry(local: Local, tmp_path: Path, gate_pass: Any) -> None:
     _register_pipeline(local)
+    gate_pass(_governance(local, tmp_path), MODEL, 1)
     ferry("promote", MODEL, "1")
     local.client("dynamodb").delete_item(
         TableName=local.res.audit_table, Key={"model": {"S": MODEL}, "seq": {"N": "1"}}
@@ -323,7 +351,9 @@ def test_local_env_without_a_running_platform(monkeypatch, tmp_path) -> None:
     assert result.exit_code == 1 and "start it with `ferry local up`" in result.stderr
 
 
-def test_deployed_env_resolves_outputs_from_cloudformation(aws, boto, built) -> None:
+def test_deployed_env_resolves_outputs_from_cloudformation(
+    aws, boto, built, governed, gate_pass
+) -> None:
     """Given a stack Ferry-dev whose outputs name the tables and buckets, `--env dev` finds them
     through describe_stacks and runs the same commands."""
     from ferry_core.card import Lineage
@@ -339,10 +369,12 @@ def test_deployed_env_resolves_outputs_from_cloudformation(aws, boto, built) -> 
     )
     writer = RegistryWriter(boto["dynamodb"], aws.registry_table)
     register_built(built, MODEL, boto["s3"], aws.model_bucket, writer, Lineage())
+    gate_pass(governed(), MODEL, 1)
     out = ferry_json("promote", MODEL, "1", "--env", "dev")
     assert out["after"] == {"production": 1}
     assert ferry_json("models", "--env", "dev")["models"][0]["stages"]["production"] == 1
-    (entry,) = ferry_json("audit", MODEL, "--env", "dev")
+    validated, entry = ferry_json("audit", MODEL, "--env", "dev")
+    assert (validated["event"], entry["event"]) == ("validate", "promote")
     assert entry["actor"].startswith("arn:aws:sts::") or entry["actor"].startswith("arn:aws:iam")
     missing = ferry("models", "--env", "prod", ok=False)
     assert "cannot read stack Ferry-prod" in missing.stderr

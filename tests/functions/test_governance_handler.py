@@ -75,7 +75,7 @@ def score(scoring: ModuleType, instances: list[dict[str, Any]]) -> dict[str, Any
 
 
 def test_rollback_restores_the_previous_version_and_scoring_serves_it(
-    governance, scoring, aws, boto, built, fitted
+    governance, scoring, aws, boto, built, fitted, gate_pass
 ) -> None:
     """Given v1 and a different v2 promoted in turn through the governance function, when it
     rolls production back, the scoring API answers with v1 and v1's own scores."""
@@ -87,8 +87,10 @@ def test_rollback_restores_the_previous_version_and_scoring_serves_it(
     instances = records(fitted[2].head(20), CREDIT_RISK_SCHEMA)
     frame = to_model_frame(fitted[2].head(20), CREDIT_RISK_SCHEMA)
 
+    gate_pass(gov, MODEL, 1)
     assert invoke(governance, action="promote", model=MODEL, version=1, actor="sfn")["ok"]
     assert score(scoring, instances)["version"] == 1
+    gate_pass(gov, MODEL, 2)
     out = invoke(governance, action="promote", model=MODEL, version=2, actor="sfn", reason="auc")
     assert out["ok"] and out["after"] == {"production": 2} and out["event_id"]
     served = score(scoring, instances)
@@ -157,3 +159,37 @@ def test_a_registration_event_puts_the_models_alarms(governance, monkeypatch) ->
         governance.lambda_handler(
             {**event, "detail-type": "Model Version Promoted"}, LambdaContext("ferry-governance")
         )
+
+
+def test_validate_starts_the_machine_and_record_validation_writes_its_result(
+    governance, aws, boto, built, monkeypatch, validate_machine
+) -> None:
+    """Given the ValidateVersion machine's ARN in the function's environment, `validate`
+    answers with the execution it started (as the verified actor), and the machine's
+    `record_validation` step writes the result on the version, audited as `validate`."""
+    sfn, arn = validate_machine
+    monkeypatch.setenv("VALIDATION_STATE_MACHINE_ARN", arn)
+    governance.governance.cache_clear()
+    gov = governance.governance()
+    register(built, MODEL, boto["s3"], aws.model_bucket, gov, Lineage(), "alice")
+    started = invoke(governance, action="validate", model=MODEL, version=1, actor="carol")
+    assert started["ok"] and started["execution"].startswith(
+        arn.replace("stateMachine", "execution")
+    )
+    execution_input = json.loads(sfn.describe_execution(executionArn=started["execution"])["input"])
+    assert execution_input == {"model": MODEL, "version": 1, "requested_by": "carol"}
+    result = {"passed": False, "champion_version": None, "summary": "failed segments"}
+    recorded = invoke(
+        governance,
+        action="record_validation",
+        model=MODEL,
+        version=1,
+        run_id="e1",
+        actor="carol",
+        details={"result": result, "execution": started["execution"]},
+    )
+    assert recorded["passed"] is False
+    assert gov.reader.version_record(MODEL, 1)["validation"]["summary"] == "failed segments"
+    refused = invoke(governance, action="promote", model=MODEL, version=1, actor="bob")
+    assert (refused["ok"], refused["error"]) == (False, "promotion_refused")
+    assert "failed segments" in refused["message"]

@@ -62,7 +62,13 @@ def test_labelled_parquet_becomes_a_candidate_bundle(
     body = buf.getvalue()
     key = f"training/{MODEL}/2024-06-01.parquet"
     version = boto["s3"].put_object(Bucket=aws.data_bucket, Key=key, Body=body)["VersionId"]
-    event = {"model": MODEL, "run_id": "run-11", "params": {"n_estimators": 10}}
+    requester = "arn:aws:sts::123456789012:assumed-role/Ferry-local-DataScientist/alice"
+    event = {
+        "model": MODEL,
+        "run_id": "run-11",
+        "params": {"n_estimators": 10},
+        "requested_by": requester,
+    }
 
     out = training.lambda_handler(event, LambdaContext("ferry-training"))
 
@@ -77,7 +83,7 @@ def test_labelled_parquet_becomes_a_candidate_bundle(
     bundle = read_bundle(boto["s3"], aws.model_bucket, MODEL, "run-11")
     assert bundle.uri == out["candidate_uri"]
     assert bundle.spec.lineage.training_data_sha256 == sha256_hex(body)
-    assert bundle.spec.lineage.trained_by == "ferry-retrain (manual)"
+    assert bundle.spec.lineage.trained_by == requester  # the run's author (four eyes)
     assert bundle.spec.training["rows"] == 1500
     assert bundle.spec.metrics["overall"] == out["metrics"]
     assert {"__label__", "__reference_score__"} <= set(bundle.reference_table().column_names)

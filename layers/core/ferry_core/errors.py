@@ -83,6 +83,12 @@ class PromotionRefused(FerryError):
     code = "promotion_refused"
 
 
+class GovernanceForbidden(FerryError):
+    """A governance policy refused the caller (four eyes: nobody approves their own work)."""
+
+    code = "forbidden"
+
+
 class AuditWriteFailed(FerryError):
     """An audit entry could not be appended (persistent contention); nothing was written."""
 

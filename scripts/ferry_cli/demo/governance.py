@@ -15,7 +15,7 @@ from ferry_cli.views import card_table, print_outcome
 
 TITLES = (
     "Register two versions with lineage and audit",
-    "Promote v1, then v2, to production",
+    "Gate v1, then v2, and promote each to production",
     "Refuse a version without validation results",
     "Roll production back to the previous version",
     "Verify the audit trail (and catch a forged entry)",
@@ -87,6 +87,9 @@ def governance_steps(
     from ferry_core.registry.lineage import capture
     from ferry_core.registry.reader import RegistryReader
     from ferry_core.registry.registration import register as register_version
+    from ferry_core.retrain.gate.policy import GatePolicy
+    from ferry_core.retrain.gate.registered import validate_and_record
+    from ferry_core.store import ModelStore
 
     repo_root = Path(__file__).resolve().parents[3]
     cache = tempfile.mkdtemp(prefix="ferry-demo-gov-")
@@ -111,6 +114,7 @@ def governance_steps(
     aws = clients("admin")
     reader = RegistryReader(aws["dynamodb"], res.registry_table, pointer_ttl_seconds=0)
     s3_scientist = clients("data-scientist")["s3"]
+    store = ModelStore(aws["s3"], cache)
 
     def register_two() -> str:
         lineage = capture(
@@ -135,10 +139,20 @@ def governance_steps(
     def promote_both() -> str:
         versions = sorted(c.version for c in reader.versions(model))[-2:]
         for v in versions:
+            # The gate against the version live now (the ValidateVersion machine's two steps,
+            # here in this process): production takes nothing else.
+            gated = validate_and_record(gov, aws["s3"], store, GatePolicy(), model, v, actor="demo")
+            console.print(
+                f"v{v} gated: {gov.reader.version_record(model, v)['validation']['summary']}"
+            )
+            expect(gated.after["passed"] is True, f"v{v} did not pass the validation gate")
             o = gov.promote(model, v, actor="demo", reason="release")
             print_outcome(console, o)
         expect(reader.fresh_pointer(model, "production").version == versions[-1], "pointer")
-        return f"production → v{versions[-1]} (stage history keeps v{versions[0]})"
+        return (
+            f"each gated against the version live, production → v{versions[-1]} "
+            f"(stage history keeps v{versions[0]})"
+        )
 
     def refuse_unvalidated() -> str:
         bare = build_from_onnx(built.onnx_bytes, built.schema)

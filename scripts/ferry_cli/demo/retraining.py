@@ -21,6 +21,7 @@ from typing import Any
 from rich.table import Table
 
 from ferry_cli.demo.context import MODEL, DemoContext, Step, expect
+from ferry_cli.views import gate_table
 
 RUN_TIMEOUT_S = 240
 
@@ -72,11 +73,7 @@ def _report_table(ctx: DemoContext, run_id: str) -> Table:
         .get_object(Bucket=ctx.res.model_bucket, Key=key)["Body"]
         .read()
     )
-    table = Table("check", "result", "detail", title=f"validation report (s3://…/{key})")
-    for check in report["checks"]:
-        mark = "[green]passed" if check["passed"] else "[red]failed"
-        table.add_row(check["name"], mark, str(check.get("message", ""))[:90])
-    return table
+    return gate_table(report, f"validation report (s3://…/{key})")
 
 
 def drift_retrain_step(ctx: DemoContext) -> str:

@@ -82,10 +82,12 @@ def test_registration_is_audited_and_published(gov: Governance, built, aws, boto
 
 
 def test_promotion_moves_pointer_history_and_audit_together(
-    gov: Governance, built, aws, boto
+    gov: Governance, built, aws, boto, gate_pass
 ) -> None:
     _register(gov, built, aws, boto, 2)
+    gate_pass(gov, MODEL, 1)
     first = gov.promote(MODEL, 1, actor="bob", reason="first release")
+    gate_pass(gov, MODEL, 2)
     second = gov.promote(MODEL, 2, actor="bob", reason="better auc")
     assert (first.before, first.after) == ({"production": None}, {"production": 1})
     assert (second.before, second.after, second.revision) == (
@@ -100,7 +102,10 @@ def test_promotion_moves_pointer_history_and_audit_together(
     ]
     assert history[0].until == history[1].since and history[1].until is None
     events = [(e.event, e.version, e.after) for e in gov.audit.entries(MODEL)]
-    assert events[-2:] == [("promote", 1, {"production": 1}), ("promote", 2, {"production": 2})]
+    assert [e for e in events if e[0] == "promote"] == [
+        ("promote", 1, {"production": 1}),
+        ("promote", 2, {"production": 2}),
+    ]
     assert gov.audit.verify(MODEL).ok
 
 
@@ -137,7 +142,9 @@ def test_promotion_of_a_tampered_artifact_is_refused(gov: Governance, built, aws
     assert gov.reader.fresh_pointer(MODEL, "production") is None
 
 
-def test_failed_audit_write_leaves_the_pointer_unmoved(built, aws, boto, tmp_path) -> None:
+def test_failed_audit_write_leaves_the_pointer_unmoved(
+    built, aws, boto, tmp_path, gate_pass
+) -> None:
     """Given an audit table that cannot be written, the promotion fails as a whole: a stage
     move never lands without its audit entry."""
     good = connect(
@@ -150,6 +157,7 @@ def test_failed_audit_write_leaves_the_pointer_unmoved(built, aws, boto, tmp_pat
         cache_dir=str(tmp_path / "c"),
     )
     _register(good, built, aws, boto)
+    gate_pass(good, MODEL, 1)
     broken = Governance(
         boto["dynamodb"],
         aws.registry_table,
@@ -163,13 +171,16 @@ def test_failed_audit_write_leaves_the_pointer_unmoved(built, aws, boto, tmp_pat
 
 
 def test_twenty_concurrent_promotions_leave_one_consistent_pointer(
-    gov: Governance, built, aws, boto
+    gov: Governance, built, aws, boto, gate_pass
 ) -> None:
-    """Given 20 versions promoted to production by 20 threads at once, every promotion either
-    won or was refused as a conflict; the pointer is the last winner, the stage history and the
-    audit chain hold exactly the winners in order (each `before` = previous `after`), and the
-    chain verifies against its anchors."""
+    """Given 20 versions gated against the same (empty) production and promoted to it by 20
+    threads at once, every promotion either won or was refused: as a conflict, or because a
+    winner made its gate result stale; the pointer is the last winner, the stage history and
+    the audit chain hold exactly the winners in order (each `before` = previous `after`), and
+    the chain verifies against its anchors."""
     versions = _register(gov, built, aws, boto, 20)
+    for v in versions:
+        gate_pass(gov, MODEL, v)
     barrier = threading.Barrier(len(versions))
     won: list[int] = []
     lost: list[int] = []
@@ -180,6 +191,9 @@ def test_twenty_concurrent_promotions_leave_one_consistent_pointer(
             gov.promote(MODEL, v, actor=f"p{v}")
             won.append(v)
         except RegistryConflict:
+            lost.append(v)
+        except PromotionRefused as exc:
+            assert "production is now" in exc.message
             lost.append(v)
 
     with moto_hooks.installed():
@@ -202,12 +216,15 @@ def test_twenty_concurrent_promotions_leave_one_consistent_pointer(
         previous = e.after["production"]
     report = gov.audit.verify(MODEL)
     assert report.ok, report.problems
-    assert report.entries == 20 + len(won)
+    assert report.entries == 20 + 20 + len(won)
 
 
-def test_rollback_walks_back_through_the_stage_history(gov: Governance, built, aws, boto) -> None:
+def test_rollback_walks_back_through_the_stage_history(
+    gov: Governance, built, aws, boto, gate_pass
+) -> None:
     _register(gov, built, aws, boto, 3)
     for v in (1, 2, 3):
+        gate_pass(gov, MODEL, v)
         gov.promote(MODEL, v, actor="bob")
     assert gov.rollback(MODEL, actor="ops", reason="p99 up").after == {"production": 2}
     assert gov.rollback(MODEL, actor="ops").after == {"production": 1}
@@ -225,15 +242,16 @@ def test_rollback_walks_back_through_the_stage_history(gov: Governance, built, a
     assert gov.audit.verify(MODEL).ok
 
 
-def test_rollback_skips_archived_versions(gov: Governance, built, aws, boto) -> None:
+def test_rollback_skips_archived_versions(gov: Governance, built, aws, boto, gate_pass) -> None:
     _register(gov, built, aws, boto, 3)
     for v in (1, 2, 3):
+        gate_pass(gov, MODEL, v)
         gov.promote(MODEL, v, actor="bob")
     gov.archive(MODEL, 2, actor="bob", reason="bias found")
     assert gov.rollback(MODEL, actor="ops").after == {"production": 1}
 
 
-def test_archive_reject_and_approval_gates(built, aws, boto, tmp_path) -> None:
+def test_archive_reject_and_approval_gates(built, aws, boto, tmp_path, gate_pass) -> None:
     """Given a prod-like governance (approval required for production): a live version cannot
     be archived, archived or rejected versions cannot go live, and production needs approval."""
     gov = connect(
@@ -247,6 +265,8 @@ def test_archive_reject_and_approval_gates(built, aws, boto, tmp_path) -> None:
         approval_required=True,
     )
     _register(gov, built, aws, boto, 3)
+    gate_pass(gov, MODEL, 1)
+    gate_pass(gov, MODEL, 2)
     with pytest.raises(PromotionRefused, match="needs an approval"):
         gov.promote(MODEL, 1, actor="bob")
     gov.promote(MODEL, 1, "staging", actor="bob")  # staging needs no approval
@@ -265,14 +285,24 @@ def test_archive_reject_and_approval_gates(built, aws, boto, tmp_path) -> None:
         gov.promote(MODEL, 3, "staging", actor="bob")
     assert gov.reader.version_record(MODEL, 1)["approved_by"] == "carol"
     events = [e.event for e in gov.audit.entries(MODEL)]
-    assert events == ["register"] * 3 + ["promote", "approve", "promote", "archive", "reject"]
-    assert gov.audit.entries(MODEL)[4].details == {"ticket": "RISK-1"}
+    assert events == ["register"] * 3 + ["validate"] * 2 + [
+        "promote",
+        "approve",
+        "promote",
+        "archive",
+        "reject",
+    ]
+    assert gov.audit.entries(MODEL)[6].details == {"ticket": "RISK-1"}
     assert gov.audit.verify(MODEL).ok
 
 
-def test_stale_expectation_and_missing_versions(gov: Governance, built, aws, boto) -> None:
+def test_stale_expectation_and_missing_versions(
+    gov: Governance, built, aws, boto, gate_pass
+) -> None:
     _register(gov, built, aws, boto, 2)
+    gate_pass(gov, MODEL, 1)
     gov.promote(MODEL, 1, actor="bob")
+    gate_pass(gov, MODEL, 2)
     with pytest.raises(RegistryConflict, match="is v1, not v2"):
         gov.promote(MODEL, 2, actor="bob", expected_version=2)
     with pytest.raises(VersionNotFound):
@@ -283,14 +313,17 @@ def test_stale_expectation_and_missing_versions(gov: Governance, built, aws, bot
     assert same.entry is None and "already production" in same.warnings[0]
 
 
-def test_requests_dispatch_by_action(gov: Governance, built, aws, boto) -> None:
+def test_requests_dispatch_by_action(gov: Governance, built, aws, boto, gate_pass) -> None:
     _register(gov, built, aws, boto, 2)
-    run_request(gov, GovernanceRequest(action="promote", model=MODEL, version=1, actor="sfn"))
-    run_request(gov, GovernanceRequest(action="promote", model=MODEL, version=2, actor="sfn"))
-    out = run_request(gov, GovernanceRequest(action="rollback", model=MODEL, actor="sfn"))
+    for v in (1, 2):
+        gate_pass(gov, MODEL, v)
+        run_request(
+            gov, GovernanceRequest(action="promote", model=MODEL, version=v, actor="sfn"), "sfn"
+        )
+    out = run_request(gov, GovernanceRequest(action="rollback", model=MODEL, actor="sfn"), "sfn")
     assert out.after == {"production": 1}
     with pytest.raises(PromotionRefused, match="needs a version"):
-        run_request(gov, GovernanceRequest(action="approve", model=MODEL, actor="sfn"))
+        run_request(gov, GovernanceRequest(action="approve", model=MODEL, actor="sfn"), "sfn")
 
 
 def test_bootstrap_registration_records_validation_too(aws, boto, built) -> None:

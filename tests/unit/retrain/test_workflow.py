@@ -317,6 +317,7 @@ def test_every_workflow_action_is_dispatched(wf: Workflow) -> None:
         "evaluate_canary",
         "promote_candidate",
         "rollback_canary",
+        "record_validation",
     }
     for action in sorted(_actions(WorkflowRequest)):
         if action in needs_version:

@@ -6,6 +6,7 @@ from typing import Any
 
 from ferry_core.card import Lineage
 from ferry_core.registry.governance import Governance
+from ferry_core.registry.reader import RegistryReader
 from ferry_core.retrain.candidate import Bundle, write_bundle, write_report
 from ferry_core.retrain.workflow import Workflow, WorkflowRequest
 
@@ -29,10 +30,14 @@ def candidate(aws, boto, built, run_id: str, report: dict[str, Any] | None = Non
         Lineage(training_data_uri=f"s3://{aws.data_bucket}/training/{MODEL}/{run_id}.parquet"),
         training={"rows": 1600},
     )
-    if report is None:
+    if report is None:  # gated, as the validation function gates, against production now
+        live = RegistryReader(boto["dynamodb"], aws.registry_table, 0).fresh_pointer(
+            MODEL, "production"
+        )
         report = {
             "passed": True,
             "source": "validation",
+            "champion_version": live.version if live else None,
             "checks": [{"name": "parity", "passed": True, "message": "ok"}],
         }
     if report:

@@ -24,6 +24,7 @@ from ferry_core.errors import AnchorFailed, AuditWriteFailed, TransactionRefused
 GENESIS = "0" * 64
 EVENTS = (
     "register",
+    "validate",
     "promote",
     "rollback",
     "archive",

@@ -11,22 +11,23 @@ Promotion gates (each refusal says which and why, `PromotionRefused`):
   (ONNX-vs-sklearn parity, schema/graph agreement, metrics) as `card.validation`; a version
   registered without a parity reference has `validation = None` and cannot be promoted until
   the validation pipeline records results;
+- for production, more: a PASSED result of the validation gate against the version in
+  production now (`ferry_core.registry.policies`; `ferry validate` records one);
 - the version is not archived or rejected;
 - the artifact in S3 (the pinned S3 version) still hashes to the card's sha256;
-- for stages in `approval_required_for`, someone approved the version (`approve`).
+- for stages in `approval_required_for`, someone approved the version (`approve`), and not
+  its registrant or the author of its training run (four eyes, `GovernanceForbidden`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Json
 
 from ferry_core.audit.anchors import AnchorStore
 from ferry_core.audit.chain import AuditLog
-from ferry_core.audit.table import AuditEntry
 from ferry_core.card import Card
 from ferry_core.errors import (
     AnchorFailed,
@@ -39,44 +40,16 @@ from ferry_core.errors import (
 from ferry_core.monitoring.alarms import ModelAlarmFields, ModelMonitors
 from ferry_core.names import ModelName
 from ferry_core.registry.events import EventPublisher
+from ferry_core.registry.outcome import Outcome
+from ferry_core.registry.policies import ValidationStarter
 from ferry_core.registry.reader import RegistryReader, StageRevision
 from ferry_core.registry.table import STAGES
+from ferry_core.registry.validation_events import ValidationEvents
 from ferry_core.registry.writer import RegistryWriter
 from ferry_core.settings import EnvironmentFields, ModelStoreFields
 from ferry_core.store import ModelStore
 
 _UNSET: Any = object()
-
-
-@dataclass
-class Outcome:
-    """What a governance event did: the audit entry, the published event, any warnings."""
-
-    event: str
-    model: str
-    version: int | None
-    before: Any
-    after: Any
-    entry: AuditEntry | None
-    event_id: str | None = None
-    stage: str | None = None
-    revision: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "event": self.event,
-            "model": self.model,
-            "version": self.version,
-            "stage": self.stage,
-            "revision": self.revision,
-            "before": self.before,
-            "after": self.after,
-            "audit_seq": self.entry.seq if self.entry else None,
-            "audit_hash": self.entry.hash if self.entry else None,
-            "event_id": self.event_id,
-            "warnings": self.warnings,
-        }
 
 
 def validation_problem(card: Card) -> str | None:
@@ -96,7 +69,7 @@ def validation_problem(card: Card) -> str | None:
     return None
 
 
-class Governance:
+class Governance(ValidationEvents):
     """Governed registry writes; the only code that moves stage pointers."""
 
     def __init__(
@@ -108,6 +81,7 @@ class Governance:
         publisher: EventPublisher | None = None,
         approval_required_for: tuple[str, ...] = (),
         monitors: ModelMonitors | None = None,
+        validations: ValidationStarter | None = None,
     ) -> None:
         self.reader = RegistryReader(dynamodb_client, registry_table, pointer_ttl_seconds=0)
         self.writer = RegistryWriter(dynamodb_client, registry_table)
@@ -116,6 +90,7 @@ class Governance:
         self._publisher = publisher
         self._approval_for = approval_required_for
         self._monitors = monitors
+        self.validations = validations
 
     # -- shared --------------------------------------------------------------------------
     def _commit(
@@ -233,7 +208,15 @@ class Governance:
 
     # -- events --------------------------------------------------------------------------
     def register(self, card: Card, actor: str, reason: str = "") -> Outcome:
-        """Record a new version and its `register` audit entry in one transaction."""
+        """Record a new version and its `register` audit entry in one transaction, then start
+        its validation against the current champion (unless it was gated as a candidate).
+
+        The card's lineage names its registrant (`registered_by`, the verified actor) for the
+        four-eyes rule; a card that does not is recorded with `actor`.
+        """
+        if card.lineage.registered_by is None:
+            lineage = card.lineage.model_copy(update={"registered_by": actor})
+            card = card.model_copy(update={"lineage": lineage})
         outcome = Outcome("register", card.name, card.version, None, {"status": card.status}, None)
         details = {
             "artifact_uri": card.artifact.uri,
@@ -252,6 +235,7 @@ class Governance:
                 self._monitors.ensure(card.name)
             except Exception as exc:  # botocore or refusal: the registration stands, say so
                 outcome.warnings.append(f"{card.name}'s alarms were not put: {exc}")
+        self._auto_validate(outcome, card, actor)
         return outcome
 
     def promote(
@@ -271,6 +255,10 @@ class Governance:
         """
         card = self.reader.card(model, version)
         self.check_promotable(card, stage)
+        if stage == "production":
+            live = self.check_production_gate(card)
+            if expected_version is _UNSET:  # the champion the gate result was checked against
+                expected_version = live
         return self._move("promote", card, stage, actor, reason, expected_version)
 
     def rollback_target(self, model: str, stage: str = "production") -> StageRevision | None:
@@ -373,6 +361,7 @@ class Governance:
             raise PromotionRefused(f"a canary takes 0-50 % of traffic, not {percent}")
         card = self.reader.card(model, version)
         self.check_promotable(card, "production")
+        self.check_production_gate(card)
         live = self.reader.fresh_pointer(model, "production")
         if live is None:
             raise PromotionRefused(f"{model} has no production version to run a canary against")
@@ -448,7 +437,9 @@ class Governance:
         reason: str = "",
         details: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """Record an approval (a human, or a Step Functions approval step via `details`)."""
+        """Record an approval (a human, or a Step Functions approval step via `details`);
+        never by the version's registrant or the author of its training run."""
+        self.check_four_eyes(model, version, actor)
         return self._status_event("approve", model, version, actor, reason, details)
 
     def reject(
@@ -470,7 +461,7 @@ class GovernanceRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["promote", "rollback", "archive", "approve", "reject"]
+    action: Literal["validate", "promote", "rollback", "archive", "approve", "reject"]
     model: ModelName
     version: int | None = Field(default=None, ge=1)
     stage: Literal["production", "staging"] = "production"
@@ -479,23 +470,25 @@ class GovernanceRequest(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-def run_request(gov: Governance, req: GovernanceRequest) -> Outcome:
-    """Dispatch one request by action (a table, not an if-chain over event shapes)."""
+def run_request(gov: Governance, req: GovernanceRequest, actor: str) -> Outcome:
+    """Dispatch one request by action (a table, not an if-chain over event shapes), as the
+    verified `actor` (the caller's identity, never a field of the request)."""
     if req.action != "rollback" and req.version is None:
         raise PromotionRefused(f"{req.action} needs a version")
     actions = {
+        "validate": lambda: gov.start_validation(req.model, req.version, actor=actor),
         "promote": lambda: gov.promote(
-            req.model, req.version, req.stage, actor=req.actor, reason=req.reason
+            req.model, req.version, req.stage, actor=actor, reason=req.reason
         ),
         "rollback": lambda: gov.rollback(
-            req.model, actor=req.actor, reason=req.reason, stage=req.stage
+            req.model, actor=actor, reason=req.reason, stage=req.stage
         ),
-        "archive": lambda: gov.archive(req.model, req.version, actor=req.actor, reason=req.reason),
+        "archive": lambda: gov.archive(req.model, req.version, actor=actor, reason=req.reason),
         "approve": lambda: gov.approve(
-            req.model, req.version, actor=req.actor, reason=req.reason, details=req.details
+            req.model, req.version, actor=actor, reason=req.reason, details=req.details
         ),
         "reject": lambda: gov.reject(
-            req.model, req.version, actor=req.actor, reason=req.reason, details=req.details
+            req.model, req.version, actor=actor, reason=req.reason, details=req.details
         ),
     }
     return actions[req.action]()
@@ -508,6 +501,8 @@ class GovernanceSettings(EnvironmentFields, ModelStoreFields, ModelAlarmFields):
     anchor_bucket: str = Field(alias="AUDIT_ANCHOR_BUCKET")
     event_bus: str = Field(default="default", alias="EVENT_BUS_NAME")
     approval_required: bool = Field(default=False, alias="APPROVAL_REQUIRED")
+    # The state machine that gates a registered version (infra/validate_version.py).
+    validation_state_machine: str | None = Field(default=None, alias="VALIDATION_STATE_MACHINE_ARN")
     # The retrain-and-promote workflow (ferry_core/retrain/workflow.py).
     approval_timeout_seconds: int = Field(
         default=3 * 86_400, ge=1, alias="APPROVAL_TIMEOUT_SECONDS"
@@ -531,9 +526,15 @@ def connect(
     event_bus: str = "default",
     approval_required: bool = False,
     monitors: ModelMonitors | None = None,
+    sfn: Any | None = None,
+    validation_state_machine: str | None = None,
 ) -> Governance:
-    """A `Governance` wired to one environment's tables and buckets (clients passed in)."""
+    """A `Governance` wired to one environment's tables and buckets (clients passed in);
+    with `sfn` and the `ValidateVersion` machine's ARN it can start validations."""
     anchor = AnchorStore(s3, anchor_bucket) if anchor_bucket else None
+    starter = None
+    if sfn is not None and validation_state_machine:
+        starter = ValidationStarter(sfn, validation_state_machine)
     return Governance(
         dynamodb,
         registry_table,
@@ -542,4 +543,5 @@ def connect(
         EventPublisher(events, event_bus, env) if events is not None else None,
         approval_required_for=("production",) if approval_required else (),
         monitors=monitors,
+        validations=starter,
     )

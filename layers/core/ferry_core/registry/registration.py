@@ -3,7 +3,9 @@
 Objects are written with `If-None-Match: *` (never overwritten) and S3's own SHA-256 checksum
 (the upload is verified in transit); the version id S3 returns is what the card pins.
 Registration records its own checks (parity, schema, metrics) as the card's `validation`, which
-governance requires before a version may be promoted.
+governance requires before a version may be promoted (to staging; production also needs a pass
+of the validation gate against the current champion, started after registration). The parity
+reference rows are stored beside the artifact (`reference.parquet`) for that gate.
 """
 
 from __future__ import annotations
@@ -189,5 +191,6 @@ def register(
     """
     _refuse_failed_parity(built)
     version = governance.writer.allocate_version(name)
+    lineage = lineage.model_copy(update={"registered_by": actor})  # the four-eyes rule reads it
     card = _upload(built, name, version, s3, bucket, lineage, description, evidence, trainer)
     return card, governance.register(card, actor, reason)

@@ -5,7 +5,9 @@ Layout (partition key `model`, sort key `sk`):
 - `META`                   — `latest_version`, the version counter (numbers are never reused)
 - `V#000007`               — version 7: its card as JSON (exact floats, no Decimal round trip),
                              its mutable registry `status` (registered, approved, rejected,
-                             archived) and who set it when; the card JSON itself never changes
+                             archived) and who set it when, and the latest result of the
+                             validation gate run on the registered version (JSON, with the
+                             champion it was gated against); the card JSON itself never changes
 - `STAGE#production`       — the stage pointer: `version`, `revision` (optimistic lock), `since`;
                              a rejected staging version is unstaged: the item keeps its
                              revision and loses its `version` (nothing is staged)
@@ -20,6 +22,7 @@ Layout (partition key `model`, sort key `sk`):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
@@ -137,14 +140,17 @@ class VersionItem(Record):
     status_by: str | None = None
     status_at: str | None = None
     approved_by: str | None = None
+    validation: str | None = None  # the latest gate result (JSON), `Governance.record_validation`
 
     def sk(self) -> str:
         return version_key(self.version)
 
     def facts(self) -> dict[str, Any]:
         """The registry facts beside the card, as `ferry show` reports them (the card aside;
-        `version` as the item's number string)."""
+        `version` as the item's number string; the gate result decoded)."""
         facts = self.model_dump(exclude={"model", "card"}, exclude_none=True)
+        if self.validation:
+            facts["validation"] = json.loads(self.validation)
         return {"sk": self.sk(), **facts, "version": str(self.version)}
 
 

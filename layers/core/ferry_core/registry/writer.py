@@ -178,6 +178,19 @@ class RegistryWriter:
             }
         }
 
+    def validation_item(self, model: str, version: int, result: dict[str, Any]) -> dict[str, Any]:
+        """An Update recording a version's latest gate result (the card stays immutable)."""
+        values = {":v": json.dumps(result, sort_keys=True, default=str)}
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": key(model, version_key(version)),
+                "UpdateExpression": "SET validation = :v",
+                "ConditionExpression": "attribute_exists(sk)",
+                "ExpressionAttributeValues": encode_all(values),
+            }
+        }
+
     def unstage_items(
         self, model: str, stage: str, version: int, revision: int, actor: str, reason: str
     ) -> list[dict[str, Any]]:

@@ -15,12 +15,22 @@ from typing import Any
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
-def start_run(sfn: Any, machine_arn: str, model: str, run_input: dict[str, Any]) -> str:
-    """Start one run; returns its execution ARN (the run id is the execution name)."""
-    resp = sfn.start_execution(
-        stateMachineArn=machine_arn,
-        input=json.dumps({"model": model, **run_input}),
-    )
+def start_run(
+    sfn: Any,
+    machine_arn: str,
+    model: str,
+    run_input: dict[str, Any],
+    requested_by: str | None = None,
+) -> str:
+    """Start one run; returns its execution ARN (the run id is the execution name).
+
+    `requested_by` is the run's author, the verified identity starting it: training records
+    it as the version's `trained_by`, so its author cannot approve the version (four eyes).
+    """
+    document = {"model": model, **run_input}
+    if requested_by is not None:
+        document["requested_by"] = requested_by
+    resp = sfn.start_execution(stateMachineArn=machine_arn, input=json.dumps(document))
     return resp["executionArn"]
 
 

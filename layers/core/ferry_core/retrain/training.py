@@ -267,6 +267,8 @@ class TrainingRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     actor: str = "ferry-retrain"
     trigger: str = "manual"
+    # The run's author (the identity that started it, `alarm:<name>` or `schedule`).
+    requested_by: str | None = None
 
     @classmethod
     def from_hyperparameters(cls, raw: Mapping[str, str]) -> TrainingRequest:
@@ -320,7 +322,8 @@ def run_request(
         source_commit=settings.source_commit,
         source_dirty=settings.source_dirty,
         lock_file=settings.lock_file,
-        trained_by=f"{request.actor} ({request.trigger})",
+        # Exactly the run's author: the four-eyes rule compares it with an approver.
+        trained_by=request.requested_by or request.actor,
     )
     bundle, built = run_training(
         s3=s3,

@@ -14,6 +14,12 @@ registry, so they stay in the one role allowed to write it:
   the switch.
 - `reject_run`: the Catch path. Records why the run ended in the audit trail: rejecting the
   candidate's version when there is one, else an entry for the model (version null).
+- `record_validation`: the `ValidateVersion` machine's last step: the gate result of a
+  registered version (or why the gate could not run) onto the version, audited as `validate`.
+
+A run's author is its `requested_by`: the verified identity that started it, `alarm:<name>`
+for a drift alarm, `schedule` for the schedule. Training records it as the card's
+`trained_by`, which the four-eyes rule reads.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class WorkflowRequest(BaseModel):
         "promote_candidate",
         "rollback_canary",
         "reject_run",
+        "record_validation",
     ]
     model: ModelName
     run_id: str = Field(pattern=RUN_ID.pattern)
@@ -80,6 +87,7 @@ class RunInput(BaseModel):
     model: ModelName
     trigger: Literal["manual", "drift", "schedule"] = "manual"
     actor: str = Field(default="ferry-retrain", min_length=1, max_length=256)
+    requested_by: str | None = Field(default=None, min_length=1, max_length=2048)
     reason: str = Field(default="", max_length=1024)
     training_data: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
     # A trainer of the training image; None: the model's own (ferry_core/retrain/trainer_choice.py)
@@ -90,6 +98,13 @@ class RunInput(BaseModel):
     approval_timeout_seconds: int | None = Field(default=None, ge=1)
     canary_percent: float | None = Field(default=None, ge=0, le=50)
     canary_seconds: int | None = Field(default=None, ge=1, le=86_400)
+
+    def author(self) -> str:
+        """Who the run is by: `requested_by`, else what started it (the schedule, an alarm
+        whose name the rule did not pass, or the actor named in a manual run's input)."""
+        if self.requested_by:
+            return self.requested_by
+        return {"schedule": "schedule", "drift": "alarm:unknown"}.get(self.trigger, self.actor)
 
 
 class WorkflowSettings(BaseModel):
@@ -158,6 +173,7 @@ class Workflow:
             "promote_candidate": self._promote,
             "rollback_canary": self._rollback_canary,
             "reject_run": self._reject_run,
+            "record_validation": self._record_validation,
         }
         return actions[req.action](req)
 
@@ -173,7 +189,7 @@ class Workflow:
         has_champion = self.gov.reader.fresh_pointer(req.model, "production") is not None
         return {
             "locked": True,
-            "run": {**run.model_dump(), "run_id": req.run_id},
+            "run": {**run.model_dump(), "requested_by": run.author(), "run_id": req.run_id},
             "settings": self.settings.effective(run, has_champion),
             "registered": {"version": None},
         }
@@ -266,6 +282,20 @@ class Workflow:
         put_object(self.s3, self.bucket, f"{prefix}/card.json", card_json(card), "application/json")
         reason = req.reason or f"retraining run {req.run_id}"
         return card, self.gov.register(card, req.actor, reason)
+
+    def _record_validation(self, req: WorkflowRequest) -> dict[str, Any]:
+        """`details`: `result`, the validation function's answer, or `error`, a Catch's
+        `{"Error", "Cause"}` when the gate could not run (recorded as a failed result)."""
+        version = self._need_version(req)
+        result = req.details.get("result")
+        if not isinstance(result, dict):
+            reason = _error_reason(req.details.get("error")) or "the gate did not run"
+            result = {"passed": False, "summary": f"validation could not run: {reason}"}
+        execution = req.details.get("execution")
+        out = self.gov.record_validation(
+            req.model, version, result, actor=req.actor, execution=execution
+        )
+        return {"passed": result.get("passed") is True, "recorded": out.as_dict()}
 
     def _request_approval(self, req: WorkflowRequest) -> dict[str, Any]:
         version = self._need_version(req)

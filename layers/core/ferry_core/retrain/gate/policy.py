@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ferry_core.names import ModelName
 from ferry_core.retrain.candidate import RUN_ID
@@ -46,10 +46,20 @@ class ValidationSettings(ModelStoreFields):
 
 
 class ValidationRequest(BaseModel):
-    """The validation step's input, as the state machine passes it (unknown keys are a bug)."""
+    """The validation step's input, as a state machine passes it (unknown keys are a bug):
+    a retraining run's candidate (`run_id`, `breaking_change`) or a registered `version`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: ModelName
-    run_id: str = Field(pattern=RUN_ID.pattern)
+    run_id: str | None = Field(default=None, pattern=RUN_ID.pattern)
+    version: int | None = Field(default=None, ge=1, strict=True)
     breaking_change: bool = Field(default=False, strict=True)
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> ValidationRequest:
+        if (self.run_id is None) == (self.version is None):
+            raise ValueError("give exactly one of run_id (a candidate) and version")
+        if self.version is not None and self.breaking_change:
+            raise ValueError("breaking_change is a retraining run's declaration, not a version's")
+        return self

@@ -18,7 +18,7 @@ MAX_LISTED = 50  # mismatches / breaks listed in a report; the counts are always
 class GateReport:
     """The outcome of one gate run; `as_dict()` is what the card's `validation` field holds."""
 
-    candidate: dict[str, str]
+    candidate: dict[str, Any]  # the run ({"name", "run_id"}) or version ({"name", "version"})
     champion_version: int | None
     checks: list[dict[str, Any]]
     policy: GatePolicy

@@ -55,8 +55,11 @@ def run_gate(
     champion_onnx: bytes | None,
     policy: GatePolicy,
     breaking_change: bool = False,
+    candidate: dict[str, Any] | None = None,
 ) -> GateReport:
-    """Run every check on a candidate; a failed check is reported, never raised."""
+    """Run every check on a candidate; a failed check is reported, never raised.
+
+    `candidate` names what was gated in the report (default: the spec's model and run)."""
     c = CandidateUnderTest(spec, onnx_bytes, reference)
     breaks = (
         schema_breaks(champion.input_schema, spec.input_schema) + output_breaks(spec, champion)
@@ -72,7 +75,7 @@ def run_gate(
         _guarded("latency", lambda: check_latency(c, policy)),
     ]
     return GateReport(
-        candidate={"name": spec.name, "run_id": spec.run_id},
+        candidate=candidate or {"name": spec.name, "run_id": spec.run_id},
         champion_version=champion.version if champion is not None else None,
         checks=checks,
         policy=policy,
@@ -130,6 +133,8 @@ def validate_candidate(
     policy: GatePolicy,
 ) -> GateRun:
     """The validation step: read the bundle and the champion, gate, store `validation.json`."""
+    if request.run_id is None:
+        raise ValueError("validate_candidate needs a run_id")
     bundle, table = load_bundle(s3, bucket, request.model, request.run_id)
     champion, champion_onnx = load_champion(registry, store, request.model)
     report = run_gate(
