@@ -83,6 +83,12 @@ class PromotionRefused(FerryError):
     code = "promotion_refused"
 
 
+class GovernanceForbidden(FerryError):
+    """A governance policy refuses this caller (four eyes), or the caller is not verified."""
+
+    code = "forbidden"
+
+
 class AuditWriteFailed(FerryError):
     """An audit entry could not be appended (persistent contention); nothing was written."""
 

@@ -11,13 +11,15 @@ import pytest
 from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Lineage
 from ferry_core.errors import (
+    BadRequest,
     ModelNotFound,
     PromotionRefused,
     RegistryConflict,
     VersionNotFound,
 )
-from ferry_core.registry.governance import Governance, GovernanceRequest, connect, run_request
+from ferry_core.registry.governance import Governance, connect
 from ferry_core.registry.registration import register, register_built
+from ferry_core.registry.requests import GovernanceRequest, run_request
 from ferry_core.store import ModelStore, parse_s3_uri
 from ferry_local import moto_hooks
 
@@ -285,12 +287,14 @@ def test_stale_expectation_and_missing_versions(gov: Governance, built, aws, bot
 
 def test_requests_dispatch_by_action(gov: Governance, built, aws, boto) -> None:
     _register(gov, built, aws, boto, 2)
-    run_request(gov, GovernanceRequest(action="promote", model=MODEL, version=1, actor="sfn"))
-    run_request(gov, GovernanceRequest(action="promote", model=MODEL, version=2, actor="sfn"))
-    out = run_request(gov, GovernanceRequest(action="rollback", model=MODEL, actor="sfn"))
-    assert out.after == {"production": 1}
-    with pytest.raises(PromotionRefused, match="needs a version"):
-        run_request(gov, GovernanceRequest(action="approve", model=MODEL, actor="sfn"))
+    run_request(gov, GovernanceRequest(action="promote", model=MODEL, version=1), "sfn")
+    run_request(gov, GovernanceRequest(action="promote", model=MODEL, version=2), "sfn")
+    out = run_request(gov, GovernanceRequest(action="rollback", model=MODEL), "sfn")
+    assert out.after == {"production": 1} and out.entry.actor == "sfn"
+    with pytest.raises(BadRequest, match="needs a version"):
+        run_request(gov, GovernanceRequest(action="archive", model=MODEL), "sfn")
+    with pytest.raises(PromotionRefused, match="not available"):
+        run_request(gov, GovernanceRequest(action="approve", model=MODEL, version=1), "sfn")
 
 
 def test_bootstrap_registration_records_validation_too(aws, boto, built) -> None:

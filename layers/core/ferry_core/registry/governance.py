@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Json
+from pydantic import Field, Json
 
 from ferry_core.audit.anchors import AnchorStore
 from ferry_core.audit.chain import AuditLog
@@ -36,7 +36,6 @@ from ferry_core.errors import (
     RegistryConflict,
     TransactionRefused,
 )
-from ferry_core.names import ModelName
 from ferry_core.registry.events import EventPublisher
 from ferry_core.registry.reader import RegistryReader, StageRevision
 from ferry_core.registry.table import STAGES
@@ -455,43 +454,6 @@ class Governance:
         return self._status_event("reject", model, version, actor, reason, details)
 
 
-# -- the governance function's contract (transport-free: Step Functions sends this) --------
-class GovernanceRequest(BaseModel):
-    """One governance action, as the retrain-and-promote state machine sends it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["promote", "rollback", "archive", "approve", "reject"]
-    model: ModelName
-    version: int | None = Field(default=None, ge=1)
-    stage: Literal["production", "staging"] = "production"
-    actor: str = Field(min_length=1, max_length=256)
-    reason: str = Field(default="", max_length=1024)
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-def run_request(gov: Governance, req: GovernanceRequest) -> Outcome:
-    """Dispatch one request by action (a table, not an if-chain over event shapes)."""
-    if req.action != "rollback" and req.version is None:
-        raise PromotionRefused(f"{req.action} needs a version")
-    actions = {
-        "promote": lambda: gov.promote(
-            req.model, req.version, req.stage, actor=req.actor, reason=req.reason
-        ),
-        "rollback": lambda: gov.rollback(
-            req.model, actor=req.actor, reason=req.reason, stage=req.stage
-        ),
-        "archive": lambda: gov.archive(req.model, req.version, actor=req.actor, reason=req.reason),
-        "approve": lambda: gov.approve(
-            req.model, req.version, actor=req.actor, reason=req.reason, details=req.details
-        ),
-        "reject": lambda: gov.reject(
-            req.model, req.version, actor=req.actor, reason=req.reason, details=req.details
-        ),
-    }
-    return actions[req.action]()
-
-
 class GovernanceSettings(EnvironmentFields, ModelStoreFields):
     """What the stack passes the governance function (infra/governance.py sets these)."""
 
@@ -499,6 +461,8 @@ class GovernanceSettings(EnvironmentFields, ModelStoreFields):
     anchor_bucket: str = Field(alias="AUDIT_ANCHOR_BUCKET")
     event_bus: str = Field(default="default", alias="EVENT_BUS_NAME")
     approval_required: bool = Field(default=False, alias="APPROVAL_REQUIRED")
+    # The retraining state machine the retrain route starts (None: no retraining here).
+    retrain_state_machine: str | None = Field(default=None, alias="RETRAIN_STATE_MACHINE_ARN")
     # The retrain-and-promote workflow (ferry_core/retrain/workflow.py).
     approval_timeout_seconds: int = Field(
         default=3 * 86_400, ge=1, alias="APPROVAL_TIMEOUT_SECONDS"
