@@ -68,8 +68,10 @@ def governance_variables(
     registry_table: str,
     audit_table: str,
     anchor_bucket: str,
+    retrain_machine: str,
 ) -> dict[str, str]:
-    """The governance function: the registry, the audit trail and the workflow's settings."""
+    """The governance function: the registry, the audit trail, the retraining state machine
+    it starts and the workflow's settings."""
     canary_policy = {
         "min_requests": config.canary_min_requests,
         "max_error_rate_delta": config.canary_max_error_rate_delta,
@@ -81,6 +83,7 @@ def governance_variables(
         "REGISTRY_TABLE": registry_table,
         "AUDIT_TABLE": audit_table,
         "AUDIT_ANCHOR_BUCKET": anchor_bucket,
+        "RETRAIN_STATE_MACHINE_ARN": retrain_machine,
         "EVENT_BUS_NAME": "default",
         "APPROVAL_REQUIRED": "true" if config.approval_required else "false",
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,

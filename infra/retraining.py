@@ -31,7 +31,7 @@ from infra.environment import training_variables, validation_variables
 from infra.functions import FunctionSpec, Ids, isolated_function
 from infra.nag import acknowledge
 from infra.retrain_workflow import RetrainWorkflow
-from infra.state_machines import traced_state_machine
+from infra.state_machines import RETRAIN_MACHINE, traced_state_machine
 from infra.storage import MODELS_PREFIX
 from infra.training import (
     CANDIDATES_PREFIX,
@@ -149,6 +149,7 @@ class Retraining(Construct):
             log_retention=log_retention,
             removal_policy=removal_policy,
             comment="Ferry retrain & promote: train, validate, register, approve, promote",
+            name_suffix=RETRAIN_MACHINE,
         )
         if self.sagemaker is not None:
             for statement in self.sagemaker.machine_statements():
