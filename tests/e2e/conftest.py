@@ -199,25 +199,30 @@ def _serve_model(platform: RunningPlatform, built: Any, name: str) -> None:
 
 
 def _register_model(platform: RunningPlatform, built: Any, name: str) -> Any:
-    """Register `built` as `name` (as the data scientist, as `ferry register` does it: artifacts
-    into the model bucket, the card into the registry) and promote it to production (as the
-    admin), through the AWS endpoint."""
+    """Register `built` as `name` as `ferry register` does it (the data scientist uploads a
+    candidate bundle and calls the register route) and promote it to production (the approver,
+    through the promote route); returns its card."""
     from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
+    from ferry_core.onboarding.use_cases import manual_run_id
+    from ferry_core.registry.reader import RegistryReader
+    from ferry_core.retrain.candidate import write_bundle
 
     outputs = platform.outputs
-    scientist = RegistryWriter(
-        platform.client("dynamodb", "data-scientist"), outputs["RegistryTableName"]
+    run_id = manual_run_id()
+    s3 = platform.client("s3", "data-scientist")
+    write_bundle(s3, outputs["ModelBucketName"], built, name, run_id, Lineage())
+    body = {"model": name, "candidate": run_id}
+    status, _, registered = platform.request(
+        "POST", "/v1/governance/register", body, identity="data-scientist"
     )
-    card = register_built(
-        built,
-        name,
-        platform.client("s3", "data-scientist"),
-        outputs["ModelBucketName"],
-        scientist,
-        Lineage(),
+    assert status == 200, registered
+    version = registered["version"]
+    promote = {"model": name, "version": version, "reason": "tests"}
+    status, _, promoted = platform.request(
+        "POST", "/v1/governance/promote/production", promote, identity="approver"
     )
-    admin = RegistryWriter(platform.client("dynamodb", "admin"), outputs["RegistryTableName"])
-    admin.set_stage(name, "production", card.version, None, actor="tests")
-    return card
+    assert status == 200, promoted
+    reader = RegistryReader(
+        platform.client("dynamodb", "admin"), outputs["RegistryTableName"], pointer_ttl_seconds=0
+    )
+    return reader.card(name, version)
