@@ -20,6 +20,8 @@ from typing import Any
 import boto3
 import pytest
 
+from ferry_cli.environments import Environment
+from ferry_cli.governance_api import GovernanceApi
 from ferry_local.platform import LocalPlatform
 from ferry_local.template import REPO_ROOT, SynthesizedStack, synthesize_local
 
@@ -71,17 +73,31 @@ def _client(platform: LocalPlatform, service: str, identity: str) -> Any:
     )
 
 
-def _register(platform: LocalPlatform, built: Any) -> None:
-    from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
+def _governance(platform: LocalPlatform, identity: str) -> GovernanceApi:
+    """The platform's governance API, called as `identity`."""
+    env = Environment(
+        name="local",
+        region=platform.region,
+        outputs=dict(platform.outputs),
+        api_url=platform.api_url,
+        identity=platform.identities[identity],
+    )
+    return GovernanceApi(env)
 
-    table, bucket = platform.outputs["RegistryTableName"], platform.outputs["ModelBucketName"]
-    scientist = RegistryWriter(_client(platform, "dynamodb", "data-scientist"), table)
+
+def _register(platform: LocalPlatform, built: Any) -> None:
+    """The data scientist registers a candidate bundle, the approver promotes it."""
+    from ferry_core.card import Lineage
+    from ferry_core.onboarding.use_cases import manual_run_id
+    from ferry_core.retrain.candidate import write_bundle
+
+    run_id = manual_run_id()
     s3 = _client(platform, "s3", "data-scientist")
-    card = register_built(built, MODEL, s3, bucket, scientist, Lineage())
-    admin = RegistryWriter(_client(platform, "dynamodb", "admin"), table)
-    admin.set_stage(MODEL, "production", card.version, None, actor="tests")
+    write_bundle(s3, platform.outputs["ModelBucketName"], built, MODEL, run_id, Lineage())
+    body = {"model": MODEL, "candidate": run_id}
+    version = _governance(platform, "data-scientist").call("register", body)["version"]
+    promote = {"model": MODEL, "version": version}
+    _governance(platform, "approver").call("promote/production", promote)
 
 
 def _wait_for_denial(caplog: pytest.LogCaptureFixture, *parts: str) -> str:
@@ -137,16 +153,16 @@ def test_the_retraining_workflow_cannot_train_without_invoking_the_training_func
     """
     Given the retraining state machine's role without lambda:InvokeFunction on the training
         function (it keeps the governance and validation functions)
-    When the data scientist starts a run
+    When the data scientist starts a run (through the retrain route)
     Then the Train task is refused with an access error naming lambda:InvokeFunction and the
         training function, the run fails, and the training function never ran
     """
     platform = narrowed_platform
     sfn = _client(platform, "stepfunctions", "data-scientist")
-    arn = sfn.start_execution(
-        stateMachineArn=platform.outputs["RetrainStateMachineArn"],
-        input=json.dumps({"model": MODEL, "canary_percent": 0}),
-    )["executionArn"]
+    started = _governance(platform, "data-scientist").call(
+        "retrain", {"model": MODEL, "canary_percent": 0}
+    )
+    arn = started["execution"]
     deadline = time.monotonic() + 120
     while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
         assert time.monotonic() < deadline, "the run is still RUNNING"
