@@ -20,10 +20,9 @@ from typing import Any
 import boto3
 import pytest
 
-from ferry_cli.environments import Environment
-from ferry_cli.governance_api import GovernanceApi
 from ferry_local.platform import LocalPlatform
 from ferry_local.template import REPO_ROOT, SynthesizedStack, synthesize_local
+from tests.e2e.conftest import PlatformClient, register_and_promote
 
 MODEL = "credit-risk"
 
@@ -73,33 +72,6 @@ def _client(platform: LocalPlatform, service: str, identity: str) -> Any:
     )
 
 
-def _governance(platform: LocalPlatform, identity: str) -> GovernanceApi:
-    """The platform's governance API, called as `identity`."""
-    env = Environment(
-        name="local",
-        region=platform.region,
-        outputs=dict(platform.outputs),
-        api_url=platform.api_url,
-        identity=platform.identities[identity],
-    )
-    return GovernanceApi(env)
-
-
-def _register(platform: LocalPlatform, built: Any) -> None:
-    """The data scientist registers a candidate bundle, the approver promotes it."""
-    from ferry_core.card import Lineage
-    from ferry_core.onboarding.use_cases import manual_run_id
-    from ferry_core.retrain.candidate import write_bundle
-
-    run_id = manual_run_id()
-    s3 = _client(platform, "s3", "data-scientist")
-    write_bundle(s3, platform.outputs["ModelBucketName"], built, MODEL, run_id, Lineage())
-    body = {"model": MODEL, "candidate": run_id}
-    version = _governance(platform, "data-scientist").call("register", body)["version"]
-    promote = {"model": MODEL, "version": version}
-    _governance(platform, "approver").call("promote/production", promote)
-
-
 def _wait_for_denial(caplog: pytest.LogCaptureFixture, *parts: str) -> str:
     """The platform's record of a refused request (its CloudTrail, in effect) naming `parts`."""
     deadline = time.monotonic() + 120
@@ -117,7 +89,7 @@ def narrowed_platform(tmp_path_factory: pytest.TempPathFactory, built: Any) -> A
     stack = synthesize_local(REPO_ROOT, REPO_ROOT / ".ferry" / "cdk.out")
     state = Path(tmp_path_factory.mktemp("narrowed"))
     with LocalPlatform(state_dir=state, stack=_narrowed(stack), restore=False) as platform:
-        _register(platform, built)
+        register_and_promote(PlatformClient(platform.info()), built, MODEL)
         yield platform
 
 
@@ -159,9 +131,13 @@ def test_the_retraining_workflow_cannot_train_without_invoking_the_training_func
     """
     platform = narrowed_platform
     sfn = _client(platform, "stepfunctions", "data-scientist")
-    started = _governance(platform, "data-scientist").call(
-        "retrain", {"model": MODEL, "canary_percent": 0}
+    status, _, started = PlatformClient(platform.info()).request(
+        "POST",
+        "/v1/governance/retrain",
+        {"model": MODEL, "canary_percent": 0},
+        identity="data-scientist",
     )
+    assert status == 202, started
     arn = started["execution"]
     deadline = time.monotonic() + 120
     while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":

@@ -16,6 +16,7 @@ import pytest
 
 from ferry_local.platform import LocalPlatform, PlatformError
 from ferry_local.signing import credentials_of, sign
+from tests.e2e.conftest import PlatformClient, register_and_promote
 
 MODEL = "credit-risk"
 NOTES = "training/notes.txt"  # a prefix data scientists write
@@ -65,19 +66,12 @@ def _call(
 def test_a_registered_model_and_every_object_version_survive_a_restart(
     tmp_path: Path, built: Any
 ) -> None:
-    from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
-
-    # Given a platform with a model registered (by a data scientist, promoted by an admin) and
-    # an object overwritten once
+    # Given a platform with a model registered (by a data scientist, promoted by an approver,
+    # through the governance API) and an object overwritten once
     with LocalPlatform(state_dir=tmp_path) as platform:
-        s3, ddb = _clients(platform, "data-scientist")
+        s3, _ = _clients(platform, "data-scientist")
         outputs = platform.outputs
-        writer = RegistryWriter(ddb, outputs["RegistryTableName"])
-        card = register_built(built, MODEL, s3, outputs["ModelBucketName"], writer, Lineage())
-        admin = RegistryWriter(_clients(platform, "admin")[1], outputs["RegistryTableName"])
-        admin.set_stage(MODEL, "production", card.version, None, actor="tests")
+        card = register_and_promote(PlatformClient(platform.info()), built, MODEL)
         first = s3.put_object(Bucket=outputs["DataBucketName"], Key=NOTES, Body=b"one")
         s3.put_object(Bucket=outputs["DataBucketName"], Key=NOTES, Body=b"two")
         assert (tmp_path / "local.json").exists()

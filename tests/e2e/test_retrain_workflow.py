@@ -49,11 +49,13 @@ def _upload_training(platform: RunningPlatform, model: str, rows: int = 6000) ->
 
 
 def _start(platform: RunningPlatform, model: str, **run_input: Any) -> str:
-    resp = platform.client("stepfunctions", "data-scientist").start_execution(
-        stateMachineArn=platform.outputs["RetrainStateMachineArn"],
-        input=json.dumps({"model": model, "canary_percent": 0, **run_input}),
+    """The data scientist starts a run through the governance API's retrain route."""
+    body = {"model": model, "canary_percent": 0, **run_input}
+    status, _, started = platform.request(
+        "POST", "/v1/governance/retrain", body, identity="data-scientist"
     )
-    return resp["executionArn"]
+    assert status == 202, started
+    return started["execution"]
 
 
 def _wait(platform: RunningPlatform, arn: str) -> dict[str, Any]:
@@ -123,9 +125,10 @@ def test_a_better_candidate_is_validated_registered_and_promoted(
 ) -> None:
     """
     Given a weak champion in production and newer labelled data under training/MODEL/
-    When a run is started (no canary, no approval in dev)
+    When the data scientist starts a run (no canary, no approval in dev)
     Then the candidate is trained, passes every gate, is registered as v2 with its
-        validation report on the card, staged, promoted, and the lock is released
+        validation report on the card, staged, promoted, and the lock is released; the run's
+        registry steps are recorded as the data scientist who requested it
     """
     model = "rt-good"
     champion = _setup(local_platform, register_model, weak_champion, model)
@@ -151,6 +154,9 @@ def test_a_better_candidate_is_validated_registered_and_promoted(
     assert ("register", version, None) in events
     assert ("promote", version, version) in events
     assert _item(local_platform, model, "LOCK#retrain") is None
+    scientist = local_platform.client("sts", "data-scientist").get_caller_identity()["Arn"]
+    registered = [e for e in _audit(local_platform, model) if e.event == "register"]
+    assert registered[-1].actor == scientist == card.lineage.registered_by
 
 
 def test_a_worse_candidate_is_rejected_with_the_reason_in_the_audit_trail(
