@@ -263,7 +263,12 @@ class Retraining(Construct):
                 targets.SfnStateMachine(
                     self.state_machine,
                     input=events.RuleTargetInput.from_object(
-                        {"model": model, "trigger": "schedule", "reason": f"schedule {schedule}"}
+                        {
+                            "model": model,
+                            "trigger": "schedule",
+                            "reason": f"schedule {schedule}",
+                            "requested_by": "schedule",
+                        }
                     ),
                     retry_attempts=2,
                 )
@@ -294,6 +299,8 @@ class Retraining(Construct):
                     "model": events.EventField.from_path(dims),
                     "trigger": "drift",
                     "reason": events.EventField.from_path("$.detail.state.reason"),
+                    # The run's author: the alarm that started it.
+                    "requested_by": "alarm:" + events.EventField.from_path("$.detail.alarmName"),
                 }
             ),
             retry_attempts=2,

@@ -112,12 +112,15 @@ def test_the_drift_alarm_and_the_schedule_start_the_workflow(
     assert target["Arn"] == {"Ref": machine}
     paths = target["InputTransformer"]["InputPathsMap"]
     assert "dimensions.model" in " ".join(paths.values())
+    assert "$.detail.alarmName" in paths.values()  # the run's author: alarm:NAME
+    assert '"requested_by":"alarm:<' in target["InputTransformer"]["InputTemplate"].replace(" ", "")
     assert "DeadLetterConfig" in target
     schedule = next(r for k, r in rules.items() if k.startswith("RetrainSchedule"))
     assert schedule["Properties"]["ScheduleExpression"] == ENVIRONMENTS[env].retrain_schedule
     targets = schedule["Properties"]["Targets"]
     models = {json.loads(t["Input"])["model"] for t in targets}
     assert models == set(ENVIRONMENTS[env].monitored_models)
+    assert {json.loads(t["Input"])["requested_by"] for t in targets} <= {"schedule"}
     assert all("DeadLetterConfig" in t for t in targets)
 
 

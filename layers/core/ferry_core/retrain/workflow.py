@@ -7,8 +7,8 @@ registry, so they stay in the one role allowed to write it:
 - `register_candidate`: the validated bundle becomes the next version (artifacts copied into
   `models/{model}/v{n}/`, card carrying the validation report) and is staged. Idempotent per run:
   a retried task finds the version its first attempt registered instead of allocating another.
-- `request_approval`: stores the Step Functions task token beside the version; `ferry approve`
-  / `ferry reject` record the decision (audited) and resume the execution
+- `request_approval`: stores the Step Functions task token beside the version; the approve /
+  reject routes (`ferry approve|reject`) record the decision (audited) and resume the execution
   (`ferry_core.retrain.approval`).
 - `start_canary` / `evaluate_canary` / `promote_candidate` / `rollback_canary`: the canary and
   the switch.
