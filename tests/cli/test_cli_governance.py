@@ -2,7 +2,7 @@
 127.0.0.1 described by `.ferry/local.json`, and against a "deployed" stack resolved through
 CloudFormation. The registry and audit trail are seeded through the core, as the governance
 function writes them; the changing commands, which go through the governance API, are tested
-against the whole local platform (tests/e2e/test_cli_governance.py)."""
+against the whole local platform (tests/e2e/test_cli_governance_routes.py)."""
 
 from __future__ import annotations
 
@@ -84,31 +84,34 @@ def ferry_json(*args: str) -> Any:
     return json.loads(ferry(*args, "--json").stdout)
 
 
-def _seed(local: Local, built: Any, tmp_path: Path) -> Any:
+def _seed(clients: dict[str, Any], res: StackResources, built: Any, tmp_path: Path) -> None:
     """v1 and v2 registered and promoted in turn, written as the governance function writes
-    them (the core, on the moto server)."""
+    them (the core, on moto)."""
     from ferry_core.registry.governance import connect
 
     gov = connect(
-        dynamodb=local.client("dynamodb"),
-        s3=local.client("s3"),
+        dynamodb=clients["dynamodb"],
+        s3=clients["s3"],
         events=None,
-        registry_table=local.res.registry_table,
-        audit_table=local.res.audit_table,
-        anchor_bucket=local.res.anchor_bucket,
+        registry_table=res.registry_table,
+        audit_table=res.audit_table,
+        anchor_bucket=res.anchor_bucket,
         cache_dir=str(tmp_path / "seed-cache"),
     )
     for _ in range(2):
-        register(built, MODEL, local.client("s3"), local.res.model_bucket, gov, Lineage(), ALICE)
+        register(built, MODEL, clients["s3"], res.model_bucket, gov, Lineage(), ALICE)
     for version in (1, 2):
         gov.promote(MODEL, version, actor=ALICE, reason="release")
-    return gov
+
+
+def _clients(local: Local) -> dict[str, Any]:
+    return {service: local.client(service) for service in ("dynamodb", "s3")}
 
 
 def test_models_show_and_audit_read_what_governance_wrote(
     local: Local, built: Any, tmp_path: Path
 ) -> None:
-    _seed(local, built, tmp_path)
+    _seed(_clients(local), local.res, built, tmp_path)
     assert ferry_json("models")["models"] == [
         {"name": MODEL, "stages": {"production": 2, "staging": None}, "latest_version": 2}
     ]
@@ -130,7 +133,7 @@ def test_models_show_and_audit_read_what_governance_wrote(
 
 
 def test_audit_verify_names_a_deleted_entry(local: Local, built: Any, tmp_path: Path) -> None:
-    _seed(local, built, tmp_path)
+    _seed(_clients(local), local.res, built, tmp_path)
     local.client("dynamodb").delete_item(
         TableName=local.res.audit_table, Key={"model": {"S": MODEL}, "seq": {"N": "1"}}
     )
@@ -152,8 +155,6 @@ def test_deployed_env_resolves_outputs_from_cloudformation(aws, boto, built, tmp
     """Given a stack Ferry-dev whose outputs name the tables and buckets, `--env dev` finds them
     through describe_stacks and reads the same way; a change needs the stack's API (here the
     outputs name none, and the command says so in one line)."""
-    from ferry_core.registry.governance import connect
-
     template = {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {key: {"Value": getattr(aws, attr)} for key, attr in OUTPUTS.items()},
@@ -161,19 +162,9 @@ def test_deployed_env_resolves_outputs_from_cloudformation(aws, boto, built, tmp
     boto3.client("cloudformation", region_name="us-east-1").create_stack(
         StackName="Ferry-dev", TemplateBody=json.dumps(template)
     )
-    gov = connect(
-        dynamodb=boto["dynamodb"],
-        s3=boto["s3"],
-        events=None,
-        registry_table=aws.registry_table,
-        audit_table=aws.audit_table,
-        anchor_bucket=aws.anchor_bucket,
-        cache_dir=str(tmp_path / "cache"),
-    )
-    register(built, MODEL, boto["s3"], aws.model_bucket, gov, Lineage(), ALICE)
-    gov.promote(MODEL, 1, actor=ALICE)
-    assert ferry_json("models", "--env", "dev")["models"][0]["stages"]["production"] == 1
-    assert [e["actor"] for e in ferry_json("audit", MODEL, "--env", "dev")] == [ALICE, ALICE]
+    _seed(boto, aws, built, tmp_path)
+    assert ferry_json("models", "--env", "dev")["models"][0]["stages"]["production"] == 2
+    assert {e["actor"] for e in ferry_json("audit", MODEL, "--env", "dev")} == {ALICE}
     change = ferry("promote", MODEL, "1", "--env", "dev", ok=False)
     assert change.exit_code == 1 and "names no API URL" in change.stderr
     assert change.stderr.count("\n") == 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import joblib
 import pytest
 from typer.testing import CliRunner
@@ -83,24 +84,20 @@ def ferry_json(*args: Any, identity: str = "admin") -> Any:
     return json.loads(ferry(*args, "--json", identity=identity).stdout)
 
 
-def _register_pipeline(cli: Cli, *extra: Any) -> dict[str, Any]:
+def _pipeline(cli: Cli) -> list[Any]:
+    """`ferry register MODEL` of the user's pipeline and CSVs."""
     f = cli.files
+    data = ["--train", f["train"], "--valid", f["valid"], "--target", TARGET]
+    return ["register", cli.model, "--pipeline", f["pipeline"], *data]
+
+
+def _register_pipeline(cli: Cli) -> dict[str, Any]:
     return ferry_json(
-        "register",
-        cli.model,
-        "--pipeline",
-        f["pipeline"],
-        "--train",
-        f["train"],
-        "--valid",
-        f["valid"],
-        "--target",
-        TARGET,
+        *_pipeline(cli),
         "--segment",
         "age_band=age:18,30,45,60,101",
         "--code-dir",
         REPO_ROOT,
-        *extra,
         identity="data-scientist",
     )
 
@@ -171,13 +168,9 @@ def test_register_onnx_with_schema_and_reference(cli: Cli) -> None:
         Bucket=cli.platform.outputs["ModelBucketName"], Key=f"models/{cli.model}/v1/model.onnx"
     )
     f["onnx"].write_bytes(obj["Body"].read())
+    onnx = ["register", cli.model, "--onnx", f["onnx"], "--schema", f["schema"]]
     out = ferry_json(
-        "register",
-        cli.model,
-        "--onnx",
-        f["onnx"],
-        "--schema",
-        f["schema"],
+        *onnx,
         "--valid",
         f["valid_ref"],
         "--train",
@@ -190,15 +183,7 @@ def test_register_onnx_with_schema_and_reference(cli: Cli) -> None:
     )
     assert out["card"]["validation"]["passed"]
     assert out["card"]["lineage"]["training_data_sha256"] == sha256_hex(f["train"].read_bytes())
-    bare = ferry_json(
-        "register",
-        cli.model,
-        "--onnx",
-        f["onnx"],
-        "--schema",
-        f["schema"],
-        identity="data-scientist",
-    )
+    bare = ferry_json(*onnx, identity="data-scientist")
     assert bare["card"]["validation"] is None
     refused = ferry("promote", cli.model, bare["card"]["version"], identity="approver", ok=False)
     assert refused.exit_code == 1
@@ -206,22 +191,8 @@ def test_register_onnx_with_schema_and_reference(cli: Cli) -> None:
 
 
 def test_parity_failure_is_refused_and_nothing_registered(cli: Cli) -> None:
-    f = cli.files
     result = ferry(
-        "register",
-        cli.model,
-        "--pipeline",
-        f["pipeline"],
-        "--train",
-        f["train"],
-        "--valid",
-        f["valid"],
-        "--target",
-        TARGET,
-        "--parity-tolerance",
-        "1e-12",
-        identity="data-scientist",
-        ok=False,
+        *_pipeline(cli), "--parity-tolerance", "1e-12", identity="data-scientist", ok=False
     )
     assert result.exit_code == 1
     assert result.stderr.startswith("ferry register: ONNX-vs-sklearn parity failed: max abs diff")
@@ -334,6 +305,8 @@ def test_a_deployed_stage_is_called_with_the_callers_own_credentials(
     monkeypatch.setenv("AWS_ENDPOINT_URL", cli.platform.info["aws_endpoint_url"])
     for key, value in cli.platform.identity("approver").environment().items():
         monkeypatch.setenv(key, value)
+    # A fresh default session, as in a new `ferry` process: an earlier test's keeps its keys.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     out = ferry_json("promote", model, "1", "--env", "dev")
     assert out["after"] == {"production": 1}
     assert _listing(model, "--env", "dev")[0]["stages"]["production"] == 1
