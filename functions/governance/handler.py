@@ -24,8 +24,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from ferry_core import errors
+from ferry_core.governance.requests import STARTS, GovernanceRequest, Services, run_request
 from ferry_core.registry.governance import Governance, GovernanceSettings, connect
-from ferry_core.registry.requests import STARTS, GovernanceRequest, Services, run_request
 from ferry_core.retrain.approval import ApprovalGate
 from ferry_core.retrain.workflow import Workflow, WorkflowRequest, WorkflowSettings
 from ferry_core.serving.api import error_body, request_body, response

@@ -204,8 +204,8 @@ def _ensure_model(target: Target, model: str, log: Any) -> None:
 
     from ferry_core.card import Lineage
     from ferry_core.onboarding.builder import build_credit_risk
-    from ferry_core.onboarding.use_cases import manual_run_id
     from ferry_core.retrain.candidate import write_bundle
+    from ferry_core.retrain.manual import manual_run_id
 
     log(f"building and registering {model} (the demo model)…")
     if not {"data-scientist", "admin"} <= target.identities.keys():

@@ -110,9 +110,9 @@ class RunningPlatform:
         scientist uploads a candidate bundle and calls the register route); with `production`,
         the admin promotes it to production through the API."""
         from ferry_core.card import Lineage
-        from ferry_core.onboarding.use_cases import manual_run_id
         from ferry_core.registry.reader import RegistryReader
         from ferry_core.retrain.candidate import write_bundle
+        from ferry_core.retrain.manual import manual_run_id
 
         run_id = manual_run_id()
         s3 = self.client("s3", "data-scientist")

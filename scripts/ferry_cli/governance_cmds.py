@@ -107,7 +107,8 @@ def register(
 ) -> None:
     """Register a new version: convert, check parity, measure and upload a candidate here; the
     governance API registers it with its lineage, as you."""
-    from ferry_core.onboarding.use_cases import RegistrationRequest, upload_candidate
+    from ferry_core.onboarding.use_cases import RegistrationRequest
+    from ferry_core.retrain.manual import upload_candidate
 
     request = RegistrationRequest(
         name=name,

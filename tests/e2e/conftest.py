@@ -209,9 +209,9 @@ def register_and_promote(platform: PlatformClient, built: Any, name: str) -> Any
     candidate bundle and calls the register route) and promote it to production (the approver,
     through the promote route); returns its card."""
     from ferry_core.card import Lineage
-    from ferry_core.onboarding.use_cases import manual_run_id
     from ferry_core.registry.reader import RegistryReader
     from ferry_core.retrain.candidate import write_bundle
+    from ferry_core.retrain.manual import manual_run_id
 
     outputs = platform.outputs
     run_id = manual_run_id()

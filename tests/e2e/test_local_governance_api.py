@@ -10,9 +10,9 @@ from botocore.exceptions import ClientError
 
 from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Lineage
-from ferry_core.onboarding.use_cases import manual_run_id
 from ferry_core.registry.table import key
 from ferry_core.retrain.candidate import write_bundle
+from ferry_core.retrain.manual import manual_run_id
 from tests.e2e.conftest import RunningPlatform
 
 MODEL = "governed-credit"

@@ -85,10 +85,10 @@ def governance_steps(
     from ferry_core.audit.anchors import AnchorStore
     from ferry_core.audit.chain import AuditLog
     from ferry_core.onboarding.intake import build_from_onnx
-    from ferry_core.onboarding.use_cases import manual_run_id
     from ferry_core.registry.lineage import capture
     from ferry_core.registry.reader import RegistryReader
     from ferry_core.retrain.candidate import write_bundle
+    from ferry_core.retrain.manual import manual_run_id
 
     repo_root = Path(__file__).resolve().parents[3]
     admin = acting_as("admin")

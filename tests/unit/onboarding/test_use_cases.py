@@ -7,13 +7,9 @@ from pathlib import Path
 import pytest
 
 from ferry_core.onboarding.intake import IntakeError
-from ferry_core.onboarding.use_cases import (
-    RegistrationRequest,
-    find_lock_file,
-    manual_run_id,
-    upload_candidate,
-)
+from ferry_core.onboarding.use_cases import RegistrationRequest, find_lock_file
 from ferry_core.retrain.candidate import RUN_ID
+from ferry_core.retrain.manual import manual_run_id, upload_candidate
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from ferry_core.errors import (
     RegistryConflict,
     VersionNotFound,
 )
+from ferry_core.governance.requests import GovernanceRequest, run_request
 from ferry_core.registry.governance import Governance, connect
 from ferry_core.registry.registration import register, register_built
-from ferry_core.registry.requests import GovernanceRequest, run_request
 from ferry_core.store import ModelStore, parse_s3_uri
 from ferry_local import moto_hooks
 

@@ -13,9 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from ferry_core.errors import PromotionRefused
+from ferry_core.governance.requests import GovernanceRequest
 from ferry_core.registry.governance import Governance
 from ferry_core.registry.reader import RegistryReader
-from ferry_core.registry.requests import GovernanceRequest
 from ferry_core.retrain.approval import decide
 from ferry_core.retrain.candidate import CandidateUnavailable
 from ferry_core.retrain.gate.policy import GatePolicy, ValidationRequest

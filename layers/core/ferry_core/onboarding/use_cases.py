@@ -1,25 +1,21 @@
 """Register a model from files: the user's side of `ferry register`, with no CLI in it.
 
 Read a fitted pipeline or an ONNX file and its data (local paths or s3:// URIs), build the
-candidate (conversion, parity, metrics, baselines), capture its lineage from the training
-code's checkout, and upload it as a candidate bundle under `candidates/{model}/{run_id}/`,
-exactly as a training run leaves one. The governance function registers it (the register
-route), so a manual version and a retrained one take the same path to the registry. The
-command line only parses its options into a `RegistrationRequest` and renders what comes back.
+candidate (conversion, parity, metrics, baselines) and capture its lineage from the training
+code's checkout; `ferry_core.retrain.manual` uploads it as a candidate bundle for the
+governance function to register. The command line only parses its options into a
+`RegistrationRequest` and renders what comes back.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ferry_core.card import FeatureType, Lineage
 from ferry_core.onboarding import intake
 from ferry_core.registry.lineage import capture
-from ferry_core.retrain.candidate import Bundle, write_bundle
 
 # Dependency lock files looked for in the training checkout, first found wins.
 LOCK_FILES = (
@@ -130,34 +126,3 @@ def request_lineage(req: RegistrationRequest, data: intake.DataRef | None, actor
     )
     trained_at = intake.file_mtime_iso(req.source)
     return lineage.model_copy(update={"trained_at": trained_at}) if trained_at else lineage
-
-
-def manual_run_id() -> str:
-    """`manual-<utc stamp>-<8 hex>`: a bundle built on the user's machine, unique per upload."""
-    return f"manual-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-
-
-def upload_candidate(
-    req: RegistrationRequest, s3: Any, bucket: str, actor: str, run_id: str | None = None
-) -> Bundle:
-    """Build the candidate from `req`'s files and upload it as a bundle for registration.
-
-    Raises IntakeError for a request that cannot be served (see `RegistrationRequest.problem`)
-    or unreadable files. `actor` is who built it (the lineage's `trained_by`); the registrant
-    is whoever calls the register route, as the API verifies them.
-    """
-    problem = req.problem()
-    if problem:
-        raise intake.IntakeError(problem)
-    built, data, valid_ref = build_candidate(req, s3)
-    evidence = {"validation_data": valid_ref.as_dict()} if valid_ref else {}
-    return write_bundle(
-        s3,
-        bucket,
-        built,
-        req.name,
-        run_id or manual_run_id(),
-        request_lineage(req, data, actor),
-        description=req.description,
-        training=evidence,
-    )

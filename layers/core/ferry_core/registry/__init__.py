@@ -4,8 +4,8 @@
 - `reader`       cards, stage pointers, history and listings, with short caches
 - `writer`       version numbers, version items and the transaction items of stage moves
 - `governance`   promote, roll back, approve, reject, archive, canaries: each with its audit entry
-- `registration` a candidate bundle (or a built model) to the model bucket and the registry
-- `requests`     the governance function's requests (one per action) and their dispatch
+- `registration` a built model to the model bucket and the registry (and the helpers
+                 `ferry_core.retrain.register` registers candidate bundles with)
 - `lineage`      where a model came from (commit, data, code, dependency lock)
 - `events`       governance events on EventBridge
 """

@@ -5,9 +5,9 @@ Objects are written with `If-None-Match: *` (never overwritten) and S3's own SHA
 Registration records its own checks (parity, schema, metrics) as the card's `validation`, which
 governance requires before a version may be promoted.
 
-Two ways in: `register_bundle`, the governed path (a candidate bundle under `candidates/`,
-written by a retraining run or by `ferry register` on the user's machine, registered by the
-governance function), and `register_built`, registry only, for bootstrapping and tests.
+A candidate bundle (a retraining run's, or one `ferry register` built on the user's machine)
+is registered by the governance function through `ferry_core.retrain.register`, on these
+helpers; `register_built` writes the registry only, for bootstrapping and tests.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from ferry_core.clock import now_iso
 from ferry_core.errors import FerryError
 from ferry_core.registry.governance import Governance, Outcome
 from ferry_core.registry.writer import RegistryWriter, card_json
-from ferry_core.retrain.candidate import Bundle
 from ferry_core.store import sha256_hex
 
 
@@ -97,7 +96,7 @@ def quick_checks(
     }
 
 
-def _refuse_failed_parity(parity: dict[str, Any] | None) -> None:
+def refuse_failed_parity(parity: dict[str, Any] | None) -> None:
     if parity and not parity.get("passed"):
         raise RegistrationRefused(
             f"ONNX-vs-sklearn parity failed: max abs diff {parity['max_abs_diff']:.3g} "
@@ -168,7 +167,7 @@ def register_built(
     Registry only (no audit entry): for bootstrapping and tests. `register` is the governed
     path, used by `ferry register`.
     """
-    _refuse_failed_parity(built.parity)
+    refuse_failed_parity(built.parity)
     card = _upload(built, name, writer.allocate_version(name), s3, bucket, lineage, description)
     writer.put_version(card)
     return card
@@ -192,87 +191,7 @@ def register(
     first (numbers are never reused, even if a later step fails). `evidence` (e.g. the
     validation data's URI and sha256) is recorded with the validation results.
     """
-    _refuse_failed_parity(built.parity)
+    refuse_failed_parity(built.parity)
     version = governance.writer.allocate_version(name)
     card = _upload(built, name, version, s3, bucket, lineage, description, evidence)
     return card, governance.register(card, actor, reason)
-
-
-def registered_from(gov: Governance, model: str, run_id: str) -> Card | None:
-    """The version a candidate bundle already became (a retried registration finds it)."""
-    if not gov.reader.model_exists(model):
-        return None
-    for card in gov.reader.versions(model):
-        if (card.validation or {}).get("candidate", {}).get("run_id") == run_id:
-            return card
-    return None
-
-
-def register_bundle(
-    gov: Governance,
-    s3: Any,
-    bucket: str,
-    bundle: Bundle,
-    actor: str,
-    reason: str,
-    validation: dict[str, Any] | None,
-) -> tuple[Card, Outcome]:
-    """Register a verified candidate bundle as the next version of its model.
-
-    The files are copied to `models/{model}/v{n}/` and the card pins them; `validation` is
-    the gate's report (a retraining run) or the build's quick checks (`ferry register`), and
-    records which candidate it came from. The registrant is `actor`, the verified caller.
-    """
-    spec = bundle.spec
-    version = gov.writer.allocate_version(spec.name)
-    prefix = model_prefix(spec.name, version)
-    model_key, ref_key = f"{prefix}/model.onnx", f"{prefix}/reference.parquet"
-    vid = put_object(s3, bucket, model_key, bundle.onnx_bytes, "application/octet-stream")
-    ref_uri = None
-    if bundle.reference_bytes is not None:
-        ref_type = "application/vnd.apache.parquet"
-        put_object(s3, bucket, ref_key, bundle.reference_bytes, ref_type)
-        ref_uri = f"s3://{bucket}/{ref_key}"
-    if validation is not None:
-        validation = {**validation, "candidate": {"run_id": spec.run_id, "uri": bundle.uri}}
-    card = Card(
-        name=spec.name,
-        version=version,
-        description=spec.description,
-        input_schema=spec.input_schema,
-        output=spec.output,
-        artifact=Artifact(
-            uri=f"s3://{bucket}/{model_key}",
-            s3_version_id=vid,
-            sha256=spec.model_sha256,
-            size=spec.model_size,
-            reference_uri=ref_uri,
-            reference_sha256=spec.reference_sha256,
-        ),
-        lineage=spec.lineage.model_copy(
-            update={"registered_at": now_iso(), "registered_by": actor}
-        ),
-        metrics=spec.metrics,
-        baseline=spec.baseline,
-        validation=validation,
-    )
-    put_object(s3, bucket, f"{prefix}/card.json", card_json(card), "application/json")
-    return card, gov.register(card, actor, reason)
-
-
-def register_candidate(
-    gov: Governance, s3: Any, bucket: str, bundle: Bundle, actor: str, reason: str = ""
-) -> tuple[Card, Outcome]:
-    """A candidate built on the user's machine (`ferry register`): its quick checks become
-    the card's validation; failed parity is refused before anything is written."""
-    spec = bundle.spec
-    parity = spec.metrics.get("parity")
-    _refuse_failed_parity(parity)
-    if registered_from(gov, spec.name, spec.run_id) is not None:
-        raise RegistrationRefused(f"candidate {spec.name}/{spec.run_id} is already registered")
-    validation = quick_checks(parity, spec.metrics, len(spec.input_schema.features))
-    evidence = spec.training.get("validation_data")
-    if validation is not None and evidence:
-        validation["data"] = {"validation_data": evidence}
-    why = reason or f"candidate {spec.run_id}"
-    return register_bundle(gov, s3, bucket, bundle, actor, why, validation)

@@ -28,10 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from ferry_core.errors import PromotionRefused, RegistryConflict
 from ferry_core.names import ModelName
 from ferry_core.registry.governance import Governance, Outcome
-from ferry_core.registry.registration import register_bundle, registered_from
 from ferry_core.retrain.approval import ApprovalGate
 from ferry_core.retrain.candidate import DEFAULT_ENTRY_POINT, RUN_ID, Bundle, read_bundle
 from ferry_core.retrain.lock import RetrainLock, RetrainRunning
+from ferry_core.retrain.register import register_bundle, registered_from
 from ferry_core.serving.canary import CanaryPolicy, evaluate
 
 

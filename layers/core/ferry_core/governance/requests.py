@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ferry_core.errors import BadRequest, PromotionRefused, validation_message
 from ferry_core.names import ModelName
 from ferry_core.registry.governance import Governance
-from ferry_core.registry.registration import register_candidate
 from ferry_core.retrain.approval import ApprovalGate, decide
 from ferry_core.retrain.candidate import RUN_ID, read_bundle
+from ferry_core.retrain.register import register_candidate
 from ferry_core.retrain.runs import start_run
 from ferry_core.retrain.workflow import RunInput
 
