@@ -11,15 +11,16 @@ re-reads the pinned version) and serve v2's true scores. Restoring the bytes at 
 make v2 load: the refusals were the corruption's doing, nothing else.
 
 Malicious ONNX files. External-data tensors that name an absolute path, a `../` path, or a
-symlink inside the model folder pointing outside it, placed in an initializer, a Constant
-attribute, an If branch, a sparse initializer and a model-local function. Each is served twice
-through the real handler: from bytes (S3 → ModelStore → OnnxModel) and from a file in the
-model folder (the store's cache on disk). Each must be refused by Ferry's guard, before
-onnxruntime sees it. Proof that nothing outside the folder was read: the kernel's inotify
-(`IN_OPEN`/`IN_ACCESS` on the outside folder and the sentinel file, which sees onnxruntime's
-C++ reads as well as Python's) and a `sys.addaudithook` on `open`; both detectors are shown to
-work by two controls (a Python read of the sentinel, onnxruntime reading external data that sits
-inside its own folder).
+symlink inside the model folder pointing outside it, placed everywhere a tensor can sit
+(`ferry_bench.onnx_placements`: initializers, sparse parts, every attribute kind, nested
+If/Loop/Scan bodies, model-local functions and their attribute defaults, training graphs).
+Each is served twice through the real handler: from bytes (S3 → ModelStore → OnnxModel) and
+from a file in the model folder (the store's cache on disk). Each must be refused by Ferry's
+guard, before onnxruntime sees it. Proof that nothing outside the folder was read: the
+kernel's inotify (`IN_OPEN`/`IN_ACCESS` on the outside folder and the sentinel file, which sees
+onnxruntime's C++ reads as well as Python's) and a `sys.addaudithook` on `open`; both
+detectors are shown to work by two controls (a Python read of the sentinel, onnxruntime reading
+external data that sits inside its own folder).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """ONNX files that try to read outside themselves, and the watchers that would see them do it.
 
 `corpus` writes models whose tensors point at external data (absolute paths, `..`, symlinks,
-device files, a sentinel file outside the model folder); `Inotify` and `OpenAudit` record
+device files, a sentinel file outside the model folder) from every placement a tensor can
+take (`ferry_bench.onnx_placements`); `Inotify` and `OpenAudit` record
 every file the process opens while one is loaded, so a read outside the model is observed,
 not assumed.
 """
@@ -16,13 +17,15 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ferry_bench.onnx_placements import PLACEMENTS, placement_model
 
-def _external_tensor(name: str, location: str | None) -> Any:
-    """A float32 [4] tensor whose data is 'external': at `location` (None: no location)."""
+
+def _external_tensor(name: str, location: str | None, dtype: str = "float32") -> Any:
+    """A [4] tensor whose data is 'external': at `location` (None: no location)."""
     import numpy as np
     from onnx import TensorProto, numpy_helper
 
-    t = numpy_helper.from_array(np.ones((4,), dtype=np.float32), name)
+    t = numpy_helper.from_array(np.ones((4,), dtype=dtype), name)
     t.ClearField("raw_data")
     t.data_location = TensorProto.EXTERNAL
     if location is not None:
@@ -33,58 +36,12 @@ def _external_tensor(name: str, location: str | None) -> Any:
 
 
 def model_file(placement: str, location: str | None) -> bytes:
-    """A small valid-looking model with the external tensor in `placement`."""
-    from onnx import TensorProto, helper
+    """A small valid-looking model with an external tensor in `placement` (onnx_placements)."""
 
-    opset = [helper.make_opsetid("", 17)]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
-    w = _external_tensor("w", location)
-    if placement == "initializer":
-        graph = helper.make_graph(
-            [helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w]
-        )
-    elif placement == "Constant attribute":
-        nodes = [
-            helper.make_node("Constant", [], ["w"], value=w),
-            helper.make_node("Add", ["x", "w"], ["y"]),
-        ]
-        graph = helper.make_graph(nodes, "g", [x], [y])
-    elif placement == "If branch":
-        branch_out = helper.make_tensor_value_info("w", TensorProto.FLOAT, [4])
-        branch = helper.make_graph([], "branch", [], [branch_out], initializer=[w])
-        cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
-        nodes = [
-            helper.make_node("If", ["c"], ["w"], then_branch=branch, else_branch=branch),
-            helper.make_node("Add", ["x", "w"], ["y"]),
-        ]
-        graph = helper.make_graph(nodes, "g", [x, cond], [y])
-    elif placement == "sparse initializer":
-        indices = helper.make_tensor("w_idx", TensorProto.INT64, [1], [0])
-        sparse = helper.make_sparse_tensor(w, indices, [4])
-        graph = helper.make_graph(
-            [helper.make_node("Add", ["x", "w"], ["y"])],
-            "g",
-            [x],
-            [y],
-            sparse_initializer=[sparse],
-        )
-    elif placement == "function":
-        body = [helper.make_node("Constant", [], ["w"], value=w)]
-        body.append(helper.make_node("Add", ["a", "w"], ["b"]))
-        fn = helper.make_function("ferry.evil", "AddW", ["a"], ["b"], body, opset)
-        node = helper.make_node("AddW", ["x"], ["y"], domain="ferry.evil")
-        graph = helper.make_graph([node], "g", [x], [y])
-        model = helper.make_model(
-            graph, opset_imports=[*opset, helper.make_opsetid("ferry.evil", 1)], functions=[fn]
-        )
-        return model.SerializeToString()
-    else:
-        raise ValueError(placement)
-    return helper.make_model(graph, opset_imports=opset).SerializeToString()
+    def external(name: str, dtype: str) -> Any:
+        return _external_tensor(name, location, dtype)
 
-
-PLACEMENTS = ("initializer", "Constant attribute", "If branch", "sparse initializer", "function")
+    return placement_model(placement, external).SerializeToString()
 
 
 def corpus(outside: Path) -> list[tuple[str, bytes]]:

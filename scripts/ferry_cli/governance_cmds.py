@@ -33,13 +33,18 @@ from ferry_cli.views import card_table, print_outcome, print_warnings, short_jso
 CWD = Path()
 NO_SEGMENTS: list[str] = []  # typer copies list defaults; never mutated
 SEGMENT_OPTION = typer.Option(NO_SEGMENTS, help="metrics per segment: NAME=FEATURE[:EDGES]")
-NO_TYPES: list[str] = []  # typer copies list defaults; never mutated
-FEATURE_TYPE_OPTION = typer.Option(
-    NO_TYPES,
-    help="declare an input column's type instead of inferring it: "
-    '"NAME=number|integer|category|boolean" (repeatable)',
+NO_FEATURES: list[str] = []  # typer copies list defaults; never mutated
+FEATURE_OPTION = typer.Option(
+    NO_FEATURES,
+    "--feature",
+    "--feature-type",
+    help="override an inferred input column (repeatable): "
+    '"NAME=TYPE[,nullable][,min=N][,max=N][,out_of_range=reject|clip_and_warn]", TYPE one of '
+    "number, integer, category, boolean; NAME is everything before the last =TYPE",
 )
-FEATURE_TYPES = ("number", "integer", "category", "boolean")
+SCHEMA_OVERRIDES_OPTION = typer.Option(
+    None, help="a partial input schema JSON merged over the inferred one (--feature wins)"
+)
 CODE_DIR_OPTION = typer.Option(CWD, help="the training code's git checkout (lineage)")
 LOCK_FILE_OPTION = typer.Option(None, help="dependency lock file (lineage; default: found)")
 
@@ -64,19 +69,14 @@ def parse_segments(specs: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def parse_feature_types(specs: list[str]) -> dict[str, Any]:
-    """`mean radius=number`: the name is everything before the last `=` (names may hold `=`)."""
-    out: dict[str, Any] = {}
-    for spec in specs:
-        name, _, kind = spec.rpartition("=")
-        if not name or kind not in FEATURE_TYPES:
-            raise typer.BadParameter(
-                f"feature type {spec!r}: expected NAME=TYPE, TYPE one of {', '.join(FEATURE_TYPES)}"
-            )
-        if name in out:
-            raise typer.BadParameter(f"feature type {spec!r}: {name!r} is declared twice")
-        out[name] = kind
-    return out
+def parse_features(specs: list[str]) -> list[Any]:
+    """`--feature` specs, parsed by the core (ferry_core.onboarding.overrides)."""
+    from ferry_core.onboarding.overrides import OverrideError, parse_feature_specs
+
+    try:
+        return parse_feature_specs(specs)
+    except OverrideError as exc:
+        raise typer.BadParameter(exc.message) from exc
 
 
 # -- register --------------------------------------------------------------------------------
@@ -91,7 +91,8 @@ def register(
     valid: str | None = typer.Option(None, help="validation data (CSV/Parquet, path or s3://)"),
     target: str = typer.Option("target", help="the 0/1 label column of the data"),
     segment: list[str] = SEGMENT_OPTION,
-    feature_type: list[str] = FEATURE_TYPE_OPTION,
+    feature: list[str] = FEATURE_OPTION,
+    schema_overrides: str | None = SCHEMA_OVERRIDES_OPTION,
     threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="score at which label=1"),
     parity_tolerance: float = typer.Option(1e-5, min=0.0, help="max |ONNX - source| allowed"),
     reference_column: str | None = typer.Option(
@@ -119,7 +120,8 @@ def register(
         valid=valid,
         target=target,
         segments=parse_segments(segment),
-        feature_types=parse_feature_types(feature_type),
+        features=parse_features(feature),
+        schema_overrides=schema_overrides,
         threshold=threshold,
         parity_tolerance=parity_tolerance,
         reference_column=reference_column,

@@ -360,3 +360,45 @@ def test_a_schema_with_a_bad_feature_name_is_refused_in_plain_words(
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "'age\\tyears' contains the control character U+0009" in result.stderr
     assert "pydantic" not in result.stderr and "http" not in result.stderr
+
+
+def test_register_overrides_the_inferred_schema_from_flags_and_a_file(
+    cli: Cli, tmp_path: Path, named_frames: Any
+) -> None:
+    """Given a pipeline on real column names, `--feature` (bounds, policy) and
+    `--schema-overrides` (a partial schema) reach the card; an override naming no column is
+    refused in one line that offers the close match, a malformed spec as a usage error."""
+    pipe, train, valid = named_frames
+    joblib.dump(pipe, tmp_path / "named.joblib")
+    train.to_csv(tmp_path / "named-train.csv", index=False)
+    valid.to_csv(tmp_path / "named-valid.csv", index=False)
+    partial = {
+        "features": [
+            {"name": "a,b", "categories": ["large", "medium", "small"]},
+            {"name": "Ünïcode col", "maximum": None, "nullable": True},
+        ]
+    }
+    (tmp_path / "overrides.json").write_text(json.dumps(partial))
+    args = ["register", cli.model, "--pipeline", tmp_path / "named.joblib"]
+    args += ["--train", tmp_path / "named-train.csv", "--valid", tmp_path / "named-valid.csv"]
+    card = ferry_json(
+        *args,
+        "--feature",
+        "mean radius=number,min=0,max=100,out_of_range=reject",
+        "--schema-overrides",
+        tmp_path / "overrides.json",
+        identity="data-scientist",
+    )["card"]
+    features = {f["name"]: f for f in card["input_schema"]["features"]}
+    radius = features["mean radius"]
+    assert (radius["minimum"], radius["maximum"], radius["out_of_range"]) == (0, 100, "reject")
+    assert features["a,b"]["categories"] == ["large", "medium", "small"]
+    unicode_col = features["Ünïcode col"]
+    assert unicode_col["maximum"] is None and unicode_col["nullable"] is True
+    assert unicode_col["minimum"] == float(train["Ünïcode col"].min())
+    unknown = ferry(*args, "--feature", "mean radus=number", identity="data-scientist", ok=False)
+    assert unknown.exit_code == 1 and unknown.stderr.count("\n") == 1
+    assert "'mean radus' (close matches: 'mean radius'" in unknown.stderr
+    malformed = ferry(*args, "--feature", "mean radius=number,min=abc", ok=False)
+    words = " ".join(malformed.output.replace("│", " ").split())  # Rich wraps the message
+    assert malformed.exit_code == 2 and "min must be a finite number, not 'abc'" in words

@@ -27,10 +27,10 @@ from ferry_bench.properties import Mode, PropertyResult
 def test_fast_mode_refuses_every_corruption_and_every_malicious_file(tmp_path: Path) -> None:
     """
     Given credit-risk v1 in production and v2 registered, under moto
-    When v2's file is corrupted 100 times (pinned S3 version, cached file) and 40 malicious
-        ONNX files are served from bytes and from the model folder
+    When v2's file is corrupted 100 times (pinned S3 version, cached file) and 136 malicious
+        ONNX files (17 placements x 8 ways out) are served from bytes and from the model folder
     Then every corrupted load and promotion is refused while v1 keeps serving the same scores,
-        a corrupted cache heals, the restored v2 loads, the guard refuses all 80 malicious
+        a corrupted cache heals, the restored v2 loads, the guard refuses all 272 malicious
         loads, and neither the kernel nor Python saw a file outside the folder opened
     """
     result = check(Mode(long=False))
@@ -44,7 +44,7 @@ def test_fast_mode_refuses_every_corruption_and_every_malicious_file(tmp_path: P
     assert f["cache-only corruptions healed"] == "10/10"
     assert f["restored v2 serves"] is True
     files = len(corpus(tmp_path))  # every placement × every way out of the folder
-    assert f["malicious files"] == files >= 40
+    assert f["malicious files"] == files >= 136
     assert f["malicious loads refused"] == f"{2 * files}/{2 * files}"  # from bytes, from a file
     assert f["refused by Ferry's guard"] == 2 * files
     assert f["outside reads (kernel)"] == f["outside reads (Python)"] == 0

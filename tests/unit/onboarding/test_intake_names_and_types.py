@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from ferry_core.onboarding.intake import IntakeError, build_from_pipeline, infer_schema
+from ferry_core.onboarding.overrides import FeatureOverride, OverrideError
 from ferry_core.serving.validator import InstanceValidator
 
 
@@ -42,24 +43,26 @@ def test_an_integer_dtype_column_is_an_integer() -> None:
 
 def test_declared_types_win_over_the_data() -> None:
     frame = pd.DataFrame({"mean radius": [1, 2, 3], "code": [10, 20, 10]})
-    schema = infer_schema(
-        [frame], ["mean radius", "code"], {"mean radius": "number", "code": "category"}
-    )
+    declared = {
+        "mean radius": FeatureOverride(name="mean radius", type="number"),
+        "code": FeatureOverride(name="code", type="category"),
+    }
+    schema = infer_schema([frame], ["mean radius", "code"], declared)
     assert schema.feature("mean radius").type == "number"
     assert schema.feature("code").categories == ["10", "20"]
 
 
 @pytest.mark.parametrize(
-    ("types", "message"),
+    ("name", "error", "message"),
     [
-        ({"nope": "number"}, "names no input column: nope"),
-        ({"x": "integer"}, "declared integer but has fractional values"),
+        ("nope", OverrideError, "names no input column: 'nope'"),
+        ("x", IntakeError, r"declared integer but has fractional values \(such as 1.5\)"),
     ],
 )
-def test_declared_types_that_do_not_fit_are_refused(types: dict, message: str) -> None:
+def test_declared_types_that_do_not_fit_are_refused(name: str, error: type, message: str) -> None:
     frame = pd.DataFrame({"x": [1.5, 2.0]})
-    with pytest.raises(IntakeError, match=message):
-        infer_schema([frame], ["x"], types)
+    with pytest.raises(error, match=message):
+        infer_schema([frame], ["x"], {name: FeatureOverride(name=name, type="integer")})
 
 
 @pytest.mark.parametrize(
@@ -91,5 +94,5 @@ def test_a_schema_file_and_declared_types_are_not_both_taken(
             valid,
             "target",
             schema=named_built.schema,
-            feature_types={"a,b": "category"},
+            overrides={"a,b": FeatureOverride(name="a,b", type="category")},
         )

@@ -37,6 +37,7 @@ from ferry_core.onboarding.builder import (
     segment_metrics,
     to_model_frame,
 )
+from ferry_core.onboarding.overrides import FeatureOverride, apply, check_names
 from ferry_core.store import parse_s3_uri, sha256_hex
 
 MAX_CATEGORIES = 500
@@ -141,28 +142,28 @@ def feature_columns(pipeline: Any, frame: pd.DataFrame, target: str) -> list[str
 def infer_schema(
     frames: list[pd.DataFrame],
     columns: list[str],
-    types: dict[str, FeatureType] | None = None,
+    overrides: dict[str, FeatureOverride] | None = None,
 ) -> InputSchema:
     """An input schema derived from the data: types, observed ranges, categories, nullability.
 
-    `types` declares a column's type where the data alone would guess wrong. A column is
-    `integer` only when its dtype is: a float column whose values happen to be whole stays
-    `number`, so a client may later send 53.5. Derived bounds are the observed training range
-    with `clip_and_warn` (the model never saw values beyond them); pass a schema file to state
-    real business bounds and `reject`.
+    A column is `integer` only when its dtype is: a float column whose values happen to be
+    whole stays `number`, so a client may later send 53.5. Derived bounds are the observed
+    training range with `clip_and_warn` (the model never saw values beyond them). `overrides`
+    (ferry_core.onboarding.overrides) state what the data cannot show: a type, business bounds,
+    nullability; each is checked against the data (OverrideError names the column).
     """
-    types = types or {}
-    unknown = sorted(set(types) - set(columns))
-    if unknown:
-        raise IntakeError(f"a declared feature type names no input column: {', '.join(unknown)}")
+    overrides = overrides or {}
+    check_names(overrides, columns)
     features = []
     for name in columns:
         problem = feature_name_problem(name)
         if problem:
             raise IntakeError(f"column {name[:80]!r} cannot be a feature: its name {problem}")
         col = pd.concat([f[name] for f in frames if name in f], ignore_index=True)
+        override = overrides.get(name)
         try:
-            features.append(_infer_feature(name, col, types.get(name)))
+            feature = _infer_feature(name, col, override.type if override else None)
+            features.append(apply(feature, override, col) if override else feature)
         except ValidationError as exc:
             raise IntakeError(f"column {name!r}: {validation_message(exc)}") from exc
     try:
@@ -184,8 +185,12 @@ def _infer_feature(name: str, col: pd.Series, declared: FeatureType | None) -> F
             values = pd.to_numeric(present).to_numpy(dtype=float)
         except (ValueError, TypeError) as exc:
             raise IntakeError(f"column {name!r} is declared {kind} but is not numeric") from exc
-        if kind == "integer" and not bool(np.all(np.mod(values, 1) == 0)):
-            raise IntakeError(f"column {name!r} is declared integer but has fractional values")
+        fractional = values[np.mod(values, 1) != 0]
+        if kind == "integer" and fractional.size:
+            raise IntakeError(
+                f"column {name!r} is declared integer but has fractional values "
+                f"(such as {fractional[0]:g})"
+            )
         return Feature(
             name=name,
             type=kind,
@@ -228,16 +233,16 @@ def build_from_pipeline(
     threshold: float = 0.5,
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
     names: tuple[str, str] = ("train", "valid"),
-    feature_types: dict[str, FeatureType] | None = None,
+    overrides: dict[str, FeatureOverride] | None = None,
 ) -> BuiltModel:
     """Convert and measure a fitted pipeline (`ferry_core.onboarding.builder.build`) from loaded
     tables."""
     _require_target(train, target, names[0])
     _require_target(valid, target, names[1])
     cols = feature_columns(pipeline, train, target)
-    if schema is not None and feature_types:
-        raise IntakeError("declare feature types in the schema file, or give no schema file")
-    schema = schema or infer_schema([train, valid], cols, feature_types)
+    if schema is not None and overrides:
+        raise IntakeError("state feature overrides in the schema file, or give no schema file")
+    schema = schema or infer_schema([train, valid], cols, overrides)
     if {f.name for f in schema.features} != set(cols):
         raise IntakeError("the schema's features are not the pipeline's input columns")
     _check_segments(segments, schema)

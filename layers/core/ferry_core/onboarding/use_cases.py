@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry_core.card import FeatureType, Lineage
-from ferry_core.onboarding import intake
+from ferry_core.card import Lineage
+from ferry_core.onboarding import intake, overrides
 from ferry_core.registry.lineage import capture
 
 # Dependency lock files looked for in the training checkout, first found wins.
@@ -39,8 +39,10 @@ class RegistrationRequest:
     valid: str | None = None
     target: str = "target"
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Declared types of input columns (the rest are inferred from the data's dtypes).
-    feature_types: dict[str, FeatureType] = field(default_factory=dict)
+    # Overrides of the inferred schema (ferry_core.onboarding.overrides): parsed `--feature`
+    # specs, merged over a partial schema file; a feature's fields here win over the file's.
+    features: list[overrides.FeatureOverride] = field(default_factory=list)
+    schema_overrides: str | None = None
     threshold: float = 0.5
     parity_tolerance: float = 1e-5
     reference_column: str | None = None
@@ -58,8 +60,8 @@ class RegistrationRequest:
             return "--pipeline needs --train and --valid data"
         if self.onnx and not self.schema:
             return "--onnx needs --schema"
-        if self.feature_types and self.schema:
-            return "--feature-type declares types of inferred columns: not with --schema"
+        if (self.features or self.schema_overrides) and self.schema:
+            return "--feature and --schema-overrides adjust the inferred schema: not with --schema"
         return None
 
     @property
@@ -73,6 +75,15 @@ def find_lock_file(code_dir: Path, given: Path | None = None) -> Path | None:
     if given:
         return given
     return next((code_dir / f for f in LOCK_FILES if (code_dir / f).is_file()), None)
+
+
+def schema_overrides(req: RegistrationRequest, s3: Any) -> dict[str, overrides.FeatureOverride]:
+    """The request's overrides by feature name: the file's, then `features` over them."""
+    from_file: list[overrides.FeatureOverride] = []
+    if req.schema_overrides:
+        data, _ = intake.read_bytes(req.schema_overrides, s3)
+        from_file = overrides.overrides_from_json(data, req.schema_overrides)
+    return overrides.merge(from_file, req.features)
 
 
 def build_candidate(req: RegistrationRequest, s3: Any) -> tuple[Any, intake.DataRef | None, Any]:
@@ -94,7 +105,7 @@ def build_candidate(req: RegistrationRequest, s3: Any) -> tuple[Any, intake.Data
             threshold=req.threshold,
             parity_tolerance=req.parity_tolerance,
             names=(req.train or "", req.valid or ""),
-            feature_types=req.feature_types,
+            overrides=schema_overrides(req, s3),
         )
     else:
         onnx_bytes, _ = intake.read_bytes(req.source, s3)
