@@ -6,15 +6,18 @@ the same role, so what a persona may do locally is what it may do in AWS.
 
 - `client`: an application that scores: invokes the read and predict routes of the API, nothing
   else (no bucket, no table).
-- `data-scientist`: registers versions (artifact + card into the model store, registry and audit
-  entries), drops training data and batch files, starts retraining, reads drift and results.
-- `approver`: approves or rejects a version and resumes a run waiting at the approval gate.
-- `admin`: operates the stage: all of the above plus promotion and rollback, stopping a run,
-  running the drift check now, and seeing what the stage holds (its resources' names,
-  settings and functions).
+- `data-scientist`: uploads candidate bundles and registers them, validates, promotes to
+  staging, archives, starts retraining; drops training data and batch files, reads drift and
+  results.
+- `approver`: validates, approves or rejects a version (resuming a run waiting on it), promotes
+  to either stage, rolls back, archives.
+- `admin`: operates the stage: all of the above plus stopping a run, running the drift check
+  now, and seeing what the stage holds (its resources' names, settings and functions).
 
-Registry and audit writes are granted to the people who take governance decisions because the
-`ferry` command records them with the caller's own credentials.
+Every governance change goes through the governance routes of the HTTP API (`GOVERNANCE_GRANTS`
+says which persona may call which): the governance function is the only writer of the registry
+and audit tables and records the caller's verified identity. No persona may write those tables,
+the anchors or registry events, resume a run, or write under `models/`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.api import ROUTES
-from infra.governance import publish_registry_events
 from infra.nag import acknowledge_wildcard_resources
 from infra.retention import CANDIDATES_PREFIX
 from infra.storage import MODELS_PREFIX
@@ -42,6 +44,25 @@ from infra.storage import MODELS_PREFIX
 PERSONAS: tuple[str, ...] = ("client", "data-scientist", "approver", "admin")
 # The routes an application calls; the governance routes of the API are for people.
 CLIENT_ROUTES: tuple[tuple[str, str], ...] = ROUTES
+_SCIENCE, _DECIDE, _ALL = (
+    ("data-scientist", "admin"),
+    ("approver", "admin"),
+    ("data-scientist", "approver", "admin"),
+)
+# Who may call each governance route (a route's path with its stage filled in: IAM resources
+# are per path, so "who may promote to production" is decided here).
+GOVERNANCE_GRANTS: dict[str, tuple[str, ...]] = {
+    "/v1/governance/register": _SCIENCE,
+    "/v1/governance/validate": _ALL,
+    "/v1/governance/promote/staging": _ALL,
+    "/v1/governance/promote/production": _DECIDE,
+    "/v1/governance/rollback/staging": _DECIDE,
+    "/v1/governance/rollback/production": _DECIDE,
+    "/v1/governance/approve": _DECIDE,
+    "/v1/governance/reject": _DECIDE,
+    "/v1/governance/archive": _ALL,
+    "/v1/governance/retrain": _SCIENCE,
+}
 SESSION_HOURS = 12
 # What the admin lists to see the stage's resources: these actions have no resource-level
 # permission, so their resource is `*`.
@@ -91,14 +112,12 @@ class Access(Construct):
         self._stage = stage
         statements = {
             "client": self._invoke(CLIENT_ROUTES),
-            "data-scientist": [*self._read(), *self._register(), *self._data(), *self._retrain()],
-            "approver": [*self._read(), *self._decide()],
+            "data-scientist": [*self._read(), *self._govern("data-scientist"), *self._data()],
+            "approver": [*self._read(), *self._govern("approver")],
             "admin": [
                 *self._read(),
-                *self._register(),
+                *self._govern("admin"),
                 *self._data(),
-                *self._retrain(),
-                *self._decide(),
                 *self._operate(),
             ],
         }
@@ -120,16 +139,16 @@ class Access(Construct):
 
     # -- statements ------------------------------------------------------------------------------
 
-    def _invoke(self, routes: Sequence[tuple[str, str]]) -> list[iam.PolicyStatement]:
+    def _invoke(
+        self, routes: Sequence[tuple[str, str]], sid: str = "InvokeApi"
+    ) -> list[iam.PolicyStatement]:
         arns = [
             self._stage.api.arn_for_execute_api(
                 method, re.sub(r"\{[^}]+\}", "*", path), self._stage.stage_name
             )
             for method, path in routes
         ]
-        return [
-            iam.PolicyStatement(sid="InvokeApi", actions=["execute-api:Invoke"], resources=arns)
-        ]
+        return [iam.PolicyStatement(sid=sid, actions=["execute-api:Invoke"], resources=arns)]
 
     def _read(self) -> list[iam.PolicyStatement]:
         s = self._stage
@@ -187,43 +206,26 @@ class Access(Construct):
             ),
         ]
 
-    def _register(self) -> list[iam.PolicyStatement]:
-        s = self._stage
-        return [
-            iam.PolicyStatement(
-                sid="WriteModelStore",
-                actions=["s3:PutObject"],
-                resources=[s.model_bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
-            ),
-            iam.PolicyStatement(
-                sid="EncryptModels",
-                actions=["kms:GenerateDataKey"],
-                resources=[s.model_key.key_arn],
-            ),
-            *self._record(),
-        ]
-
-    def _record(self) -> list[iam.PolicyStatement]:
-        """Registry and audit entries, the anchors of the audit chain, and registry events."""
-        s = self._stage
-        return [
-            iam.PolicyStatement(
-                sid="WriteRegistryAndAudit",
-                actions=["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
-                resources=[s.registry_table.table_arn, s.audit_table.table_arn],
-            ),
-            iam.PolicyStatement(
-                sid="WriteAnchors",
-                actions=["s3:PutObject"],
-                resources=[s.anchor_bucket.arn_for_objects("anchors/*")],
-            ),
-            iam.PolicyStatement(
-                sid="EncryptAnchors",
-                actions=["kms:GenerateDataKey"],
-                resources=[s.anchor_key.key_arn],
-            ),
-            publish_registry_events(self),
-        ]
+    def _govern(self, persona: str) -> list[iam.PolicyStatement]:
+        """The governance routes `persona` may call; registering also takes uploading a
+        candidate bundle (never anything under `models/`, which only governance writes)."""
+        routes = [("POST", path) for path, who in GOVERNANCE_GRANTS.items() if persona in who]
+        statements = self._invoke(routes, sid="InvokeGovernance")
+        if persona in GOVERNANCE_GRANTS["/v1/governance/register"]:
+            s = self._stage
+            statements += [
+                iam.PolicyStatement(
+                    sid="UploadCandidates",
+                    actions=["s3:PutObject"],
+                    resources=[s.model_bucket.arn_for_objects(f"{CANDIDATES_PREFIX}*")],
+                ),
+                iam.PolicyStatement(
+                    sid="EncryptCandidates",
+                    actions=["kms:GenerateDataKey"],
+                    resources=[s.model_key.key_arn],
+                ),
+            ]
+        return statements
 
     def _data(self) -> list[iam.PolicyStatement]:
         s = self._stage
@@ -239,37 +241,6 @@ class Access(Construct):
                 resources=[s.data_key.key_arn],
             ),
         ]
-
-    def _retrain(self) -> list[iam.PolicyStatement]:
-        return [
-            iam.PolicyStatement(
-                sid="StartRetraining",
-                actions=["states:StartExecution"],
-                resources=[self._stage.retrain_machine.state_machine_arn],
-            )
-        ]
-
-    def _decide(self) -> list[iam.PolicyStatement]:
-        statements = self._record()
-        # A decision resolves the approval request it answers (and ends a canary): the
-        # `ferry` command deletes that registry item with the decider's credentials.
-        statements.append(
-            iam.PolicyStatement(
-                sid="ResolveApprovals",
-                actions=["dynamodb:DeleteItem"],
-                resources=[self._stage.registry_table.table_arn],
-            )
-        )
-        # A run waiting at the approval gate is resumed with its task token; Step Functions
-        # has no resource-level permission for these two actions.
-        statements.append(
-            iam.PolicyStatement(
-                sid="ResumeRuns",
-                actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
-                resources=["*"],
-            )
-        )
-        return statements
 
     def _operate(self) -> list[iam.PolicyStatement]:
         """What operating the stage takes beyond deciding: stopping a run, and seeing what the
@@ -320,7 +291,7 @@ class Access(Construct):
             policy.node.default_child,
             f"The {persona} role's wildcards are each scoped to this stage: the API's routes with "
             "their path parameters, object prefixes of this stage's buckets (models/, candidates/, "
-            "anchors/, training/, batch/incoming/), and executions of this stage's state machines; "
-            "Resource * only where the service has no resource-level permission (CloudWatch "
-            "reads, Step Functions task tokens, the services' List actions).",
+            "training/, batch/incoming/, and reads of the anchor bucket), and executions of this "
+            "stage's state machines; Resource * only where the service has no resource-level "
+            "permission (CloudWatch reads, the services' List actions).",
         )

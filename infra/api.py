@@ -1,4 +1,5 @@
-"""The scoring HTTP API: one route table, every route authorized, throttled and access-logged."""
+"""The stack's HTTP API: scoring and governance routes, every route authorized, throttled and
+access-logged."""
 
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/v1/openapi.json"),
     ("GET", "/health"),
 )
+# Governance changes (the governance function; docs: the governance contract). Always SigV4,
+# whatever the scoring routes use: IAM policies per route decide who may do what (a persona
+# may promote to staging but not to production), and the function records the caller's
+# verified identity as the actor.
+GOVERNANCE_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", "/v1/governance/register"),
+    ("POST", "/v1/governance/validate"),
+    ("POST", "/v1/governance/promote/{stage}"),
+    ("POST", "/v1/governance/rollback/{stage}"),
+    ("POST", "/v1/governance/approve"),
+    ("POST", "/v1/governance/reject"),
+    ("POST", "/v1/governance/archive"),
+    ("POST", "/v1/governance/retrain"),
+)
 
 # One JSON object per request, so Logs Insights can filter and aggregate on fields.
 ACCESS_LOG_FORMAT: dict[str, str] = {
@@ -49,7 +64,8 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
 
 
 class ScoringApi(Construct):
-    """HTTP API (payload format 2.0) routing every contract route to the scoring alias."""
+    """HTTP API (payload format 2.0): the scoring routes to the scoring alias, the governance
+    routes to the governance function."""
 
     def __init__(
         self,
@@ -57,6 +73,7 @@ class ScoringApi(Construct):
         construct_id: str,
         *,
         handler: lambda_.IFunction,
+        governance: lambda_.IFunction,
         auth: Literal["iam", "jwt"],
         jwt_issuer: str | None,
         jwt_audience: Sequence[str],
@@ -92,13 +109,23 @@ class ScoringApi(Construct):
             handler,
             payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
         )
-        for method, path in ROUTES:
-            self.http_api.add_routes(
-                path=path,
-                methods=[apigwv2.HttpMethod[method]],
-                integration=integration,
-                authorizer=authorizer,
-            )
+        governed = integrations.HttpLambdaIntegration(
+            "Governance",
+            governance,
+            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
+        )
+        iam_only = authorizers.HttpIamAuthorizer()
+        for routes, target, auth_by in (
+            (ROUTES, integration, authorizer),
+            (GOVERNANCE_ROUTES, governed, iam_only),
+        ):
+            for method, path in routes:
+                self.http_api.add_routes(
+                    path=path,
+                    methods=[apigwv2.HttpMethod[method]],
+                    integration=target,
+                    authorizer=auth_by,
+                )
 
     @property
     def url(self) -> str:

@@ -77,9 +77,10 @@ def governance_variables(
     audit_table: str,
     anchor_bucket: str,
     validation_state_machine: str,
+    retrain_machine: str,
 ) -> dict[str, str]:
-    """The governance function: the registry, the audit trail, the workflow's settings and
-    the state machine that validates a registered version."""
+    """The governance function: the registry, the audit trail, the workflow's settings, the
+    retraining state machine it starts and the one that validates a registered version."""
     canary_policy = {
         "min_requests": config.canary_min_requests,
         "max_error_rate_delta": config.canary_max_error_rate_delta,
@@ -91,6 +92,7 @@ def governance_variables(
         "REGISTRY_TABLE": registry_table,
         "AUDIT_TABLE": audit_table,
         "AUDIT_ANCHOR_BUCKET": anchor_bucket,
+        "RETRAIN_STATE_MACHINE_ARN": retrain_machine,
         "EVENT_BUS_NAME": "default",
         "APPROVAL_REQUIRED": "true" if config.approval_required else "false",
         "VALIDATION_STATE_MACHINE_ARN": validation_state_machine,

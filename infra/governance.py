@@ -1,8 +1,10 @@
-"""Governance: the audit anchor bucket (S3 Object Lock) and the promotion-path function.
+"""Governance: the audit anchor bucket (S3 Object Lock) and the governance function.
 
-The governance function is the only role in the stack that may write stage pointers, append
-to the audit table, write anchors and publish `ferry.registry` events. The scoring role stays
-read-only (infra/scoring.py); tests/infra assert both on the synthesized template.
+The governance function is the only role in the stack that may write the registry, append
+to the audit table, write anchors and publish `ferry.registry` events. People reach it through
+the IAM-authorized governance routes of the HTTP API (infra/api.py), which pass it the caller's
+verified identity; it also starts retraining runs and resumes the ones waiting on a decision.
+tests/infra assert on the synthesized template that no other role writes those tables.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from infra.config import EnvironmentConfig
 from infra.environment import governance_variables
 from infra.functions import FunctionSpec, Ids, isolated_function
 from infra.nag import acknowledge
+from infra.state_machines import RETRAIN_MACHINE, machine_arn
 from infra.storage import MODELS_PREFIX
 from infra.validate_version import validate_version_arn
 
@@ -61,6 +64,7 @@ class Governance(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.retrain_machine_arn = machine_arn(self, RETRAIN_MACHINE)
         self.anchor_key = kms.Key(
             self,
             "AnchorKey",
@@ -92,7 +96,7 @@ class Governance(Construct):
         spec = FunctionSpec(
             folder="governance",
             architecture=config.function_architectures.governance,
-            description="Ferry governance: validate, promote, roll back, archive, approve, reject",
+            description="Ferry governance: register, validate, promote, roll back, decide, retrain",
             memory_mb=1024,
             timeout=Duration.seconds(60),
             environment=governance_variables(
@@ -102,8 +106,9 @@ class Governance(Construct):
                 audit_table=audit_table.table_name,
                 anchor_bucket=self.anchor_bucket.bucket_name,
                 validation_state_machine=validate_version_arn(self),
+                retrain_machine=self.retrain_machine_arn,
             ),
-            no_dlq_reason="Invoked synchronously by Step Functions and operators: a failure "
+            no_dlq_reason="Invoked synchronously by Step Functions and the HTTP API: a failure "
             "returns to the caller (whose retry/catch applies). Its one asynchronous source, "
             "registry events from EventBridge, has an on-failure destination (monitoring).",
         )
@@ -111,7 +116,7 @@ class Governance(Construct):
             self,
             Ids("Function", "Role", "LogGroup"),
             spec,
-            role_description="Ferry governance function: the only writer of stage pointers",
+            role_description="Ferry governance function: the only writer of the registry and audit",
             log_retention=log_retention,
             removal_policy=removal_policy,
         )
@@ -174,6 +179,19 @@ class Governance(Construct):
                 actions=["states:StartExecution"],
                 resources=[validate_version_arn(self)],
             ),
+            # The retrain route starts a run (requested by the verified caller).
+            iam.PolicyStatement(
+                sid="StartRetraining",
+                actions=["states:StartExecution"],
+                resources=[self.retrain_machine_arn],
+            ),
+            # A decision resumes the run waiting on it with its task token; Step Functions has
+            # no resource-level permission for these two actions.
+            iam.PolicyStatement(
+                sid="ResumeRuns",
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
+                resources=["*"],
+            ),
         ]
         for statement in statements:
             self.role.add_to_policy(statement)
@@ -198,6 +216,7 @@ class Governance(Construct):
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::*]",
-            "Only xray:PutTraceSegments/PutTelemetryRecords (added by CDK for active tracing) "
-            "use Resource *: X-Ray does not support resource-level permissions for them.",
+            "xray:PutTraceSegments/PutTelemetryRecords (added by CDK for active tracing) and "
+            "states:SendTaskSuccess/SendTaskFailure (resuming a run waiting on a decision) use "
+            "Resource *: neither service supports resource-level permissions for them.",
         )

@@ -33,7 +33,7 @@ from infra.nag import acknowledge
 from infra.retrain_schedule import RetrainSchedule
 from infra.retrain_workflow import RetrainWorkflow
 from infra.source import source_variables
-from infra.state_machines import traced_state_machine
+from infra.state_machines import RETRAIN_MACHINE, traced_state_machine
 from infra.storage import MODELS_PREFIX
 from infra.training import (
     CANDIDATES_PREFIX,
@@ -165,6 +165,7 @@ class Retraining(Construct):
             log_retention=log_retention,
             removal_policy=removal_policy,
             comment="Ferry retrain & promote: train, validate, register, approve, promote",
+            name_suffix=RETRAIN_MACHINE,
         )
         if self.sagemaker is not None:
             for statement in self.sagemaker.machine_statements():
@@ -298,8 +299,9 @@ class Retraining(Construct):
                 {
                     "model": events.EventField.from_path(dims),
                     "trigger": "drift",
-                    "requested_by": "alarm:" + events.EventField.from_path("$.detail.alarmName"),
                     "reason": events.EventField.from_path("$.detail.state.reason"),
+                    # The run's author: the alarm that started it.
+                    "requested_by": "alarm:" + events.EventField.from_path("$.detail.alarmName"),
                 }
             ),
             retry_attempts=2,

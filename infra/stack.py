@@ -96,17 +96,6 @@ class FerryStack(Stack):
             registry_table=tables.registry_table,
             **common,
         )
-        self.api = ScoringApi(
-            self,
-            "Api",
-            handler=self.scoring.alias,
-            auth=config.api_auth,
-            jwt_issuer=config.jwt_issuer,
-            jwt_audience=config.jwt_audience,
-            throttle_rate_limit=config.api_throttle_rate_limit,
-            throttle_burst_limit=config.api_throttle_burst_limit,
-            **common,
-        )
         self.governance = Governance(
             self,
             "Governance",
@@ -119,6 +108,18 @@ class FerryStack(Stack):
             **common,
         )
         self.event_schemas = RegistryEventSchemas(self, "EventSchemas")
+        self.api = ScoringApi(
+            self,
+            "Api",
+            handler=self.scoring.alias,
+            governance=self.governance.function,
+            auth=config.api_auth,
+            jwt_issuer=config.jwt_issuer,
+            jwt_audience=config.jwt_audience,
+            throttle_rate_limit=config.api_throttle_rate_limit,
+            throttle_burst_limit=config.api_throttle_burst_limit,
+            **common,
+        )
         self.batch = BatchScoring(
             self,
             "Batch",

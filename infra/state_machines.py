@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+
+# The retraining state machine is named after the stack: the governance function starts it.
+RETRAIN_MACHINE = "Retrain"
+
+
+def machine_name(suffix: str) -> str:
+    """`{stack name}-{suffix}`: a state machine whose ARN is known before it exists.
+
+    The governance function starts the machines that invoke it; referring to the machine by
+    this name (not by a reference to the resource) keeps that loop out of the dependency graph.
+    """
+    return f"{Aws.STACK_NAME}-{suffix}"
+
+
+def machine_arn(scope: Construct, suffix: str) -> str:
+    """The ARN of the state machine named `machine_name(suffix)` in this stack."""
+    return Stack.of(scope).format_arn(
+        service="states",
+        resource="stateMachine",
+        resource_name=machine_name(suffix),
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
 
 
 def traced_state_machine(
@@ -18,9 +40,10 @@ def traced_state_machine(
     log_retention: logs.RetentionDays,
     removal_policy: RemovalPolicy,
     comment: str | None = None,
-    state_machine_name: str | None = None,
+    name_suffix: str | None = None,
 ) -> sfn.StateMachine:
-    """A state machine traced by X-Ray and logged in full to a `StateMachineLogs` group."""
+    """A state machine traced by X-Ray and logged in full to a `StateMachineLogs` group;
+    named `machine_name(name_suffix)` when given (else CloudFormation names it)."""
     log_group = logs.LogGroup(
         scope, "StateMachineLogs", retention=log_retention, removal_policy=removal_policy
     )
@@ -32,7 +55,7 @@ def traced_state_machine(
         logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL),
         timeout=timeout,
         comment=comment,
-        state_machine_name=state_machine_name,
+        state_machine_name=machine_name(name_suffix) if name_suffix else None,
     )
 
 

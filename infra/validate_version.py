@@ -13,7 +13,7 @@ governance function's environment and role name the ARN without referring to the
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Aws, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -21,25 +21,15 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.nag import acknowledge
-from infra.state_machines import traced_state_machine
+from infra.state_machines import machine_arn, traced_state_machine
 
 NAME_SUFFIX = "ValidateVersion"
 TIMEOUT = Duration.minutes(20)  # the validation function's 10 minutes, retries and slack
 
 
-def validate_version_name() -> str:
-    """`{stack name}-ValidateVersion`, the same expression in every stage."""
-    return Fn.join("-", [Aws.STACK_NAME, NAME_SUFFIX])
-
-
 def validate_version_arn(scope: Construct) -> str:
     """The machine's ARN, computed from its name (no reference to the resource)."""
-    return Stack.of(scope).format_arn(
-        service="states",
-        resource="stateMachine",
-        resource_name=validate_version_name(),
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
+    return machine_arn(scope, NAME_SUFFIX)
 
 
 class ValidateVersion(Construct):
@@ -91,7 +81,7 @@ class ValidateVersion(Construct):
             log_retention=log_retention,
             removal_policy=removal_policy,
             comment="Ferry validate version: gate a registered version, record the result",
-            state_machine_name=validate_version_name(),
+            name_suffix=NAME_SUFFIX,
         )
         self._acknowledge_findings(governance, validation)
 

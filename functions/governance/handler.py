@@ -1,8 +1,10 @@
-"""Governance function (the promotion path): validate the request, call the core, shape the answer.
+"""Governance function (the only writer of the registry and audit tables): parse, call, shape.
 
-It is the only function whose role may write stage pointers. Three kinds of input:
-- a `GovernanceRequest` (validate, promote, rollback, archive, approve, reject) from an
-  operator or a script: domain refusals come back as `{"ok": false, "error": code}`;
+Three kinds of input:
+- an HTTP API event (payload 2.0) from a governance route (`POST /v1/governance/{action}`,
+  always IAM-authorized): the body becomes a `GovernanceRequest`, the actor is the caller's
+  verified identity from the event's authorizer context, and every refusal is an HTTP status
+  from `STATUS` in the API's error shape;
 - a `WorkflowRequest` (lock, register_candidate, request_approval, canary, promote_candidate,
   reject_run, record_validation) from the retrain-and-promote and validate-version state
   machines (ferry_core/retrain/workflow.py):
@@ -14,6 +16,7 @@ It is the only function whose role may write stage pointers. Three kinds of inpu
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
@@ -24,20 +27,44 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from ferry_core import errors
+from ferry_core.governance.requests import STARTS, GovernanceRequest, Services, run_request
 from ferry_core.monitoring.alarms import ModelAlarms, RegisteredEvent
-from ferry_core.registry.governance import (
-    Governance,
-    GovernanceRequest,
-    GovernanceSettings,
-    connect,
-    run_request,
-)
+from ferry_core.registry.governance import Governance, GovernanceSettings, connect
+from ferry_core.retrain.approval import ApprovalGate
 from ferry_core.retrain.workflow import Workflow, WorkflowRequest, WorkflowSettings
+from ferry_core.serving.api import error_body, request_body, response
 from ferry_core.serving.canary import CanaryPolicy
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer(patch_modules=("botocore",))
+
+# The one mapping from a refusal's code to its HTTP status; anything else is a 500 (a bug).
+STATUS: dict[str, int] = {
+    "bad_request": 400,
+    "candidate_unavailable": 400,
+    "forbidden": 403,
+    "model_not_found": 404,
+    "version_not_found": 404,
+    "promotion_refused": 409,
+    "registration_refused": 409,
+    "conflict": 409,
+    "model_unavailable": 503,
+}
+# The body fields of each route (the path names the action and, for stage moves, the stage).
+# A retraining run's options are the other fields of its body.
+BODY_FIELDS: dict[str, frozenset[str]] = {
+    "register": frozenset({"model", "candidate", "reason"}),
+    "validate": frozenset({"model", "version"}),
+    "promote": frozenset({"model", "version", "expected_version", "reason"}),
+    "rollback": frozenset({"model", "reason"}),
+    "approve": frozenset({"model", "version", "reason", "details"}),
+    "reject": frozenset({"model", "version", "reason", "details"}),
+    "archive": frozenset({"model", "version", "reason"}),
+    "retrain": frozenset({"model", "reason"}),
+}
+ACTIONS = frozenset(GovernanceRequest.model_fields["action"].annotation.__args__)
+WORKFLOW_ACTIONS = frozenset(WorkflowRequest.model_fields["action"].annotation.__args__)
 
 
 @cache
@@ -69,6 +96,18 @@ def governance() -> Governance:
 
 
 @cache
+def services() -> Services:
+    s = GovernanceSettings.from_env()
+    return Services(
+        s3=boto3.client("s3"),
+        model_bucket=s.model_bucket,
+        stepfunctions=boto3.client("stepfunctions"),
+        approvals=ApprovalGate(boto3.client("dynamodb"), s.registry_table),
+        retrain_machine=s.retrain_state_machine,
+    )
+
+
+@cache
 def workflow() -> Workflow:
     s = GovernanceSettings.from_env()
     return Workflow(
@@ -87,9 +126,6 @@ def workflow() -> Workflow:
             canary_seconds=s.canary_seconds,
         ),
     )
-
-
-WORKFLOW_ACTIONS = frozenset(WorkflowRequest.model_fields["action"].annotation.__args__)
 
 
 def _workflow_step(event: dict[str, Any]) -> dict[str, Any]:
@@ -111,29 +147,72 @@ def _registered(event: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "model": model, "alarms": names}
 
 
+def verified_actor(event: dict[str, Any]) -> str:
+    """The caller's identity as the API verified it: the IAM principal, or the JWT subject."""
+    authorizer = event.get("requestContext", {}).get("authorizer") or {}
+    actor = (authorizer.get("iam") or {}).get("userArn") or (
+        (authorizer.get("jwt") or {}).get("claims") or {}
+    ).get("sub")
+    if not actor:
+        raise errors.GovernanceForbidden("the request carries no verified caller identity")
+    return str(actor)
+
+
+def parse_request(event: dict[str, Any]) -> GovernanceRequest:
+    """The route's action (and stage) from the path, the rest from the JSON body."""
+    path = event.get("routeKey", "").partition(" ")[2]  # /v1/governance/ACTION[/{stage}]
+    action = (path.split("/")[3:4] or [""])[0]
+    raw = request_body(event.get("body"), bool(event.get("isBase64Encoded")))
+    try:
+        body = json.loads(raw or "{}")
+    except ValueError as exc:
+        raise errors.BadRequest("the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise errors.BadRequest("the body must be a JSON object")
+    if "actor" in body:
+        raise errors.BadRequest("actor: not a field here; the actor is your signed identity")
+    if action not in ACTIONS:
+        raise errors.BadRequest(f"unknown action {action!r}")
+    fields = {k: v for k, v in body.items() if k in BODY_FIELDS[action]}
+    extra = sorted(set(body) - set(fields))
+    if action == "retrain":
+        fields["run"] = {k: body[k] for k in extra}
+    elif extra:
+        raise errors.BadRequest(f"{', '.join(extra)}: not a field of {action}")
+    stage = (event.get("pathParameters") or {}).get("stage")
+    try:
+        return GovernanceRequest.model_validate(
+            {**fields, "action": action, **({"stage": stage} if stage else {})}
+        )
+    except ValidationError as exc:
+        raise errors.BadRequest(errors.validation_message(exc)) from exc
+
+
+def _http(event: dict[str, Any]) -> dict[str, Any]:
+    """A governance route: 200 with the outcome (202 for a started run), or the refusal."""
+    try:
+        actor = verified_actor(event)
+        request = parse_request(event)
+        metrics.add_dimension("action", request.action)
+        result = run_request(governance(), request, actor, services())
+    except errors.FerryError as exc:
+        if exc.code not in STATUS:
+            raise
+        metrics.add_metric(name="GovernanceRefused", unit=MetricUnit.Count, value=1)
+        logger.info("refused", code=exc.code, error=exc.message)
+        return response(STATUS[exc.code], error_body(exc))
+    metrics.add_metric(name="GovernanceEvents", unit=MetricUnit.Count, value=1)
+    body = {"ok": True, **result.as_dict()}
+    logger.info("governance event", action=request.action, actor=actor, **body)
+    return response(202 if request.action in STARTS else 200, body)
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if event.get("action") in WORKFLOW_ACTIONS:
-        return _workflow_step(event)
+    if "routeKey" in event and "requestContext" in event:
+        return _http(event)
     if "detail-type" in event:
         return _registered(event)
-    try:
-        request = GovernanceRequest.model_validate(event)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "request"
-        return {"ok": False, "error": "bad_request", "message": f"{where}: {first['msg']}"}
-    metrics.add_dimension("action", request.action)
-    try:
-        outcome = run_request(governance(), request, request.actor)
-    except errors.FerryError as exc:
-        metrics.add_metric(name="GovernanceRefused", unit=MetricUnit.Count, value=1)
-        logger.info(
-            "refused", action=request.action, model=request.model, code=exc.code, error=exc.message
-        )
-        return {"ok": False, "error": exc.code, "message": exc.message}
-    metrics.add_metric(name="GovernanceEvents", unit=MetricUnit.Count, value=1)
-    logger.info("governance event", **outcome.as_dict())
-    return {"ok": True, **outcome.as_dict()}
+    return _workflow_step(event)

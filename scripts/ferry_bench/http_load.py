@@ -75,9 +75,17 @@ class Target:
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
         """A signed GET of `path`: (status, JSON body)."""
+        return self.send("GET", path, None, self.credentials, timeout)
+
+    def send(
+        self, method: str, path: str, body: Any, credentials: Any, timeout: float = 60.0
+    ) -> tuple[int, Any]:
+        """A request signed with `credentials`: (status, JSON body)."""
         url = self.api_url + path
-        headers = sign("GET", url, self.credentials, self.region)
-        request = urllib.request.Request(url, headers=headers)
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json"} if data is not None else {}
+        headers = sign(method, url, credentials, self.region, body=data, headers=headers)
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
@@ -196,30 +204,33 @@ def _ensure_model(target: Target, model: str, log: Any) -> None:
 
     from ferry_core.card import Lineage
     from ferry_core.onboarding.builder import build_credit_risk
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
+    from ferry_core.retrain.candidate import write_bundle
+    from ferry_core.retrain.manual import manual_run_id
 
     log(f"building and registering {model} (the demo model)…")
     if not {"data-scientist", "admin"} <= target.identities.keys():
         raise LoadBenchError("the platform publishes no data-scientist and admin identities")
 
-    def client(service: str, identity: str) -> Any:
-        return boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=target.aws_endpoint_url,
-            region_name="us-east-1",
-            **target.identities[identity].boto3_kwargs(),
-        )
+    def govern(identity: str, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        credentials = credentials_of(target.identities[identity])
+        status, answer = target.send("POST", f"/v1/governance/{route}", body, credentials)
+        if status != 200:
+            raise LoadBenchError(f"{route} as {identity} answered {status}: {answer}")
+        return answer  # type: ignore[no-any-return]
 
-    # Registered by the data scientist, promoted by the admin: each as their own identity.
-    table = target.outputs["RegistryTableName"]
-    writer = RegistryWriter(client("dynamodb", "data-scientist"), table)
-    built = build_credit_risk()
+    # Uploaded and registered by the data scientist, promoted by the admin, through the
+    # governance API: each as their own identity.
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=target.aws_endpoint_url,
+        region_name=target.region,
+        **target.identities["data-scientist"].boto3_kwargs(),
+    )
+    run_id = manual_run_id()
     lineage = Lineage(entry_point="ferry_core.onboarding.builder:fit_credit_risk")
-    bucket = target.outputs["ModelBucketName"]
-    card = register_built(built, model, client("s3", "data-scientist"), bucket, writer, lineage)
-    admin = RegistryWriter(client("dynamodb", "admin"), table)
-    admin.set_stage(model, "production", card.version, None, actor="ferry bench load")
+    write_bundle(s3, target.outputs["ModelBucketName"], build_credit_risk(), model, run_id, lineage)
+    version = govern("data-scientist", "register", {"model": model, "candidate": run_id})["version"]
+    govern("admin", "promote/production", {"model": model, "version": version})
     wait_until_served(target, model)
 
 

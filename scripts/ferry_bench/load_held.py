@@ -263,51 +263,40 @@ def _expected_scores(
 def switch_under_load(
     platform: RunningPlatform, model: str, v1: int, v2: int, users: int, seconds: int, wait: float
 ) -> tuple[Step, Switch]:
-    """A Locust step with a promotion of v2 and a rollback to v1 in its middle."""
-    from ferry_core.registry.governance import connect
-    from ferry_core.retrain.gate.policy import GatePolicy
-    from ferry_core.retrain.gate.registered import validate_and_record
-    from ferry_core.store import ModelStore
+    """A Locust step with a promotion of v2 and a rollback to v1 in its middle (the admin's,
+    through the governance API)."""
+    from ferry_core.registry.policies import wait_for_gate
+    from ferry_core.registry.reader import RegistryReader
 
     expected = _expected_scores(platform, model, [v1, v2])
     if expected[v1] == expected[v2]:
         raise RuntimeError("v1 and v2 score the probe alike: a mixed response would not show")
-    with tempfile.TemporaryDirectory() as cache:
-        gov = connect(  # promotion and rollback: the admin's job
-            dynamodb=platform.client("dynamodb", "admin"),
-            s3=platform.client("s3", "admin"),
-            events=None,
-            registry_table=platform.outputs["RegistryTableName"],
-            audit_table=platform.outputs["AuditTableName"],
-            anchor_bucket=platform.outputs.get("AuditAnchorBucketName"),
-            cache_dir=cache,
-        )
-        # The gate against v1 first: production takes nothing else. The property is about
-        # a switch under load, not model quality: the small models' youngest age band sits
-        # below the default segment floor, so the gate runs with a lower one.
-        s3 = platform.client("s3", "admin")
-        policy = GatePolicy(segment_floor=0.5, latency_runs=30)
-        gated = validate_and_record(
-            gov, s3, ModelStore(s3, cache), policy, model, v2, actor="reliability p7"
-        )
-        if gated.after["passed"] is not True:
-            raise RuntimeError(f"v2 did not pass the validation gate against v1: {gated.after}")
-        result: dict[str, Step] = {}
-        load = threading.Thread(
-            target=lambda: result.setdefault("step", locust_step(platform, model, users, seconds)),
-            daemon=True,
-        )
-        with Probe(platform.api_url, model, expected, v1, platform.auth()) as probe:
-            load.start()
-            time.sleep(min(4.0, seconds / 5))  # Locust starts and spawns its users
-            probe.switch.promoted_at = time.monotonic()
-            gov.promote(model, v2, actor="reliability p7", reason="promotion under load")
-            if probe.wait_for("v2_seen_at", wait):
-                probe.switch.rolled_back_at = time.monotonic()
-                gov.rollback(model, actor="reliability p7", reason="rollback under load")
-                probe.wait_for("v1_again_at", wait)
-            probe.switch.during_load = load.is_alive()
-            load.join(timeout=seconds + 180)
+    # Production takes v2 only with a passed gate against v1, the champion now.
+    started = platform.govern("admin", "validate", {"model": model, "version": v2})
+    reader = RegistryReader(
+        platform.client("dynamodb"), platform.outputs["RegistryTableName"], pointer_ttl_seconds=0
+    )
+    gate = wait_for_gate(reader, model, v2, started["execution"])
+    if gate is None or gate.get("passed") is not True:
+        raise RuntimeError(f"v2 did not pass the validation gate against v1: {gate}")
+    result: dict[str, Step] = {}
+    load = threading.Thread(
+        target=lambda: result.setdefault("step", locust_step(platform, model, users, seconds)),
+        daemon=True,
+    )
+    with Probe(platform.api_url, model, expected, v1, platform.auth()) as probe:
+        load.start()
+        time.sleep(min(4.0, seconds / 5))  # Locust starts and spawns its users
+        probe.switch.promoted_at = time.monotonic()
+        promote = {"model": model, "version": v2, "reason": "promotion under load"}
+        platform.govern("admin", "promote/production", promote)
+        if probe.wait_for("v2_seen_at", wait):
+            probe.switch.rolled_back_at = time.monotonic()
+            rollback = {"model": model, "reason": "rollback under load"}
+            platform.govern("admin", "rollback/production", rollback)
+            probe.wait_for("v1_again_at", wait)
+        probe.switch.during_load = load.is_alive()
+        load.join(timeout=seconds + 180)
     return result.get("step", Step(users, seconds)), probe.switch
 
 

@@ -90,21 +90,45 @@ class RunningPlatform:
             **self.identities[identity].boto3_kwargs(),
         )
 
-    def register(self, built: Any, name: str, production: bool = True) -> Any:
-        """Register `built` as the next version of `name`; with `production`, point the (not
-        yet set) production stage at it, as `ferry register` + a first promotion would."""
-        from ferry_core.card import Lineage
-        from ferry_core.registry.registration import register_built
-        from ferry_core.registry.writer import RegistryWriter
+    def govern(self, identity: str, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /v1/governance/{route}` signed as `identity`; its answer (raises unless 2xx)."""
+        import urllib.request
 
-        table, bucket = self.outputs["RegistryTableName"], self.outputs["ModelBucketName"]
-        writer = RegistryWriter(self.client("dynamodb", "data-scientist"), table)
+        from ferry_local.signing import credentials_of, sign
+
+        url = self.api_url.rstrip("/") + f"/v1/governance/{route}"
+        data = json.dumps(body).encode()
+        credentials = credentials_of(self.identities[identity])
+        headers = {"content-type": "application/json"}
+        headers = sign("POST", url, credentials, self.region, body=data, headers=headers)
+        request = urllib.request.Request(url, data=data, method="POST", headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+
+    def register(self, built: Any, name: str, production: bool = True) -> Any:
+        """Register `built` as the next version of `name` as `ferry register` does (the data
+        scientist uploads a candidate bundle and calls the register route); with `production`,
+        the admin promotes it to production through the API."""
+        from ferry_core.card import Lineage
+        from ferry_core.registry.policies import wait_for_gate
+        from ferry_core.registry.reader import RegistryReader
+        from ferry_core.retrain.candidate import write_bundle
+        from ferry_core.retrain.manual import manual_run_id
+
+        run_id = manual_run_id()
         s3 = self.client("s3", "data-scientist")
-        card = register_built(built, name, s3, bucket, writer, Lineage())
-        if production:  # promotion is the admin's
-            admin = RegistryWriter(self.client("dynamodb", "admin"), table)
-            admin.set_stage(name, "production", card.version, None, actor="reliability")
-        return card
+        write_bundle(s3, self.outputs["ModelBucketName"], built, name, run_id, Lineage())
+        body = {"model": name, "candidate": run_id}
+        registered = self.govern("data-scientist", "register", body)
+        version = registered["version"]
+        table = self.outputs["RegistryTableName"]
+        reader = RegistryReader(self.client("dynamodb"), table, pointer_ttl_seconds=0)
+        if production:  # production takes a version only with a passed gate
+            gate = wait_for_gate(reader, name, version, registered.get("execution"))
+            if gate is None or gate.get("passed") is not True:
+                raise RuntimeError(f"{name} v{version} did not pass the validation gate: {gate}")
+            self.govern("admin", "promote/production", {"model": name, "version": version})
+        return reader.card(name, version)
 
 
 @contextlib.contextmanager

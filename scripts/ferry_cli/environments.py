@@ -45,7 +45,6 @@ class Environment:
     stack: str = ""  # the CloudFormation stack's name (Ferry-local, Ferry-dev, Ferry-prod)
     endpoint_url: str | None = None
     api_url: str | None = None
-    approval_required: bool = False
     identity: Identity | None = None  # local: whose credentials; deployed: the caller's own
     _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -138,7 +137,6 @@ def resolve_stack(name: str, cloudformation: Any | None = None) -> Environment:
         outputs=outputs,
         stack=stack,
         api_url=outputs.get("ApiUrl"),
-        approval_required=config.approval_required,
     )
 
 

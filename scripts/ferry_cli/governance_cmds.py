@@ -1,8 +1,10 @@
 """`ferry register|models|show|promote|rollback|archive|approve|reject|audit`.
 
-Every command resolves `--env` once (ferry_cli.shell), calls the core (ferry_core.registry:
-governance, use_cases; ferry_core.audit) and renders: Rich tables by default, `--json` for scripts.
-Any failure prints `ferry CMD: one-line reason` on stderr, exit 1.
+Every command resolves `--env` once (ferry_cli.shell). Changes go through the stage's governance
+API, signed as the caller (ferry_cli.governance_api), which records the caller's verified
+identity; reads (`models`, `show`, `audit`) read the registry and the audit trail directly.
+Output: Rich tables by default, `--json` for scripts. Any failure prints `ferry CMD: one-line
+reason` on stderr, exit 1.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ferry_cli.shell import (
-    ACTOR_OPTION,
     ENV_OPTION,
     JSON_OPTION,
     REASON_OPTION,
@@ -109,13 +110,14 @@ def register(
     lock_file: Path | None = LOCK_FILE_OPTION,
     trainer: Path | None = TRAINER_OPTION,
     trainer_lock: Path | None = TRAINER_LOCK_OPTION,
-    actor: str | None = ACTOR_OPTION,
     reason: str = REASON_OPTION,
     env: str = ENV_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Register a new version: convert, check parity, measure, upload, record with lineage."""
-    from ferry_core.onboarding.use_cases import RegistrationRequest, register_from_files
+    """Register a new version: convert, check parity, measure and upload a candidate here; the
+    governance API registers it with its lineage, as you."""
+    from ferry_core.onboarding.use_cases import RegistrationRequest
+    from ferry_core.retrain.manual import upload_candidate
 
     request = RegistrationRequest(
         name=name,
@@ -143,14 +145,13 @@ def register(
     if problem:
         fail("register", problem)
     with reporting("register"), session(env) as p:
-        card, outcome = register_from_files(
-            request,
-            p.env.client("s3"),
-            p.env.output("ModelBucketName"),
-            p.governance,
-            p.actor(actor),
+        bundle = upload_candidate(
+            request, p.env.client("s3"), p.env.output("ModelBucketName"), p.caller()
         )
-        data = {"card": card.model_dump(mode="json"), "outcome": outcome.as_dict()}
+        body = {"model": name, "candidate": bundle.spec.run_id, "reason": reason}
+        outcome = p.api.call("register", body)
+        card = p.reader.card(name, outcome["version"])
+        data = {"card": card.model_dump(mode="json"), "outcome": _outcome(outcome)}
 
         def render(c: Console) -> None:
             c.print(card_table(card, p.reader.version_record(card.name, card.version)))
@@ -159,7 +160,7 @@ def register(
                     "[yellow]registered WITHOUT validation results (no parity reference): it "
                     "cannot be promoted until the validation pipeline records them[/]"
                 )
-            print_warnings(c, outcome.warnings)
+            print_warnings(c, outcome["warnings"])
 
         emit(data, as_json, render)
 
@@ -295,6 +296,18 @@ def _gate_cell(gate: dict[str, Any] | None) -> str:
 
 
 # -- stage moves and decisions ---------------------------------------------------------------
+def _outcome(answer: dict[str, Any]) -> dict[str, Any]:
+    """The outcome as the API answered it, without the envelope's `ok`."""
+    return {k: v for k, v in answer.items() if k != "ok"}
+
+
+def _change(command: str, route: str, body: dict[str, Any], env: str, as_json: bool) -> None:
+    """One governance change through the API, rendered as its outcome."""
+    with reporting(command), session(env) as p:
+        o = _outcome(p.api.call(route, body))
+        emit(o, as_json, lambda c: print_outcome(c, o))
+
+
 def promote(
     model: str = typer.Argument(...),
     version: int = typer.Argument(..., min=1),
@@ -302,7 +315,6 @@ def promote(
     expect: int | None = typer.Option(
         None, "--expect", min=1, help="only if the stage is currently this version"
     ),
-    actor: str | None = ACTOR_OPTION,
     reason: str = REASON_OPTION,
     env: str = ENV_OPTION,
     as_json: bool = JSON_OPTION,
@@ -310,16 +322,15 @@ def promote(
     """Point a stage at a version (integrity, validation and approval checked first)."""
     if to not in STAGE_CHOICES:
         fail("promote", f"--to must be production or staging, not {to!r}")
-    with reporting("promote"), session(env) as p:
-        kwargs = {"expected_version": expect} if expect is not None else {}
-        o = p.governance.promote(model, version, to, actor=p.actor(actor), reason=reason, **kwargs)
-        emit(o.as_dict(), as_json, lambda c: print_outcome(c, o))
+    body: dict[str, Any] = {"model": model, "version": version, "reason": reason}
+    if expect is not None:
+        body["expected_version"] = expect
+    _change("promote", f"promote/{to}", body, env, as_json)
 
 
 def rollback(
     model: str = typer.Argument(...),
     stage: str = typer.Option("production", "--stage", help="production or staging"),
-    actor: str | None = ACTOR_OPTION,
     reason: str = REASON_OPTION,
     env: str = ENV_OPTION,
     as_json: bool = JSON_OPTION,
@@ -327,26 +338,20 @@ def rollback(
     """Return a stage to the version that was live before the current one."""
     if stage not in STAGE_CHOICES:
         fail("rollback", f"--stage must be production or staging, not {stage!r}")
-    with reporting("rollback"), session(env) as p:
-        o = p.governance.rollback(model, actor=p.actor(actor), reason=reason, stage=stage)
-        emit(o.as_dict(), as_json, lambda c: print_outcome(c, o))
+    _change("rollback", f"rollback/{stage}", {"model": model, "reason": reason}, env, as_json)
 
 
 def _decision(command: str) -> Callable[..., None]:
     def run(
         model: str = typer.Argument(...),
         version: int = typer.Argument(..., min=1),
-        actor: str | None = ACTOR_OPTION,
         reason: str = REASON_OPTION,
         env: str = ENV_OPTION,
         as_json: bool = JSON_OPTION,
     ) -> None:
-        with reporting(command), session(env) as p:
-            if command == "archive":
-                o = p.governance.archive(model, version, actor=p.actor(actor), reason=reason)
-            else:  # approve/reject also resume a retraining run waiting on this decision
-                o = p.decide(model, version, command == "approve", p.actor(actor), reason)
-            emit(o.as_dict(), as_json, lambda c: print_outcome(c, o))
+        # approve/reject also resume a retraining run waiting on this decision (server-side)
+        body = {"model": model, "version": version, "reason": reason}
+        _change(command, command, body, env, as_json)
 
     run.__doc__ = {
         "archive": "Retire a version (kept for the record, can no longer go live).",

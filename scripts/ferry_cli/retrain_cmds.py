@@ -1,9 +1,10 @@
 """`ferry retrain MODEL`: start the retrain-and-promote workflow, optionally wait for it.
 
-The run is an execution of the stack's state machine (output `RetrainStateMachineArn`), so a
-run started here is the same as one started by the drift alarm or the schedule: the same
-lock, gates, approval and canary. `--wait` follows it state by state and ends with its outcome
-and validation summary; the exit status is non-zero unless the run promoted its candidate.
+The run is started by the governance API's retrain route (signed as the caller, who becomes
+the run's `requested_by`): an execution of the stack's state machine, the same as one started
+by the drift alarm or the schedule, with the same lock, gates, approval and canary. `--wait`
+follows it state by state (reading the execution directly) and ends with its outcome and
+validation summary; the exit status is non-zero unless the run promoted its candidate.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ferry_cli.environments import resolve
-from ferry_cli.shell import ENV_OPTION, JSON_OPTION, emit, fail, reporting
-from ferry_core.retrain.runs import start_run, wait_run
+from ferry_cli.shell import ENV_OPTION, JSON_OPTION, emit, fail, reporting, session
+from ferry_core.retrain.runs import wait_run
 
 
 def retrain(
@@ -53,7 +53,7 @@ def retrain(
         parsed = json.loads(params)
     except ValueError as exc:
         fail("retrain", f"--params is not JSON: {exc}")
-    run_input: dict[str, Any] = {"trigger": "manual", "params": parsed, "reason": reason}
+    run_input: dict[str, Any] = {"model": model, "params": parsed, "reason": reason}
     optional = {
         "training_data": data,
         "entry_point": entry_point,
@@ -67,16 +67,15 @@ def retrain(
     if require_approval:
         run_input["require_approval"] = True
     console = Console(stderr=as_json)
-    with reporting("retrain"):
-        environment = resolve(env)
-        sfn = environment.client("stepfunctions")
-        arn = start_run(sfn, environment.output("RetrainStateMachineArn"), model, run_input)
-        run_id = arn.rsplit(":", 1)[-1]
+    with reporting("retrain"), session(env) as p:
+        started = p.api.call("retrain", run_input)
+        arn, run_id = started["execution"], started["run_id"]
         if not wait:
             started = f"started retraining run [bold]{run_id}[/] of {model} (follow it with --wait)"
             emit({"run_id": run_id, "execution_arn": arn}, as_json, lambda c: c.print(started))
             return
         console.print(f"retraining run [bold]{run_id}[/] of {model}:")
+        sfn = p.env.client("stepfunctions")
         result = wait_run(sfn, arn, timeout, lambda s: console.print(f"  → {s}"))
         emit(result, as_json, lambda c: c.print(_outcome_table(result)))
         status = result["outcome"].get("status", result["status"])

@@ -1,12 +1,12 @@
 """What every `ferry` command shares: the common options, one-line failures, JSON-or-table
-output, and a session on the environment `--env` names (its core objects, built lazily)."""
+output, and a session on the environment `--env` names: direct reads of its registry and
+audit trail, and signed calls to its governance API (the only way to change either)."""
 
 from __future__ import annotations
 
 import contextlib
 import getpass
 import json
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,12 +17,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from ferry_cli.environments import Environment, EnvironmentUnavailable, resolve
+from ferry_cli.governance_api import GovernanceApi
 
 STAGE_CHOICES = ("production", "staging")
 
 ENV_OPTION = typer.Option("local", "--env", help="local (the local platform), dev or prod")
 JSON_OPTION = typer.Option(False, "--json", help="print JSON instead of tables")
-ACTOR_OPTION = typer.Option(None, "--actor", help="who acts (default: your AWS identity or user)")
 REASON_OPTION = typer.Option("", "--reason", help="why: recorded in the audit trail")
 
 
@@ -64,64 +64,40 @@ def emit(data: Any, as_json: bool, render: Callable[[Console], None]) -> None:
 
 @dataclass
 class EnvironmentSession:
-    """The core objects for one resolved environment (built lazily, clients shared)."""
+    """One resolved environment: its registry and audit trail to read (clients shared, built
+    lazily), and its governance API to change them as the caller."""
 
     env: Environment
-    cache_dir: str
 
     @cached_property
-    def governance(self) -> Any:
-        from ferry_core.registry.governance import connect
-
-        return connect(
-            dynamodb=self.env.client("dynamodb"),
-            s3=self.env.client("s3"),
-            events=self.env.client("events"),
-            registry_table=self.env.output("RegistryTableName"),
-            audit_table=self.env.output("AuditTableName"),
-            anchor_bucket=self.env.output("AuditAnchorBucketName"),
-            cache_dir=self.cache_dir,
-            env=self.env.name,
-            approval_required=self.env.approval_required,
-        )
-
-    @property
     def reader(self) -> Any:
-        return self.governance.reader
+        from ferry_core.registry.reader import RegistryReader
 
-    @property
-    def audit(self) -> Any:
-        return self.governance.audit
-
-    def decide(self, model: str, version: int, approved: bool, actor: str, reason: str) -> Any:
-        """Approve or reject, then resume the retraining run waiting on it."""
-        from ferry_core.retrain.approval import ApprovalGate, decide
-
-        gate = ApprovalGate(self.env.client("dynamodb"), self.env.output("RegistryTableName"))
-        outcome, _ = decide(
-            self.governance,
-            gate,
-            self.env.client("stepfunctions"),
-            model,
-            version,
-            approved=approved,
-            actor=actor,
-            reason=reason,
+        return RegistryReader(
+            self.env.client("dynamodb"), self.env.output("RegistryTableName"), pointer_ttl_seconds=0
         )
-        return outcome
 
-    def actor(self, given: str | None) -> str:
-        """Who acts: as given, else the AWS identity (deployed stages) or the local user."""
-        if given:
-            return given
-        if self.env.endpoint_url is None:  # a deployed environment: the AWS identity acting
-            with contextlib.suppress(ClientError, BotoCoreError):
-                return self.env.client("sts").get_caller_identity()["Arn"]
+    @cached_property
+    def audit(self) -> Any:
+        from ferry_core.audit.anchors import AnchorStore
+        from ferry_core.audit.chain import AuditLog
+
+        anchors = AnchorStore(self.env.client("s3"), self.env.output("AuditAnchorBucketName"))
+        return AuditLog(self.env.client("dynamodb"), self.env.output("AuditTableName"), anchors)
+
+    @cached_property
+    def api(self) -> GovernanceApi:
+        return GovernanceApi(self.env)
+
+    def caller(self) -> str:
+        """Who the caller's credentials are (the training run's author on a manual
+        registration): their AWS principal, else the local user name."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            return self.env.client("sts").get_caller_identity()["Arn"]
         return getpass.getuser()
 
 
 @contextlib.contextmanager
 def session(env_name: str) -> Iterator[EnvironmentSession]:
-    """A session on `--env`, with a scratch model cache removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="ferry-cli-") as cache:
-        yield EnvironmentSession(resolve(env_name), cache)
+    """A session on `--env`."""
+    yield EnvironmentSession(resolve(env_name))

@@ -147,12 +147,9 @@ class Smoke:
         return f"{counts[0]} in = {counts[1]} scored + {counts[2]} rejected"
 
     def audit(self) -> str:
-        import tempfile
-
         from ferry_core.audit.chain import verify_all
 
-        with tempfile.TemporaryDirectory(prefix="ferry-smoke-") as cache:
-            reports = verify_all(EnvironmentSession(self.as_persona("admin"), cache).audit, None)
+        reports = verify_all(EnvironmentSession(self.as_persona("admin")).audit, None)
         bad = [r for r in reports if not r.ok]
         _expect(not bad, f"{bad[0].model}: {bad[0].first_problem}" if bad else "")
         return f"{len(reports)} chain(s) intact"

@@ -88,21 +88,29 @@ def gate_table(report: dict[str, Any], title: str) -> Table:
     return table
 
 
-def print_outcome(c: Console, o: Any) -> None:
-    if o.stage:
-        before = o.before.get(o.stage)
+def print_outcome(c: Console, o: dict[str, Any]) -> None:
+    """A governance outcome as the API answers it (`Outcome.as_dict()`)."""
+    stage, before, after = o.get("stage"), o.get("before") or {}, o.get("after") or {}
+    if stage:
+        was = before.get(stage)
         c.print(
-            f"[green]✔[/] {o.model} {o.stage}: "
-            f"{'v' + str(before) if before else 'none'} → v{o.after[o.stage]}"
-            + (f" (revision {o.revision})" if o.revision else "")
+            f"[green]✔[/] {o['model']} {stage}: "
+            f"{'v' + str(was) if was else 'none'} → v{after[stage]}"
+            + (f" (revision {o['revision']})" if o.get("revision") else "")
         )
+    elif o["event"] == "register":
+        c.print(f"[green]✔[/] {o['model']} v{o['version']} registered ({after.get('status')})")
     else:
-        c.print(f"[green]✔[/] {o.model} v{o.version}: {o.before['status']} → {o.after['status']}")
-    if o.entry:
         c.print(
-            f"  audit entry {o.entry.seq}, hash {o.entry.hash[:16]}…; event {o.event_id or '-'}"
+            f"[green]✔[/] {o['model']} v{o['version']}: {before.get('status')} → "
+            f"{after.get('status')}"
         )
-    print_warnings(c, o.warnings)
+    if o.get("audit_seq"):
+        c.print(
+            f"  audit entry {o['audit_seq']}, hash {str(o['audit_hash'])[:16]}…; "
+            f"event {o.get('event_id') or '-'}"
+        )
+    print_warnings(c, o.get("warnings") or [])
 
 
 def short_json(value: Any) -> str:

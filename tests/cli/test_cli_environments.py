@@ -40,4 +40,4 @@ def test_without_them_the_outputs_come_from_cloudformation(monkeypatch: pytest.M
             return {"Stacks": [{"Outputs": [{"OutputKey": "ApiUrl", "OutputValue": "https://x/"}]}]}
 
     env = resolve_stack("prod", cloudformation=CloudFormation())
-    assert env.outputs == {"ApiUrl": "https://x/"} and env.approval_required
+    assert env.outputs == {"ApiUrl": "https://x/"} and env.api_url == "https://x/"

@@ -34,13 +34,11 @@ TRAINERS = (
 
 
 @dataclass
-class RunningPlatform:
-    """A `ferry local up` process and what it published in its `local.json`."""
+class PlatformClient:
+    """A local platform as its `local.json` describes it: its API, endpoint and identities."""
 
-    process: subprocess.Popen[bytes]
-    state_dir: Path
     info: dict[str, Any]
-    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict, kw_only=True)
 
     @property
     def api_url(self) -> str:
@@ -100,6 +98,14 @@ class RunningPlatform:
         except ValueError:
             return status, hdrs, payload.decode(errors="replace")
 
+
+@dataclass
+class RunningPlatform(PlatformClient):
+    """A `ferry local up` process and what it published in its `local.json`."""
+
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+
     def stop(self) -> int:
         """SIGTERM, as a terminal's Ctrl-C or a supervisor would; returns the exit status."""
         if self.process.poll() is None:
@@ -141,7 +147,7 @@ def start_platform(state_dir: Path, *extra: str) -> RunningPlatform:
             output = (state_dir / "ferry-local-up.log").read_text()[-3000:]
             pytest.fail(f"ferry local up did not come up (exit {process.poll()}):\n{output}")
         time.sleep(0.2)
-    return RunningPlatform(process, state_dir, json.loads(local_json.read_text()))
+    return RunningPlatform(json.loads(local_json.read_text()), process=process, state_dir=state_dir)
 
 
 @pytest.fixture(scope="session")
@@ -177,8 +183,8 @@ def run_ferry() -> Any:
 
 @pytest.fixture(scope="session")
 def register_model() -> Any:
-    """`register_model(platform, built, name)`: see `_register_model`."""
-    return _register_model
+    """`register_model(platform, built, name)`: see `register_and_promote`."""
+    return register_and_promote
 
 
 @pytest.fixture(scope="session")
@@ -191,46 +197,42 @@ def _serve_model(platform: RunningPlatform, built: Any, name: str) -> None:
     """`name` in production and answering on the HTTP API: registered here unless a test did
     already (the session's platform is shared)."""
     if platform.request("GET", f"/v1/models/{name}")[0] != 200:
-        _register_model(platform, built, name)
+        register_and_promote(platform, built, name)
     deadline = time.monotonic() + 15  # the scorer trusts a stage pointer for a few seconds
     while platform.request("GET", f"/v1/models/{name}")[0] != 200:
         assert time.monotonic() < deadline, f"{name} is not served after registration"
         time.sleep(0.5)
 
 
-def _register_model(platform: RunningPlatform, built: Any, name: str) -> Any:
-    """Register `built` as `name` (as the data scientist, as `ferry register` does it: artifacts
-    into the model bucket, the version and its audit entry into the registry, the registry
-    event that has the governance function put the model's alarms) and promote it to
-    production (as the admin), through the AWS endpoint."""
-    import tempfile
-
+def register_and_promote(platform: PlatformClient, built: Any, name: str) -> Any:
+    """Register `built` as `name` as `ferry register` does it (the data scientist uploads a
+    candidate bundle and calls the register route), wait for the validation gate that the
+    registration started, and promote it to production (the approver, through the promote
+    route); returns its card."""
     from ferry_core.card import Lineage
-    from ferry_core.registry.governance import connect
-    from ferry_core.registry.registration import register
-    from ferry_core.registry.writer import RegistryWriter
+    from ferry_core.registry.policies import wait_for_gate
+    from ferry_core.registry.reader import RegistryReader
+    from ferry_core.retrain.candidate import write_bundle
+    from ferry_core.retrain.manual import manual_run_id
 
     outputs = platform.outputs
-    scientist = connect(
-        dynamodb=platform.client("dynamodb", "data-scientist"),
-        s3=platform.client("s3", "data-scientist"),
-        events=platform.client("events", "data-scientist"),
-        registry_table=outputs["RegistryTableName"],
-        audit_table=outputs["AuditTableName"],
-        anchor_bucket=outputs["AuditAnchorBucketName"],
-        cache_dir=tempfile.mkdtemp(prefix="ferry-e2e-"),
-        env=platform.info["stack"].removeprefix("Ferry-"),
+    run_id = manual_run_id()
+    s3 = platform.client("s3", "data-scientist")
+    write_bundle(s3, outputs["ModelBucketName"], built, name, run_id, Lineage())
+    body = {"model": name, "candidate": run_id}
+    status, _, registered = platform.request(
+        "POST", "/v1/governance/register", body, identity="data-scientist"
     )
-    card, outcome = register(
-        built,
-        name,
-        platform.client("s3", "data-scientist"),
-        outputs["ModelBucketName"],
-        scientist,
-        Lineage(),
-        "tests",
+    assert status == 200, registered
+    version = registered["version"]
+    reader = RegistryReader(
+        platform.client("dynamodb", "admin"), outputs["RegistryTableName"], pointer_ttl_seconds=0
     )
-    assert not outcome.warnings, outcome.warnings
-    admin = RegistryWriter(platform.client("dynamodb", "admin"), outputs["RegistryTableName"])
-    admin.set_stage(name, "production", card.version, None, actor="tests")
-    return card
+    gate = wait_for_gate(reader, name, version, registered.get("execution"))
+    assert gate is not None and gate.get("passed") is True, gate
+    promote = {"model": name, "version": version, "reason": "tests"}
+    status, _, promoted = platform.request(
+        "POST", "/v1/governance/promote/production", promote, identity="approver"
+    )
+    assert status == 200, promoted
+    return reader.card(name, version)

@@ -22,6 +22,7 @@ import pytest
 
 from ferry_local.platform import LocalPlatform
 from ferry_local.template import REPO_ROOT, SynthesizedStack, synthesize_local
+from tests.e2e.conftest import PlatformClient, register_and_promote
 
 MODEL = "credit-risk"
 
@@ -71,19 +72,6 @@ def _client(platform: LocalPlatform, service: str, identity: str) -> Any:
     )
 
 
-def _register(platform: LocalPlatform, built: Any) -> None:
-    from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
-
-    table, bucket = platform.outputs["RegistryTableName"], platform.outputs["ModelBucketName"]
-    scientist = RegistryWriter(_client(platform, "dynamodb", "data-scientist"), table)
-    s3 = _client(platform, "s3", "data-scientist")
-    card = register_built(built, MODEL, s3, bucket, scientist, Lineage())
-    admin = RegistryWriter(_client(platform, "dynamodb", "admin"), table)
-    admin.set_stage(MODEL, "production", card.version, None, actor="tests")
-
-
 def _wait_for_denial(caplog: pytest.LogCaptureFixture, *parts: str) -> str:
     """The platform's record of a refused request (its CloudTrail, in effect) naming `parts`."""
     deadline = time.monotonic() + 120
@@ -101,7 +89,7 @@ def narrowed_platform(tmp_path_factory: pytest.TempPathFactory, built: Any) -> A
     stack = synthesize_local(REPO_ROOT, REPO_ROOT / ".ferry" / "cdk.out")
     state = Path(tmp_path_factory.mktemp("narrowed"))
     with LocalPlatform(state_dir=state, stack=_narrowed(stack), restore=False) as platform:
-        _register(platform, built)
+        register_and_promote(PlatformClient(platform.info()), built, MODEL)
         yield platform
 
 
@@ -137,16 +125,20 @@ def test_the_retraining_workflow_cannot_train_without_invoking_the_training_func
     """
     Given the retraining state machine's role without lambda:InvokeFunction on the training
         function (it keeps the governance and validation functions)
-    When the data scientist starts a run
+    When the data scientist starts a run (through the retrain route)
     Then the Train task is refused with an access error naming lambda:InvokeFunction and the
         training function, the run fails, and the training function never ran
     """
     platform = narrowed_platform
     sfn = _client(platform, "stepfunctions", "data-scientist")
-    arn = sfn.start_execution(
-        stateMachineArn=platform.outputs["RetrainStateMachineArn"],
-        input=json.dumps({"model": MODEL, "canary_percent": 0}),
-    )["executionArn"]
+    status, _, started = PlatformClient(platform.info()).request(
+        "POST",
+        "/v1/governance/retrain",
+        {"model": MODEL, "canary_percent": 0},
+        identity="data-scientist",
+    )
+    assert status == 202, started
+    arn = started["execution"]
     deadline = time.monotonic() + 120
     while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
         assert time.monotonic() < deadline, "the run is still RUNNING"

@@ -7,7 +7,6 @@ Runs `LocalPlatform` in this process, the way `ferry demo` embeds it.
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from ferry_local.platform import LocalPlatform, PlatformError
 from ferry_local.signing import credentials_of, sign
+from tests.e2e.conftest import PlatformClient, register_and_promote
 
 MODEL = "credit-risk"
 DRIFT_ALARM = f"Ferry-local-model-{MODEL}-drift"
@@ -66,45 +66,16 @@ def _call(
         return err.code, json.loads(err.read())
 
 
-def _registered(platform: LocalPlatform, built: Any) -> Any:
-    """`built` registered as `ferry register` does it (as the data scientist), promoted by an
-    admin; returns its card once the governance function has put the model's alarms."""
-    from ferry_core.card import Lineage
-    from ferry_core.registry.governance import connect
-    from ferry_core.registry.registration import register
-    from ferry_core.registry.writer import RegistryWriter
-
-    s3, ddb = _clients(platform, "data-scientist")
-    outputs = platform.outputs
-    gov = connect(
-        dynamodb=ddb,
-        s3=s3,
-        events=_client(platform, "data-scientist", "events"),
-        registry_table=outputs["RegistryTableName"],
-        audit_table=outputs["AuditTableName"],
-        anchor_bucket=outputs["AuditAnchorBucketName"],
-        cache_dir=str(platform.state_dir / "gov-cache"),
-        env="local",
-    )
-    card, _ = register(built, MODEL, s3, outputs["ModelBucketName"], gov, Lineage(), "tests")
-    admin = RegistryWriter(_clients(platform, "admin")[1], outputs["RegistryTableName"])
-    admin.set_stage(MODEL, "production", card.version, None, actor="tests")
-    cloudwatch, deadline = _client(platform, "admin", "cloudwatch"), time.monotonic() + 90
-    while not cloudwatch.describe_alarms(AlarmNames=[DRIFT_ALARM])["MetricAlarms"]:
-        assert time.monotonic() < deadline, "the model's alarms were never put"
-        time.sleep(0.5)
-    return card
-
-
 def test_a_registered_model_and_every_object_version_survive_a_restart(
     tmp_path: Path, built: Any
 ) -> None:
-    # Given a platform with a model registered (by a data scientist, promoted by an admin; the
-    # governance function put its alarms) and an object overwritten once
+    # Given a platform with a model registered (by a data scientist, promoted by an approver,
+    # through the governance API; the governance function put its alarms) and an object
+    # overwritten once
     with LocalPlatform(state_dir=tmp_path) as platform:
         s3, _ = _clients(platform, "data-scientist")
         outputs = platform.outputs
-        card = _registered(platform, built)
+        card = register_and_promote(PlatformClient(platform.info()), built, MODEL)
         first = s3.put_object(Bucket=outputs["DataBucketName"], Key=NOTES, Body=b"one")
         s3.put_object(Bucket=outputs["DataBucketName"], Key=NOTES, Body=b"two")
         assert (tmp_path / "local.json").exists()

@@ -20,6 +20,8 @@ from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Card
 from ferry_core.onboarding.builder import build_credit_risk, generate_credit_data
 from ferry_core.retrain.approval import ApprovalGate
+from ferry_local.platform import LocalPlatform
+from tests.e2e.conftest import PlatformClient, register_and_promote
 
 RunningPlatform = Any  # tests/e2e/conftest.py: the `ferry local up` child process
 RUN_TIMEOUT_S = 180
@@ -49,11 +51,13 @@ def _upload_training(platform: RunningPlatform, model: str, rows: int = 6000) ->
 
 
 def _start(platform: RunningPlatform, model: str, **run_input: Any) -> str:
-    resp = platform.client("stepfunctions", "data-scientist").start_execution(
-        stateMachineArn=platform.outputs["RetrainStateMachineArn"],
-        input=json.dumps({"model": model, "canary_percent": 0, **run_input}),
+    """The data scientist starts a run through the governance API's retrain route."""
+    body = {"model": model, "canary_percent": 0, **run_input}
+    status, _, started = platform.request(
+        "POST", "/v1/governance/retrain", body, identity="data-scientist"
     )
-    return resp["executionArn"]
+    assert status == 202, started
+    return started["execution"]
 
 
 def _wait(platform: RunningPlatform, arn: str) -> dict[str, Any]:
@@ -123,9 +127,10 @@ def test_a_better_candidate_is_validated_registered_and_promoted(
 ) -> None:
     """
     Given a weak champion in production and newer labelled data under training/MODEL/
-    When a run is started (no canary, no approval in dev)
+    When the data scientist starts a run (no canary, no approval in dev)
     Then the candidate is trained, passes every gate, is registered as v2 with its
-        validation report on the card, staged, promoted, and the lock is released
+        validation report on the card, staged, promoted, and the lock is released; the run's
+        registry steps are recorded as the data scientist who requested it
     """
     model = "rt-good"
     champion = _setup(local_platform, register_model, weak_champion, model)
@@ -151,6 +156,9 @@ def test_a_better_candidate_is_validated_registered_and_promoted(
     assert ("register", version, None) in events
     assert ("promote", version, version) in events
     assert _item(local_platform, model, "LOCK#retrain") is None
+    scientist = local_platform.client("sts", "data-scientist").get_caller_identity()["Arn"]
+    registered = [e for e in _audit(local_platform, model) if e.event == "register"]
+    assert registered[-1].actor == scientist == card.lineage.registered_by
 
 
 def test_a_worse_candidate_is_rejected_with_the_reason_in_the_audit_trail(
@@ -356,19 +364,29 @@ def test_a_healthy_canary_is_promoted(
 
 
 def test_an_error_spike_during_the_canary_rolls_it_back_and_says_so(
-    local_platform: RunningPlatform, register_model: Any, weak_champion: Any
+    tmp_path_factory: pytest.TempPathFactory, weak_champion: Any
 ) -> None:
     """
     Given a canary taking half of the default traffic
     When the canary version's artifact no longer proves out (the checksum its registry record
         holds stops matching its bytes, and no cached copy survives), so its requests answer
-        503. The fault comes through the registry, which the admin may write: no persona may
-        delete a model store object, the fault of an earlier version of this test.
+        503. No person may write the registry, so the fault is injected as the account itself
+        (the platform's own principal) would edit the table, on a platform of this test's own.
     Then the verdict compares error rates, the canary is stopped, the version rejected,
         production never moved, and the audit trail says why
     """
     model = "rt-canary-bad"
-    champion = _setup(local_platform, register_model, weak_champion, model)
+    state = tmp_path_factory.mktemp("canary-fault")
+    with LocalPlatform(state_dir=state, restore=False) as running:
+        assert running.clients is not None
+        platform = PlatformClient(running.info())
+        _check_a_canary_fault(platform, running.clients["dynamodb"], state, weak_champion, model)
+
+
+def _check_a_canary_fault(
+    local_platform: PlatformClient, account: Any, state: Any, weak_champion: Any, model: str
+) -> None:
+    champion = _setup(local_platform, register_and_promote, weak_champion, model)
     with _Traffic(local_platform, model, _rows()) as traffic:
         arn = _start(local_platform, model, canary_percent=50, canary_seconds=CANARY_SECONDS)
         # The fault lands once the candidate is staged, before the scorer ever loaded it.
@@ -378,14 +396,14 @@ def test_an_error_spike_during_the_canary_rolls_it_back_and_says_so(
         tampered = card.model_copy(
             update={"artifact": card.artifact.model_copy(update={"sha256": "0" * 64})}
         )
-        local_platform.client("dynamodb").update_item(
+        account.update_item(
             TableName=local_platform.outputs["RegistryTableName"],
             Key={"model": {"S": model}, "sk": {"S": f"V#{version:06d}"}},
             UpdateExpression="SET card = :card",
             ExpressionAttributeValues={":card": {"S": tampered.model_dump_json()}},
         )
         scorer = local_platform.outputs["ScoringFunctionName"]
-        for cached in (local_platform.state_dir / "tmp" / scorer).rglob(f"{card.artifact.sha256}*"):
+        for cached in (state / "tmp" / scorer).rglob(f"{card.artifact.sha256}*"):
             cached.unlink()
         assert _wait_for_canary(local_platform, model) == version
         desc = _wait(local_platform, arn)

@@ -389,7 +389,16 @@ def drift_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
 
 def governance_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
     env = res.function_environment("governance", work)
-    return env, {"action": "rollback", "model": MODEL, "actor": "image-check", "reason": "check"}
+    event = http_api_event(
+        "POST",
+        "/v1/governance/rollback/production",
+        json.dumps({"model": MODEL, "reason": "check"}),
+        route_key="POST /v1/governance/rollback/{stage}",
+        path_parameters={"stage": "production"},
+    )
+    caller = "arn:aws:sts::123456789012:assumed-role/Ferry-local-Admin/image-check"
+    event["requestContext"]["authorizer"] = {"iam": {"userArn": caller}}
+    return env, event
 
 
 def training_case(res: StackResources, work: Path) -> tuple[dict[str, str], Any]:
@@ -529,7 +538,8 @@ def drift_check(result: Any, res: StackResources) -> None:
 
 
 def governance_check(result: Any, res: StackResources) -> None:
-    assert result["ok"] is False and result["error"] == "promotion_refused", result
+    assert result["statusCode"] == 409, result
+    assert json.loads(result["body"])["error"] == "promotion_refused", result
 
 
 def training_check(result: Any, res: StackResources) -> None:

@@ -7,8 +7,10 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from infra.access import LIST_ACTIONS, PERSONAS, output_id
-from infra.api import ROUTES
+from infra.access import GOVERNANCE_GRANTS, LIST_ACTIONS, PERSONAS, output_id
+from infra.api import GOVERNANCE_ROUTES, ROUTES
+
+STAGES = ("production", "staging")
 
 ROLE_IDS = {p: "Access" + "".join(x.capitalize() for x in p.split("-")) + "Role" for p in PERSONAS}
 
@@ -75,31 +77,30 @@ def test_no_persona_has_a_wildcard_action_or_write_access_to_data_it_does_not_ow
 ) -> None:
     """
     Given every persona role's statements
-    Then no action is a wildcard; Resource * appears only for CloudWatch reads, for resuming
-        a run by its task token and for the services' List actions (no resource-level
-        permission exists for them); nobody may delete objects, and the only item anyone may
-        delete is a registry item, by those who decide (an answered approval request)
+    Then no action is a wildcard; Resource * appears only for CloudWatch reads and for the
+        services' List actions (no resource-level permission exists for them); nobody may
+        delete anything, resume a run, publish events or start a run directly
     """
-    registry = _table_id(template, "Registry")
     for persona in PERSONAS:
         role_id, _ = _role(template, persona)
         for statement in _statements(template, role_id):
             assert statement["Effect"] == "Allow"
             actions = _actions(statement)
             assert not any("*" in a for a in actions), (persona, actions)
-            deletes = {a for a in actions if "Delete" in a}
-            if deletes:
-                assert persona in ("approver", "admin"), (persona, deletes)
-                assert deletes == actions == {"dynamodb:DeleteItem"}, (persona, actions)
-                assert _resources(statement) == [{"Fn::GetAtt": [registry, "Arn"]}], statement
+            assert not {a for a in actions if "Delete" in a}, (persona, actions)
+            forbidden = {
+                "states:SendTaskSuccess",
+                "states:SendTaskFailure",
+                "states:StartExecution",
+                "events:PutEvents",
+            }
+            assert not actions & forbidden, (persona, actions)
             if "*" in _resources(statement):
                 assert actions <= {
                     "cloudwatch:GetMetricData",
                     "cloudwatch:GetMetricStatistics",
                     "cloudwatch:ListMetrics",
                     "cloudwatch:DescribeAlarms",
-                    "states:SendTaskSuccess",
-                    "states:SendTaskFailure",
                     *LIST_ACTIONS,
                 }, (persona, actions)
 
@@ -113,15 +114,45 @@ def _table_id(template: Template, name: str) -> str:
     return table_id
 
 
-def test_only_people_who_decide_can_resume_runs_and_only_writers_start_them(
+def _allowed(template: Template, persona: str) -> list[dict[str, Any]]:
+    role_id, _ = _role(template, persona)
+    return _statements(template, role_id)
+
+
+def test_governance_routes_are_invoked_only_by_the_personas_the_contract_names(
     template: Template,
 ) -> None:
-    def allowed(persona: str) -> set[str]:
-        role_id, _ = _role(template, persona)
-        return {a for s in _statements(template, role_id) for a in _actions(s)}
+    """
+    Given the table of who may call which governance route
+    Then each persona may invoke exactly its routes (production promotion only by approver
+        and admin), the client none, and every granted path is one of the API's routes
+    """
+    routes = {path.replace("{stage}", stage) for _, path in GOVERNANCE_ROUTES for stage in STAGES}
+    assert set(GOVERNANCE_GRANTS) == routes
+    assert GOVERNANCE_GRANTS["/v1/governance/promote/production"] == ("approver", "admin")
+    for persona in PERSONAS:
+        invoked = {
+            json.dumps(r)
+            for s in _allowed(template, persona)
+            if "execute-api:Invoke" in _actions(s)
+            for r in _resources(s)
+        }
+        governed = {r for r in invoked if "/v1/governance/" in r}
+        want = {path for path, who in GOVERNANCE_GRANTS.items() if persona in who}
+        assert len(governed) == len(want), (persona, governed)
+        for path in want:
+            assert any(f"/POST{path}" in r and "$default" in r for r in governed), (persona, path)
 
-    assert "states:SendTaskSuccess" in allowed("approver")
-    assert "states:SendTaskSuccess" not in allowed("data-scientist")
-    assert "states:StartExecution" in allowed("data-scientist")
-    assert "states:StartExecution" not in allowed("approver")
-    assert "s3:PutObject" in allowed("data-scientist")
+
+def test_only_registrants_upload_candidates_and_nobody_writes_models(template: Template) -> None:
+    """Data scientists and admins may put candidate bundles under candidates/ (KMS data keys to
+    encrypt them); no persona may write under models/ or the anchors."""
+    for persona in PERSONAS:
+        puts = [s for s in _allowed(template, persona) if "s3:PutObject" in _actions(s)]
+        targets = json.dumps([r for s in puts for r in _resources(s)])
+        assert "models/" not in targets and "anchors/" not in targets, persona
+        uploads = "candidates/*" in targets
+        assert uploads == (persona in ("data-scientist", "admin")), persona
+        if uploads:
+            keys = [s for s in _allowed(template, persona) if "kms:GenerateDataKey" in _actions(s)]
+            assert keys, persona

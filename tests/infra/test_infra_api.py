@@ -11,7 +11,7 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from app import feature_flags
-from infra.api import ROUTES
+from infra.api import GOVERNANCE_ROUTES, ROUTES
 from infra.config import ENVIRONMENTS, EnvironmentConfig
 from infra.stack import FerryStack
 
@@ -29,10 +29,11 @@ def test_routes_are_exactly_the_contract_table(template: Template) -> None:
     """
     Given the route table in infra/api.py
     When I read the API's routes
-    Then there is one plain AWS::ApiGatewayV2::Route per entry, and no catch-all route
+    Then there is one plain AWS::ApiGatewayV2::Route per entry of the scoring and the
+        governance tables, and no catch-all route
     """
     route_keys = sorted(route["RouteKey"] for route in _routes(template))
-    assert route_keys == sorted(f"{method} {path}" for method, path in ROUTES)
+    assert route_keys == sorted(f"{m} {p}" for m, p in (*ROUTES, *GOVERNANCE_ROUTES))
     assert ("POST", "/v1/models/{model}/predict") in ROUTES
     assert "$default" not in route_keys
 
@@ -41,18 +42,28 @@ def test_every_route_requires_iam_auth_and_hits_the_scoring_alias(template: Temp
     """
     Given the default (IAM) auth setting
     When I follow every route to its integration
-    Then each route requires AWS_IAM, and all share one payload-2.0 proxy to the `live` alias
+    Then each route requires AWS_IAM; the scoring routes share one payload-2.0 proxy to the
+        `live` alias, the governance routes one to the governance function
     """
     (alias_id,) = template.find_resources("AWS::Lambda::Alias")
+    governance_id = next(
+        i for i in template.find_resources("AWS::Lambda::Function") if "GovernanceFunction" in i
+    )
     integrations = template.find_resources("AWS::ApiGatewayV2::Integration")
-    (integration_id, integration) = next(iter(integrations.items()))
-    assert len(integrations) == 1
-    assert integration["Properties"]["IntegrationType"] == "AWS_PROXY"
-    assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
-    assert integration["Properties"]["IntegrationUri"] == {"Ref": alias_id}
+    assert len(integrations) == 2
+    by_target = {}
+    for integration_id, integration in integrations.items():
+        assert integration["Properties"]["IntegrationType"] == "AWS_PROXY"
+        assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
+        uri = json.dumps(integration["Properties"]["IntegrationUri"])
+        target = "scoring" if alias_id in uri else "governance" if governance_id in uri else uri
+        by_target[target] = {"Fn::Join": ["", ["integrations/", {"Ref": integration_id}]]}
+    assert set(by_target) == {"scoring", "governance"}
+    governed = {f"{m} {p}" for m, p in GOVERNANCE_ROUTES}
     for route in _routes(template):
         assert route["AuthorizationType"] == "AWS_IAM", route["RouteKey"]
-        assert route["Target"] == {"Fn::Join": ["", ["integrations/", {"Ref": integration_id}]]}
+        want = "governance" if route["RouteKey"] in governed else "scoring"
+        assert route["Target"] == by_target[want], route["RouteKey"]
     assert not template.find_resources("AWS::ApiGatewayV2::Authorizer")
 
 
@@ -109,7 +120,8 @@ def test_jwt_config_puts_a_jwt_authorizer_on_every_route(jwt_template: Template)
     """
     Given a config with api_auth='jwt', an issuer and an audience
     When I synthesize the stack
-    Then one JWT authorizer carries them and every route uses it
+    Then one JWT authorizer carries them and every scoring route uses it, while the
+        governance routes stay IAM-authorized (the actor is a verified IAM principal)
     """
     authorizers = jwt_template.find_resources("AWS::ApiGatewayV2::Authorizer")
     ((authorizer_id, authorizer),) = authorizers.items()
@@ -119,7 +131,11 @@ def test_jwt_config_puts_a_jwt_authorizer_on_every_route(jwt_template: Template)
         "Audience": ["ferry-api"],
     }
     routes = _routes(jwt_template)
-    assert len(routes) == len(ROUTES)
+    assert len(routes) == len(ROUTES) + len(GOVERNANCE_ROUTES)
+    governed = {f"{m} {p}" for m, p in GOVERNANCE_ROUTES}
     for route in routes:
+        if route["RouteKey"] in governed:
+            assert route["AuthorizationType"] == "AWS_IAM", route["RouteKey"]
+            continue
         assert route["AuthorizationType"] == "JWT", route["RouteKey"]
         assert route["AuthorizerId"] == {"Ref": authorizer_id}

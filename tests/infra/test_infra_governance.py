@@ -1,4 +1,5 @@
-"""Governance in the template: only the promotion path writes stage pointers; anchors are locked."""
+"""Governance in the template: only the governance function writes the registry and audit tables;
+anchors are locked."""
 
 from __future__ import annotations
 
@@ -73,42 +74,57 @@ def _writes_on(statements: list[dict[str, Any]], arn: dict[str, Any]) -> set[str
     }
 
 
-def test_only_the_governance_role_can_write_the_registry(template: Template) -> None:
+def test_only_the_governance_role_can_write_the_registry_and_audit(template: Template) -> None:
     """
     Given every role in the stack
-    When I collect the DynamoDB write actions each is allowed on the registry table
-    Then the scoring role has none, the governance role has its conditional Put/Update (and
-        Delete, for the retrain workflow's lock, approval and canary items), and no other
-        function or service role has any (only the promotion path moves stage pointers)
-    And of the people's roles, exactly those who record governance decisions with the `ferry`
-        command (data scientist, approver, admin) may write it; only those who decide
-        (approver, admin) may Delete, which answering an approval request does; the API
-        client's role may not write at all
+    When I collect the DynamoDB write actions each is allowed on the registry and audit tables
+    Then the governance role has its conditional Put/Update on the registry (and Delete, for
+        the retrain workflow's lock, approval and canary items) and Put on the audit table
+    And no other role writes the registry; of the others only batch scoring's roles append to
+        the audit table (each batch run's own entry); no persona writes either (people reach
+        the governance function through the API)
     """
-    registry = _table_arn(template, "Registry")
+    registry, audit = _table_arn(template, "Registry"), _table_arn(template, "Audit")
     roles = _statements_by_role(template)
-    scoring = _logical_id(template, "AWS::IAM::Role", "ScoringRole")
     governance = _logical_id(template, "AWS::IAM::Role", "GovernanceRole")
-    assert _writes_on(roles[scoring], registry) == set()
     assert _writes_on(roles[governance], registry) == {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
     }
-    people = {
-        role: persona
-        for persona in ("client", "data-scientist", "approver", "admin")
-        for role in [_logical_id(template, "AWS::IAM::Role", f"Access{_camel(persona)}Role")]
-    }
-    writers = {role for role, st in roles.items() if _writes_on(st, registry)}
-    assert writers - set(people) == {governance}
-    assert {people[r] for r in writers & set(people)} == {"data-scientist", "approver", "admin"}
-    deleters = {
-        people[r]
-        for r in writers & set(people)
-        if "dynamodb:DeleteItem" in _writes_on(roles[r], registry)
-    }
-    assert deleters == {"approver", "admin"}
+    assert {role for role, st in roles.items() if _writes_on(st, registry)} == {governance}
+    audit_writers = {role for role, st in roles.items() if _writes_on(st, audit)} - {governance}
+    assert audit_writers and all(role.startswith("Batch") for role in audit_writers)
+    for persona in ("client", "data-scientist", "approver", "admin"):
+        role = _logical_id(template, "AWS::IAM::Role", f"Access{_camel(persona)}Role")
+        assert role in roles and not _writes_on(roles[role], registry) | _writes_on(
+            roles[role], audit
+        )
+
+
+def test_governance_starts_retraining_and_resumes_runs(template: Template) -> None:
+    """The governance role may start the retraining state machine (by its stack-derived name,
+    so the machine that invokes the function is no dependency of it) and resume runs."""
+    governance = _logical_id(template, "AWS::IAM::Role", "GovernanceRole")
+    statements = _statements_by_role(template)[governance]
+    (start,) = [s for s in statements if "states:StartExecution" in _actions(s)]
+    assert "AWS::StackName" in json.dumps(start["Resource"])
+    assert "stateMachine:" in json.dumps(start["Resource"])
+    (resume,) = [s for s in statements if "states:SendTaskSuccess" in _actions(s)]
+    assert _actions(resume) == {"states:SendTaskSuccess", "states:SendTaskFailure"}
+    (machine,) = [
+        r
+        for lid, r in template.find_resources("AWS::StepFunctions::StateMachine").items()
+        if lid.startswith("RetrainStateMachine")
+    ]
+    function_id = _logical_id(template, "AWS::Lambda::Function", "GovernanceFunction")
+    variables = template.find_resources("AWS::Lambda::Function")[function_id]["Properties"][
+        "Environment"
+    ]["Variables"]
+    name = json.dumps(machine["Properties"]["StateMachineName"])
+    assert "AWS::StackName" in name and "-Retrain" in name
+    assert "-Retrain" in json.dumps(variables["RETRAIN_STATE_MACHINE_ARN"])
+    assert json.dumps(start["Resource"]) == json.dumps(variables["RETRAIN_STATE_MACHINE_ARN"])
 
 
 def _camel(persona: str) -> str:

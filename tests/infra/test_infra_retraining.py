@@ -112,6 +112,8 @@ def test_the_drift_alarm_and_the_schedule_start_the_workflow(
     assert target["Arn"] == {"Ref": machine}
     paths = target["InputTransformer"]["InputPathsMap"]
     assert "dimensions.model" in " ".join(paths.values())
+    assert "$.detail.alarmName" in paths.values()  # the run's author: alarm:NAME
+    assert '"requested_by":"alarm:<' in target["InputTransformer"]["InputTemplate"].replace(" ", "")
     assert "DeadLetterConfig" in target
     assert "DeadLetterConfig" in target
 
@@ -139,6 +141,7 @@ def test_the_schedule_starts_a_run_for_every_live_model(
     for needle in ("aws-sdk:dynamodb:query", "__index__", "STAGE#production", "startExecution"):
         assert needle in text, needle
     assert '\\"trigger\\":\\"schedule\\"' in text
+    assert '\\"requested_by\\":\\"schedule\\"' in text  # the run's author
     assert {"Ref": retrain} in machines[lister_id]["Properties"]["DefinitionString"]["Fn::Join"][1]
     actions = {a for a, _ in _role_actions(template_json, "RetrainScheduleStateMachineRole")}
     assert {"dynamodb:Query", "dynamodb:GetItem", "states:StartExecution"} <= actions

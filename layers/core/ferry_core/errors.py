@@ -84,7 +84,7 @@ class PromotionRefused(FerryError):
 
 
 class GovernanceForbidden(FerryError):
-    """A governance policy refused the caller (four eyes: nobody approves their own work)."""
+    """A governance policy refuses this caller (four eyes), or the caller is not verified."""
 
     code = "forbidden"
 

@@ -47,10 +47,16 @@ class DemoContext:
     state: dict[str, Any] = field(default_factory=dict)
 
     def http(
-        self, method: str, path: str, body: Any = None, query: str = "", signed: bool = True
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: str = "",
+        signed: bool = True,
+        identity: str = "client",
     ) -> tuple[int, dict[str, Any]]:
-        """One request to the local HTTP API, signed as the `client` identity (unless not
-        `signed`), as the application that scores would send it."""
+        """One request to the local HTTP API, signed as `identity` (the application that
+        scores, unless said otherwise), or unsigned (not `signed`)."""
         from ferry_local.signing import credentials_of, sign
 
         data = None
@@ -59,7 +65,7 @@ class DemoContext:
         url = self.platform.api_url.rstrip("/") + path + (f"?{query}" if query else "")
         headers = {"content-type": "application/json"}
         if signed:
-            credentials = credentials_of(self.platform.identity("client"))
+            credentials = credentials_of(self.platform.identity(identity))
             headers = sign(
                 method, url, credentials, self.platform.region, body=data, headers=headers
             )
@@ -69,6 +75,11 @@ class DemoContext:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())
+
+    def govern(self, identity: str, route: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """`POST /v1/governance/{route}` signed as `identity`: a governance change by that
+        person, recorded as them."""
+        return self.http("POST", f"/v1/governance/{route}", body, identity=identity)
 
     def ferry(self, *args: str, identity: str = "admin") -> str:
         """Run `ferry --as IDENTITY ARGS --env local`, print its output, fail the step if it

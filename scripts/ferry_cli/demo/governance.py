@@ -3,7 +3,6 @@ audit trail that records it all is verified (and catches a forged entry) at the 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,13 @@ def _shared(ctx: DemoContext) -> list[Step]:
 
         ctx.state["governance"] = governance_steps(
             ctx.console,
-            ctx.aws,
+            ctx.as_identity,
+            ctx.govern,
             ctx.res,
             ctx.built,
             expect,
             served_version,
             MODEL,
-            acting_as=ctx.as_identity,
         )
     return ctx.state["governance"]
 
@@ -65,56 +64,52 @@ def audit_steps(ctx: DemoContext) -> list[Step]:
 
 def governance_steps(
     console: Console,
-    aws: dict[str, Any],
+    acting_as: Callable[[str], dict[str, Any]],
+    govern: Callable[[str, str, dict[str, Any]], tuple[int, dict[str, Any]]],
     res: Any,
     built: Any,
     expect: Callable[[bool, str], None],
     served_version: Callable[[], int] | None = None,
     model: str = MODEL,
-    acting_as: Callable[[str], dict[str, Any]] | None = None,
 ) -> list[tuple[str, Callable[[], str]]]:
     """(title, step) pairs showing registration, promotion, rollback and audit verify.
 
-    `aws` holds `s3` and `dynamodb` clients (and optionally `events`), `res` the
-    StackResources; `expect(cond, message)` fails a step; `served_version()` (optional) asks
-    the scoring API which version production serves, to show it follows the rollback.
-    `acting_as(identity)` (optional) gives an identity's clients: then the data scientist
-    registers and the admin promotes, rolls back and (as an insider would) edits the audit
-    table; without it every step uses `aws`.
+    Every change goes through the governance API: `govern(identity, route, body)` signs
+    `POST /v1/governance/{route}` as one of the platform's identities and returns (status,
+    answer). The data scientist uploads candidate bundles (`acting_as(identity)` gives an
+    identity's clients) and registers them; the approver promotes and rolls back; the admin
+    (as an insider would) tries to edit the audit table. `res` holds the stack's resource
+    names; `expect(cond, message)` fails a step; `served_version()` (optional) asks the
+    scoring API which version production serves, to show it follows the rollback.
     """
+    from ferry_core.audit.anchors import AnchorStore
+    from ferry_core.audit.chain import AuditLog
     from ferry_core.onboarding.intake import build_from_onnx
-    from ferry_core.registry.governance import connect
     from ferry_core.registry.lineage import capture
+    from ferry_core.registry.policies import wait_for_gate
     from ferry_core.registry.reader import RegistryReader
-    from ferry_core.registry.registration import register as register_version
-    from ferry_core.retrain.gate.policy import GatePolicy
-    from ferry_core.retrain.gate.registered import validate_and_record
-    from ferry_core.store import ModelStore
+    from ferry_core.retrain.candidate import write_bundle
+    from ferry_core.retrain.manual import manual_run_id
 
     repo_root = Path(__file__).resolve().parents[3]
-    cache = tempfile.mkdtemp(prefix="ferry-demo-gov-")
+    admin = acting_as("admin")
+    reader = RegistryReader(admin["dynamodb"], res.registry_table, pointer_ttl_seconds=0)
+    audit = AuditLog(
+        admin["dynamodb"], res.audit_table, AnchorStore(admin["s3"], res.anchor_bucket)
+    )
 
-    def clients(identity: str) -> dict[str, Any]:
-        return acting_as(identity) if acting_as is not None else aws
+    def change(identity: str, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, answer = govern(identity, route, body)
+        expect(status == 200, f"{route} as {identity}: {status} {answer}")
+        return answer
 
-    def governance(identity: str) -> Any:
-        as_identity = clients(identity)
-        return connect(
-            dynamodb=as_identity["dynamodb"],
-            s3=as_identity["s3"],
-            events=as_identity.get("events"),
-            registry_table=res.registry_table,
-            audit_table=res.audit_table,
-            anchor_bucket=res.anchor_bucket,
-            cache_dir=cache,
-            env="local",
-        )
-
-    gov, scientist = governance("admin"), governance("data-scientist")
-    aws = clients("admin")
-    reader = RegistryReader(aws["dynamodb"], res.registry_table, pointer_ttl_seconds=0)
-    s3_scientist = clients("data-scientist")["s3"]
-    store = ModelStore(aws["s3"], cache)
+    def register(candidate: Any, lineage: Any) -> int:
+        """The data scientist uploads a candidate bundle and registers it."""
+        run_id = manual_run_id()
+        s3 = acting_as("data-scientist")["s3"]
+        write_bundle(s3, res.model_bucket, candidate, model, run_id, lineage)
+        answer = change("data-scientist", "register", {"model": model, "candidate": run_id})
+        return int(answer["version"])
 
     def register_two() -> str:
         lineage = capture(
@@ -123,60 +118,47 @@ def governance_steps(
             repo_root / "requirements/dev.txt",
             actor="demo",
         )
-        cards = [
-            register_version(
-                built, model, s3_scientist, res.model_bucket, scientist, lineage, "demo"
-            )[0]
-            for _ in range(2)
-        ]
+        cards = [reader.card(model, register(built, lineage)) for _ in range(2)]
         console.print(card_table(cards[-1], reader.version_record(model, cards[-1].version)))
         expect(all(c.validation and c.validation["passed"] for c in cards), "validation missing")
         return (
-            f"registered v{cards[0].version} and v{cards[1].version}, each with lineage, "
-            "its own validation results and a `register` audit entry"
+            f"registered v{cards[0].version} and v{cards[1].version} as the data scientist, each "
+            "with lineage, its own validation results and a `register` audit entry"
         )
 
     def promote_both() -> str:
         versions = sorted(c.version for c in reader.versions(model))[-2:]
         for v in versions:
-            # The gate against the version live now (the ValidateVersion machine's two steps,
-            # here in this process): production takes nothing else.
-            gated = validate_and_record(gov, aws["s3"], store, GatePolicy(), model, v, actor="demo")
-            console.print(
-                f"v{v} gated: {gov.reader.version_record(model, v)['validation']['summary']}"
-            )
-            expect(gated.after["passed"] is True, f"v{v} did not pass the validation gate")
-            o = gov.promote(model, v, actor="demo", reason="release")
-            print_outcome(console, o)
+            # The gate against the version live now (the ValidateVersion machine, started
+            # through the governance API): production takes nothing else.
+            started = change("approver", "validate", {"model": model, "version": v})
+            gate = wait_for_gate(reader, model, v, started.get("execution"))
+            expect(gate is not None, f"v{v}: no gate result was recorded")
+            console.print(f"v{v} gated: {gate.get('summary', '')}")
+            expect(gate.get("passed") is True, f"v{v} did not pass the validation gate")
+            body = {"model": model, "version": v, "reason": "release"}
+            print_outcome(console, change("approver", "promote/production", body))
         expect(reader.fresh_pointer(model, "production").version == versions[-1], "pointer")
         return (
-            f"each gated against the version live, production → v{versions[-1]} "
-            f"(stage history keeps v{versions[0]})"
+            f"each gated against the version live, production → v{versions[-1]} by the "
+            f"approver (stage history keeps v{versions[0]})"
         )
 
     def refuse_unvalidated() -> str:
-        bare = build_from_onnx(built.onnx_bytes, built.schema)
-        card, _ = register_version(
-            bare,
-            model,
-            s3_scientist,
-            res.model_bucket,
-            scientist,
-            capture(repo_root, "onnx"),
-            "demo",
+        version = register(
+            build_from_onnx(built.onnx_bytes, built.schema), capture(repo_root, "onnx")
         )
-        try:
-            gov.promote(model, card.version, actor="demo")
-        except Exception as exc:  # PromotionRefused: what the demo shows
-            console.print(f"[yellow]refused:[/] {getattr(exc, 'message', exc)}")
-            return f"v{card.version} (ONNX without parity reference) refused for production"
-        expect(False, "an unvalidated version was promoted")
-        return ""
+        body = {"model": model, "version": version}
+        status, answer = govern("approver", "promote/production", body)
+        expect(status == 409, f"an unvalidated version was not refused: {status} {answer}")
+        console.print(f"[yellow]refused:[/] {answer['message']}")
+        return f"v{version} (ONNX without parity reference) refused for production"
 
     def roll_back() -> str:
-        o = gov.rollback(model, actor="demo", reason="p99 latency regression")
+        body = {"model": model, "reason": "p99 latency regression"}
+        o = change("approver", "rollback/production", body)
         print_outcome(console, o)
-        target = o.after["production"]
+        target = o["after"]["production"]
         if served_version is not None:
             served = served_version()
             expect(served == target, f"scoring serves v{served}, expected v{target}")
@@ -185,22 +167,33 @@ def governance_steps(
         )
 
     def verify() -> str:
-        report = gov.audit.verify(model)
+        from botocore.exceptions import ClientError
+
+        report = audit.verify(model)
         expect(report.ok, f"chain broken: {report.first_problem}")
         console.print(
             f"chain of {model}: {report.entries} entries, {report.anchors} anchors, "
             f"head {report.head_hash[:16]}… [green]intact[/]"
         )
         key = {"model": {"S": model}, "seq": {"N": "2"}}
-        original = aws["dynamodb"].get_item(TableName=res.audit_table, Key=key)["Item"]
+        original = admin["dynamodb"].get_item(TableName=res.audit_table, Key=key)["Item"]
         forged = {**original, "actor": {"S": "mallory"}}
-        aws["dynamodb"].put_item(TableName=res.audit_table, Item=forged)
-        caught = gov.audit.verify(model)
-        console.print(f"after editing entry 2 in DynamoDB: [red]{caught.first_problem}[/]")
-        aws["dynamodb"].put_item(TableName=res.audit_table, Item=original)
+        try:
+            admin["dynamodb"].put_item(TableName=res.audit_table, Item=forged)
+            expect(False, "the admin could edit the audit table")
+        except ClientError as exc:
+            console.print(
+                f"the admin edits entry 2 in DynamoDB: [red]{exc.response['Error']['Code']}[/]"
+            )
+        items = [forged if i["seq"] == key["seq"] else i for i in audit.items(model)]
+        caught = audit.verify(model, items)
+        console.print(f"a copy of the chain with entry 2 edited: [red]{caught.first_problem}[/]")
         expect(not caught.ok and caught.problems[0]["seq"] == 2, "tampering not caught")
-        expect(gov.audit.verify(model).ok, "restored chain does not verify")
-        return "audit chain verified against its Object Lock anchors; an edit is named"
+        expect(audit.verify(model).ok, "the chain does not verify")
+        return (
+            "audit chain verified against its Object Lock anchors; no person may edit it, and "
+            "an edited copy is named"
+        )
 
     return list(
         zip(

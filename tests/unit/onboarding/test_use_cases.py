@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 
 from ferry_core.onboarding.intake import IntakeError
-from ferry_core.onboarding.use_cases import (
-    RegistrationRequest,
-    find_lock_file,
-    register_from_files,
-)
+from ferry_core.onboarding.use_cases import RegistrationRequest, find_lock_file
+from ferry_core.retrain.candidate import RUN_ID
+from ferry_core.retrain.manual import manual_run_id, upload_candidate
 
 
 @pytest.mark.parametrize(
@@ -37,11 +35,17 @@ def test_a_request_names_what_it_lacks(fields: dict[str, str], problem: str | No
 def test_an_unservable_request_is_refused_before_any_call() -> None:
     """
     Given a request with neither a pipeline nor an ONNX file
-    When it is registered
+    When its candidate is uploaded
     Then IntakeError says why, and no client is touched (None would fail on first use)
     """
     with pytest.raises(IntakeError, match="exactly one of"):
-        register_from_files(RegistrationRequest(name="m"), None, "bucket", None, "me")  # type: ignore[arg-type]
+        upload_candidate(RegistrationRequest(name="m"), None, "bucket", "me")
+
+
+def test_a_manual_run_id_is_a_run_id_and_unique() -> None:
+    """A bundle built on the user's machine lands under `candidates/{model}/manual-…/`."""
+    first, second = manual_run_id(), manual_run_id()
+    assert first.startswith("manual-") and RUN_ID.match(first) and first != second
 
 
 def test_the_lock_file_is_the_given_one_else_the_first_found(tmp_path: Path) -> None:

@@ -11,12 +11,14 @@ import pytest
 from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Lineage
 from ferry_core.errors import (
+    BadRequest,
     ModelNotFound,
     PromotionRefused,
     RegistryConflict,
     VersionNotFound,
 )
-from ferry_core.registry.governance import Governance, GovernanceRequest, connect, run_request
+from ferry_core.governance.requests import GovernanceRequest, run_request
+from ferry_core.registry.governance import Governance, connect
 from ferry_core.registry.registration import register, register_built
 from ferry_core.store import ModelStore, parse_s3_uri
 from ferry_local import moto_hooks
@@ -317,13 +319,13 @@ def test_requests_dispatch_by_action(gov: Governance, built, aws, boto, gate_pas
     _register(gov, built, aws, boto, 2)
     for v in (1, 2):
         gate_pass(gov, MODEL, v)
-        run_request(
-            gov, GovernanceRequest(action="promote", model=MODEL, version=v, actor="sfn"), "sfn"
-        )
-    out = run_request(gov, GovernanceRequest(action="rollback", model=MODEL, actor="sfn"), "sfn")
-    assert out.after == {"production": 1}
-    with pytest.raises(PromotionRefused, match="needs a version"):
-        run_request(gov, GovernanceRequest(action="approve", model=MODEL, actor="sfn"), "sfn")
+        run_request(gov, GovernanceRequest(action="promote", model=MODEL, version=v), "sfn")
+    out = run_request(gov, GovernanceRequest(action="rollback", model=MODEL), "sfn")
+    assert out.after == {"production": 1} and out.entry.actor == "sfn"
+    with pytest.raises(BadRequest, match="needs a version"):
+        run_request(gov, GovernanceRequest(action="archive", model=MODEL), "sfn")
+    with pytest.raises(PromotionRefused, match="not available"):
+        run_request(gov, GovernanceRequest(action="approve", model=MODEL, version=1), "sfn")
 
 
 def test_bootstrap_registration_records_validation_too(aws, boto, built) -> None:

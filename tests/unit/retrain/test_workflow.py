@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from ferry_core.errors import PromotionRefused
-from ferry_core.registry.governance import Governance, GovernanceRequest
+from ferry_core.governance.requests import GovernanceRequest
+from ferry_core.registry.governance import Governance
 from ferry_core.registry.reader import RegistryReader
 from ferry_core.retrain.approval import decide
 from ferry_core.retrain.candidate import CandidateUnavailable
@@ -328,6 +329,19 @@ def test_every_workflow_action_is_dispatched(wf: Workflow) -> None:
                 step(wf, action)
         else:
             assert isinstance(step(wf, action), dict)
+
+
+def test_the_run_author_is_who_requested_it(wf: Workflow) -> None:
+    """The lock step hands the state machine the run's author as its steps' actor: whoever
+    requested the run (the retrain route's verified caller, `alarm:NAME`, `schedule`); a run
+    input cannot name an actor of its own."""
+    requested = {"requested_by": "alarm:Ferry-local-model-credit-risk-drift"}
+    locked = step(wf, "lock", "run-author", details=requested)
+    assert locked["run"]["actor"] == locked["run"]["requested_by"] == requested["requested_by"]
+    step(wf, "unlock", "run-author")
+    assert step(wf, "lock", "run-default")["run"]["actor"] == "ferry-retrain"
+    with pytest.raises(ValidationError):
+        RunInput(model=MODEL, actor="mallory")
 
 
 def test_a_workflow_request_is_strict() -> None:

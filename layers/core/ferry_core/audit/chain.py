@@ -196,9 +196,13 @@ class AuditLog:
         return self.table.models()
 
     # -- verifying -------------------------------------------------------------------------
-    def verify(self, model: str) -> VerifyReport:
-        """Recompute every hash, check seq continuity and links, and compare with the anchors."""
-        items = self.items(model)
+    def verify(self, model: str, items: list[dict[str, Any]] | None = None) -> VerifyReport:
+        """Recompute every hash, check seq continuity and links, and compare with the anchors.
+
+        `items` verifies a copy of the chain (an export, a restored backup) instead of the
+        table's, against the same anchors.
+        """
+        items = self.items(model) if items is None else items
         report = VerifyReport(model, len(items), 0, GENESIS, 0)
         expected_seq, prev = 1, GENESIS
         chain: dict[int, str] = {}

@@ -1,9 +1,10 @@
-"""Register a model from files: the whole use case behind `ferry register`, with no CLI in it.
+"""Register a model from files: the user's side of `ferry register`, with no CLI in it.
 
 Read a fitted pipeline or an ONNX file and its data (local paths or s3:// URIs), build the
-candidate (conversion, parity, metrics, baselines), capture its lineage from the training
-code's checkout, and record the next version. The command line only parses its options into
-a `RegistrationRequest` and renders what comes back, so any other client registers the same way.
+candidate (conversion, parity, metrics, baselines) and capture its lineage from the training
+code's checkout; `ferry_core.retrain.manual` uploads it as a candidate bundle for the
+governance function to register. The command line only parses its options into a
+`RegistrationRequest` and renders what comes back.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry_core.card import Card, Lineage
+from ferry_core.card import Lineage
 from ferry_core.onboarding import intake, overrides
-from ferry_core.registry.governance import Governance, Outcome
 from ferry_core.registry.lineage import capture
-from ferry_core.registry.registration import register
 from ferry_core.trainer_files import TrainerFiles
 
 # Dependency lock files looked for in the training checkout, first found wins.
@@ -150,32 +149,3 @@ def request_lineage(req: RegistrationRequest, data: intake.DataRef | None, actor
     )
     trained_at = intake.file_mtime_iso(req.source)
     return lineage.model_copy(update={"trained_at": trained_at}) if trained_at else lineage
-
-
-def register_from_files(
-    req: RegistrationRequest, s3: Any, bucket: str, governance: Governance, actor: str
-) -> tuple[Card, Outcome]:
-    """Build the candidate from `req`'s files and register it as the next version.
-
-    Raises IntakeError for a request that cannot be served (see `RegistrationRequest.problem`)
-    or unreadable files, and the registration's own refusals (failed parity, ...).
-    """
-    problem = req.problem()
-    if problem:
-        raise intake.IntakeError(problem)
-    trainer = req.trainer_files()
-    built, data, valid_ref = build_candidate(req, s3)
-    evidence = {"validation_data": valid_ref.as_dict()} if valid_ref else None
-    return register(
-        built,
-        req.name,
-        s3,
-        bucket,
-        governance,
-        request_lineage(req, data, actor),
-        actor,
-        description=req.description,
-        reason=req.reason,
-        evidence=evidence,
-        trainer=trainer,
-    )

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Json
+from pydantic import Field, Json
 
 from ferry_core.audit.anchors import AnchorStore
 from ferry_core.audit.chain import AuditLog
@@ -38,7 +38,6 @@ from ferry_core.errors import (
     TransactionRefused,
 )
 from ferry_core.monitoring.alarms import ModelAlarmFields, ModelMonitors
-from ferry_core.names import ModelName
 from ferry_core.registry.events import EventPublisher
 from ferry_core.registry.outcome import Outcome
 from ferry_core.registry.policies import ValidationStarter
@@ -455,45 +454,6 @@ class Governance(ValidationEvents):
         return self._status_event("reject", model, version, actor, reason, details)
 
 
-# -- the governance function's contract (transport-free: Step Functions sends this) --------
-class GovernanceRequest(BaseModel):
-    """One governance action, as the retrain-and-promote state machine sends it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["validate", "promote", "rollback", "archive", "approve", "reject"]
-    model: ModelName
-    version: int | None = Field(default=None, ge=1)
-    stage: Literal["production", "staging"] = "production"
-    actor: str = Field(min_length=1, max_length=256)
-    reason: str = Field(default="", max_length=1024)
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-def run_request(gov: Governance, req: GovernanceRequest, actor: str) -> Outcome:
-    """Dispatch one request by action (a table, not an if-chain over event shapes), as the
-    verified `actor` (the caller's identity, never a field of the request)."""
-    if req.action != "rollback" and req.version is None:
-        raise PromotionRefused(f"{req.action} needs a version")
-    actions = {
-        "validate": lambda: gov.start_validation(req.model, req.version, actor=actor),
-        "promote": lambda: gov.promote(
-            req.model, req.version, req.stage, actor=actor, reason=req.reason
-        ),
-        "rollback": lambda: gov.rollback(
-            req.model, actor=actor, reason=req.reason, stage=req.stage
-        ),
-        "archive": lambda: gov.archive(req.model, req.version, actor=actor, reason=req.reason),
-        "approve": lambda: gov.approve(
-            req.model, req.version, actor=actor, reason=req.reason, details=req.details
-        ),
-        "reject": lambda: gov.reject(
-            req.model, req.version, actor=actor, reason=req.reason, details=req.details
-        ),
-    }
-    return actions[req.action]()
-
-
 class GovernanceSettings(EnvironmentFields, ModelStoreFields, ModelAlarmFields):
     """What the stack passes the governance function (infra/governance.py sets these)."""
 
@@ -503,6 +463,8 @@ class GovernanceSettings(EnvironmentFields, ModelStoreFields, ModelAlarmFields):
     approval_required: bool = Field(default=False, alias="APPROVAL_REQUIRED")
     # The state machine that gates a registered version (infra/validate_version.py).
     validation_state_machine: str | None = Field(default=None, alias="VALIDATION_STATE_MACHINE_ARN")
+    # The retraining state machine the retrain route starts (None: no retraining here).
+    retrain_state_machine: str | None = Field(default=None, alias="RETRAIN_STATE_MACHINE_ARN")
     # The retrain-and-promote workflow (ferry_core/retrain/workflow.py).
     approval_timeout_seconds: int = Field(
         default=3 * 86_400, ge=1, alias="APPROVAL_TIMEOUT_SECONDS"

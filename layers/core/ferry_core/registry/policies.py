@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +94,19 @@ class ValidationStarter:
             stateMachineArn=self.state_machine_arn, input=json.dumps(payload)
         )
         return str(resp["executionArn"])
+
+
+def wait_for_gate(
+    reader: Any, model: str, version: int, execution: str | None, timeout: float = 300
+) -> dict[str, Any] | None:
+    """The gate result that `execution` (a ValidateVersion run: registration and
+    `POST /v1/governance/validate` start one) recorded on the version; with no execution, what
+    is recorded now; None when nothing was recorded within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = reader.version_record(model, version).get("validation") or {}
+        if result and (execution is None or result.get("execution") == execution):
+            return result
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)

@@ -1,4 +1,4 @@
-"""Register a built model: artifact and card to the versioned model bucket, card to the registry.
+"""Register a model: artifact and card to the versioned model bucket, card to the registry.
 
 Objects are written with `If-None-Match: *` (never overwritten) and S3's own SHA-256 checksum
 (the upload is verified in transit); the version id S3 returns is what the card pins.
@@ -6,6 +6,10 @@ Registration records its own checks (parity, schema, metrics) as the card's `val
 governance requires before a version may be promoted (to staging; production also needs a pass
 of the validation gate against the current champion, started after registration). The parity
 reference rows are stored beside the artifact (`reference.parquet`) for that gate.
+
+A candidate bundle (a retraining run's, or one `ferry register` built on the user's machine)
+is registered by the governance function through `ferry_core.retrain.register`, on these
+helpers; `register_built` writes the registry only, for bootstrapping and tests.
 """
 
 from __future__ import annotations
@@ -56,21 +60,28 @@ def registration_checks(built: Any) -> dict[str, Any] | None:
     registered without source scores) there is no complete gate run: `None`, and governance
     refuses to promote the version until the validation pipeline records results.
     """
-    if not built.parity:
+    return quick_checks(built.parity, built.metrics, len(built.schema.features))
+
+
+def quick_checks(
+    parity: dict[str, Any] | None, metrics: dict[str, Any], features: int
+) -> dict[str, Any] | None:
+    """`registration_checks` from what a build measured (also what a candidate spec carries)."""
+    if not parity:
         return None
-    overall = built.metrics.get("overall", {})
+    overall = metrics.get("overall", {})
     checks = [
         {
             "name": "parity",
-            "passed": bool(built.parity.get("passed")),
-            "max_abs_diff": built.parity.get("max_abs_diff"),
-            "tolerance": built.parity.get("tolerance"),
-            "rows": built.parity.get("rows"),
+            "passed": bool(parity.get("passed")),
+            "max_abs_diff": parity.get("max_abs_diff"),
+            "tolerance": parity.get("tolerance"),
+            "rows": parity.get("rows"),
         },
         {
             "name": "schema",
             "passed": True,
-            "features": len(built.schema.features),
+            "features": features,
             "message": "ONNX graph inputs and output match the input schema",
         },
         {
@@ -88,11 +99,11 @@ def registration_checks(built: Any) -> dict[str, Any] | None:
     }
 
 
-def _refuse_failed_parity(built: Any) -> None:
-    if built.parity and not built.parity.get("passed"):
+def refuse_failed_parity(parity: dict[str, Any] | None) -> None:
+    if parity and not parity.get("passed"):
         raise RegistrationRefused(
-            f"ONNX-vs-sklearn parity failed: max abs diff {built.parity['max_abs_diff']:.3g} "
-            f"> tolerance {built.parity['tolerance']:.3g} on {built.parity.get('rows')} rows; "
+            f"ONNX-vs-sklearn parity failed: max abs diff {parity['max_abs_diff']:.3g} "
+            f"> tolerance {parity['tolerance']:.3g} on {parity.get('rows')} rows; "
             "nothing was registered"
         )
 
@@ -163,7 +174,7 @@ def register_built(
     Registry only (no audit entry): for bootstrapping and tests. `register` is the governed
     path, used by `ferry register`.
     """
-    _refuse_failed_parity(built)
+    refuse_failed_parity(built.parity)
     card = _upload(built, name, writer.allocate_version(name), s3, bucket, lineage, description)
     writer.put_version(card)
     return card
@@ -189,7 +200,7 @@ def register(
     validation data's URI and sha256) is recorded with the validation results; `trainer` (the
     owner's file and lock) is stored beside the version for retraining.
     """
-    _refuse_failed_parity(built)
+    refuse_failed_parity(built.parity)
     version = governance.writer.allocate_version(name)
     lineage = lineage.model_copy(update={"registered_by": actor})  # the four-eyes rule reads it
     card = _upload(built, name, version, s3, bucket, lineage, description, evidence, trainer)

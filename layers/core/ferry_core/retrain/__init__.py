@@ -5,4 +5,6 @@
 - `gate`       the validation gate and the validation step
 - `workflow`   the state machine's governed steps; `lock` and `approval` hold their state
 - `runs`       start and follow a run (the command line and the demo)
+- `register`   a candidate bundle becomes the next version (a run's, or a manual one)
+- `manual`     a candidate built and uploaded on the user's machine (`ferry register`)
 """

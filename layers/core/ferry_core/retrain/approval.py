@@ -1,7 +1,8 @@
 """Pending approvals: a retraining run waiting for an operator's decision on its version.
 
-The run stores its Step Functions task token beside the version (`request`); `ferry approve`
-or `ferry reject` records the decision in the audit trail and then resumes the run (`decide`).
+The run stores its Step Functions task token beside the version (`request`); the governance
+function's approve or reject route (`ferry approve|reject`) records the decision in the audit
+trail, as the verified caller, and then resumes the run (`decide`).
 """
 
 from __future__ import annotations

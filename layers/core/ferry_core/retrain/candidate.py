@@ -5,7 +5,8 @@ A retraining run writes its candidate under `candidates/{model}/{run_id}/` in th
 
 - `model.onnx`         the converted pipeline
 - `reference.parquet`  the validation rows in the serving encoding, the source pipeline's
-                       scores (`__reference_score__`) and the labels (`__label__`)
+                       scores (`__reference_score__`) and the labels (`__label__`); absent
+                       only for an ONNX file registered without its source's scores
 - `trainer/`           the owner's trainer file and lock, when the model has one
                        (`trainer_files.py`): what the next retraining runs
 - `candidate.json`     a `CandidateSpec`: schema, output, metrics, baselines, lineage, and the
@@ -61,7 +62,7 @@ class CandidateSpec(BaseModel):
     baseline: dict[str, Baseline] = Field(default_factory=dict)
     model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     model_size: int = Field(ge=1)
-    reference_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    reference_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     training: dict[str, Any] = Field(default_factory=dict)
     trainer: TrainerRef | None = None
 
@@ -80,7 +81,7 @@ class Bundle:
     prefix: str
     spec: CandidateSpec
     onnx_bytes: bytes
-    reference_bytes: bytes
+    reference_bytes: bytes | None
     trainer: TrainerFiles | None = None
 
     @property
@@ -91,6 +92,8 @@ class Bundle:
         """The reference rows as a pyarrow Table."""
         import pyarrow.parquet as pq
 
+        if self.reference_bytes is None:
+            raise CandidateUnavailable(f"{self.uri} has no reference.parquet")
         return pq.read_table(io.BytesIO(self.reference_bytes))
 
 
@@ -118,7 +121,9 @@ def write_bundle(
     `reference_bytes` (an owner's trainer run in its own process); `trainer` travels along.
     """
     prefix = bundle_prefix(name, run_id)
-    ref_bytes = getattr(built, "reference_bytes", None) or reference_parquet(built.reference)
+    ref_bytes = getattr(built, "reference_bytes", None)
+    if ref_bytes is None and getattr(built, "reference", None) is not None:
+        ref_bytes = reference_parquet(built.reference)
     spec = CandidateSpec(
         name=name,
         run_id=run_id,
@@ -130,12 +135,13 @@ def write_bundle(
         baseline=built.baseline,
         model_sha256=sha256_hex(built.onnx_bytes),
         model_size=len(built.onnx_bytes),
-        reference_sha256=sha256_hex(ref_bytes),
+        reference_sha256=None if ref_bytes is None else sha256_hex(ref_bytes),
         training=training or {},
         trainer=trainer.ref if trainer else None,
     )
     s3.put_object(Bucket=bucket, Key=f"{prefix}/model.onnx", Body=built.onnx_bytes)
-    s3.put_object(Bucket=bucket, Key=f"{prefix}/reference.parquet", Body=ref_bytes)
+    if ref_bytes is not None:
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/reference.parquet", Body=ref_bytes)
     if trainer is not None:
         trainer.put(s3, bucket, prefix)
     s3.put_object(
@@ -173,12 +179,14 @@ def read_bundle(s3: Any, bucket: str, model: str, run_id: str) -> Bundle:
             f"{prefix}/candidate.json describes {spec.name}/{spec.run_id}, not {model}/{run_id}"
         )
     onnx_bytes = _get(s3, bucket, f"{prefix}/model.onnx")
-    ref_bytes = _get(s3, bucket, f"{prefix}/reference.parquet")
+    ref_bytes = None
+    if spec.reference_sha256 is not None:
+        ref_bytes = _get(s3, bucket, f"{prefix}/reference.parquet")
     for what, data, want in (
         ("model.onnx", onnx_bytes, spec.model_sha256),
         ("reference.parquet", ref_bytes, spec.reference_sha256),
     ):
-        if sha256_hex(data) != want:
+        if data is not None and sha256_hex(data) != want:
             raise CandidateUnavailable(
                 f"{prefix}/{what} does not hash to the sha256 its candidate.json records"
             )

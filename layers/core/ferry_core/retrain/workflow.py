@@ -7,8 +7,8 @@ registry, so they stay in the one role allowed to write it:
 - `register_candidate`: the validated bundle becomes the next version (artifacts copied into
   `models/{model}/v{n}/`, card carrying the validation report) and is staged. Idempotent per run:
   a retried task finds the version its first attempt registered instead of allocating another.
-- `request_approval`: stores the Step Functions task token beside the version; `ferry approve`
-  / `ferry reject` record the decision (audited) and resume the execution
+- `request_approval`: stores the Step Functions task token beside the version; the approve /
+  reject routes (`ferry approve|reject`) record the decision (audited) and resume the execution
   (`ferry_core.retrain.approval`).
 - `start_canary` / `evaluate_canary` / `promote_candidate` / `rollback_canary`: the canary and
   the switch.
@@ -31,18 +31,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferry_core.card import Artifact, Card
-from ferry_core.clock import now_iso
 from ferry_core.errors import PromotionRefused, RegistryConflict
 from ferry_core.names import ModelName
 from ferry_core.registry.governance import Governance, Outcome
-from ferry_core.registry.registration import model_prefix, put_object
-from ferry_core.registry.writer import card_json
 from ferry_core.retrain.approval import ApprovalGate
 from ferry_core.retrain.candidate import RUN_ID, Bundle, read_bundle
 from ferry_core.retrain.lock import RetrainLock, RetrainRunning
+from ferry_core.retrain.register import register_bundle, registered_from
 from ferry_core.serving.canary import CanaryPolicy, evaluate
-from ferry_core.trainer_files import with_trainer
 
 
 class WorkflowRequest(BaseModel):
@@ -79,14 +75,16 @@ class RunInput(BaseModel):
 
     The overrides can make a run stricter or quicker to judge, never skip a gate the
     environment requires: `require_approval` only adds an approval, `approval_timeout_seconds`
-    only shortens the environment's, a canary is only as long as asked.
+    only shortens the environment's, a canary is only as long as asked. `requested_by` is who
+    started the run (the verified caller of the retrain route, `alarm:NAME` or `schedule`):
+    the author of the run's registry steps. Only the governance function and EventBridge
+    may start a run, so no caller can name someone else.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     model: ModelName
     trigger: Literal["manual", "drift", "schedule"] = "manual"
-    actor: str = Field(default="ferry-retrain", min_length=1, max_length=256)
     requested_by: str | None = Field(default=None, min_length=1, max_length=2048)
     reason: str = Field(default="", max_length=1024)
     training_data: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
@@ -101,10 +99,10 @@ class RunInput(BaseModel):
 
     def author(self) -> str:
         """Who the run is by: `requested_by`, else what started it (the schedule, an alarm
-        whose name the rule did not pass, or the actor named in a manual run's input)."""
+        whose name the rule did not pass, or the workflow itself for a run started without one)."""
         if self.requested_by:
             return self.requested_by
-        return {"schedule": "schedule", "drift": "alarm:unknown"}.get(self.trigger, self.actor)
+        return {"schedule": "schedule", "drift": "alarm:unknown"}.get(self.trigger, "ferry-retrain")
 
 
 class WorkflowSettings(BaseModel):
@@ -189,7 +187,12 @@ class Workflow:
         has_champion = self.gov.reader.fresh_pointer(req.model, "production") is not None
         return {
             "locked": True,
-            "run": {**run.model_dump(), "requested_by": run.author(), "run_id": req.run_id},
+            "run": {
+                **run.model_dump(),
+                "requested_by": run.author(),
+                "actor": run.author(),
+                "run_id": req.run_id,
+            },
             "settings": self.settings.effective(run, has_champion),
             "registered": {"version": None},
         }
@@ -202,14 +205,6 @@ class Workflow:
             raise PromotionRefused(f"{req.action} needs a version")
         return req.version
 
-    def _registered_for_run(self, model: str, run_id: str) -> Card | None:
-        if not self.gov.reader.model_exists(model):
-            return None
-        for card in self.gov.reader.versions(model):
-            if (card.validation or {}).get("candidate", {}).get("run_id") == run_id:
-                return card
-        return None
-
     def _register(self, req: WorkflowRequest) -> dict[str, Any]:
         bundle = read_bundle(self.s3, self.bucket, req.model, req.run_id)
         report = self._report(bundle)
@@ -217,10 +212,13 @@ class Workflow:
             raise PromotionRefused(
                 f"candidate {req.model}/{req.run_id} did not pass validation; not registered"
             )
-        card = self._registered_for_run(req.model, req.run_id)
+        card = registered_from(self.gov, req.model, req.run_id)
         outcome: Outcome | None = None
         if card is None:
-            card, outcome = self._register_bundle(bundle, report, req)
+            reason = req.reason or f"retraining run {req.run_id}"
+            card, outcome = register_bundle(
+                self.gov, self.s3, self.bucket, bundle, req.actor, reason, report
+            )
         staged = self.gov.promote(
             card.name, card.version, "staging", actor=req.actor, reason=req.reason
         )
@@ -237,51 +235,6 @@ class Workflow:
         except self.s3.exceptions.NoSuchKey as exc:
             raise PromotionRefused(f"{bundle.uri} has no validation report") from exc
         return json.loads(obj["Body"].read())
-
-    def _register_bundle(
-        self, bundle: Bundle, report: dict[str, Any], req: WorkflowRequest
-    ) -> tuple[Card, Outcome]:
-        spec = bundle.spec
-        version = self.gov.writer.allocate_version(spec.name)
-        prefix = model_prefix(spec.name, version)
-        model_key, ref_key = f"{prefix}/model.onnx", f"{prefix}/reference.parquet"
-        onnx_type = "application/octet-stream"
-        vid = put_object(self.s3, self.bucket, model_key, bundle.onnx_bytes, onnx_type)
-        put_object(
-            self.s3,
-            self.bucket,
-            ref_key,
-            bundle.reference_bytes,
-            "application/vnd.apache.parquet",
-        )
-        lineage = spec.lineage
-        if bundle.trainer is not None:  # the next retraining runs it: kept beside the version
-            uri = bundle.trainer.put(self.s3, self.bucket, prefix, put=put_object)
-            lineage = with_trainer(lineage, bundle.trainer.ref, uri)
-        card = Card(
-            name=spec.name,
-            version=version,
-            description=spec.description,
-            input_schema=spec.input_schema,
-            output=spec.output,
-            artifact=Artifact(
-                uri=f"s3://{self.bucket}/{model_key}",
-                s3_version_id=vid,
-                sha256=spec.model_sha256,
-                size=spec.model_size,
-                reference_uri=f"s3://{self.bucket}/{ref_key}",
-                reference_sha256=spec.reference_sha256,
-            ),
-            lineage=lineage.model_copy(
-                update={"registered_at": now_iso(), "registered_by": req.actor}
-            ),
-            metrics=spec.metrics,
-            baseline=spec.baseline,
-            validation={**report, "candidate": {"run_id": spec.run_id, "uri": bundle.uri}},
-        )
-        put_object(self.s3, self.bucket, f"{prefix}/card.json", card_json(card), "application/json")
-        reason = req.reason or f"retraining run {req.run_id}"
-        return card, self.gov.register(card, req.actor, reason)
 
     def _record_validation(self, req: WorkflowRequest) -> dict[str, Any]:
         """`details`: `result`, the validation function's answer, or `error`, a Catch's
