@@ -84,9 +84,11 @@ def ferry_json(*args: str) -> Any:
     return json.loads(ferry(*args, "--json").stdout)
 
 
-def _seed(clients: dict[str, Any], res: StackResources, built: Any, tmp_path: Path) -> None:
-    """v1 and v2 registered and promoted in turn, written as the governance function writes
-    them (the core, on moto)."""
+def _seed(
+    clients: dict[str, Any], res: StackResources, built: Any, tmp_path: Path, gate_pass: Any
+) -> None:
+    """v1 and v2 registered, gated and promoted in turn, written as the governance function
+    writes them (the core, on moto)."""
     from ferry_core.registry.governance import connect
 
     gov = connect(
@@ -101,6 +103,7 @@ def _seed(clients: dict[str, Any], res: StackResources, built: Any, tmp_path: Pa
     for _ in range(2):
         register(built, MODEL, clients["s3"], res.model_bucket, gov, Lineage(), ALICE)
     for version in (1, 2):
+        gate_pass(gov, MODEL, version)
         gov.promote(MODEL, version, actor=ALICE, reason="release")
 
 
@@ -109,9 +112,9 @@ def _clients(local: Local) -> dict[str, Any]:
 
 
 def test_models_show_and_audit_read_what_governance_wrote(
-    local: Local, built: Any, tmp_path: Path
+    local: Local, built: Any, tmp_path: Path, gate_pass: Any
 ) -> None:
-    _seed(_clients(local), local.res, built, tmp_path)
+    _seed(_clients(local), local.res, built, tmp_path, gate_pass)
     assert ferry_json("models")["models"] == [
         {"name": MODEL, "stages": {"production": 2, "staging": None}, "latest_version": 2}
     ]
@@ -124,16 +127,20 @@ def test_models_show_and_audit_read_what_governance_wrote(
     assert [(e["event"], e["actor"]) for e in trail] == [
         ("register", ALICE),
         ("register", ALICE),
+        ("validate", "tests"),
         ("promote", ALICE),
+        ("validate", "tests"),
         ("promote", ALICE),
     ]
     (report,) = ferry_json("audit", "verify", MODEL)
-    assert report["ok"] and report["anchors"] == 4
+    assert report["ok"] and report["anchors"] == 6
     assert "production history" in ferry("show", MODEL).stdout
 
 
-def test_audit_verify_names_a_deleted_entry(local: Local, built: Any, tmp_path: Path) -> None:
-    _seed(_clients(local), local.res, built, tmp_path)
+def test_audit_verify_names_a_deleted_entry(
+    local: Local, built: Any, tmp_path: Path, gate_pass: Any
+) -> None:
+    _seed(_clients(local), local.res, built, tmp_path, gate_pass)
     local.client("dynamodb").delete_item(
         TableName=local.res.audit_table, Key={"model": {"S": MODEL}, "seq": {"N": "1"}}
     )
@@ -151,7 +158,9 @@ def test_local_env_without_a_running_platform(monkeypatch, tmp_path) -> None:
     assert result.exit_code == 1 and "start it with `ferry local up`" in result.stderr
 
 
-def test_deployed_env_resolves_outputs_from_cloudformation(aws, boto, built, tmp_path) -> None:
+def test_deployed_env_resolves_outputs_from_cloudformation(
+    aws, boto, built, tmp_path, gate_pass
+) -> None:
     """Given a stack Ferry-dev whose outputs name the tables and buckets, `--env dev` finds them
     through describe_stacks and reads the same way; a change needs the stack's API (here the
     outputs name none, and the command says so in one line)."""
@@ -162,9 +171,9 @@ def test_deployed_env_resolves_outputs_from_cloudformation(aws, boto, built, tmp
     boto3.client("cloudformation", region_name="us-east-1").create_stack(
         StackName="Ferry-dev", TemplateBody=json.dumps(template)
     )
-    _seed(boto, aws, built, tmp_path)
+    _seed(boto, aws, built, tmp_path, gate_pass)
     assert ferry_json("models", "--env", "dev")["models"][0]["stages"]["production"] == 2
-    assert {e["actor"] for e in ferry_json("audit", MODEL, "--env", "dev")} == {ALICE}
+    assert {e["actor"] for e in ferry_json("audit", MODEL, "--env", "dev")} == {ALICE, "tests"}
     change = ferry("promote", MODEL, "1", "--env", "dev", ok=False)
     assert change.exit_code == 1 and "names no API URL" in change.stderr
     assert change.stderr.count("\n") == 1

@@ -107,7 +107,7 @@ def test_governance_starts_retraining_and_resumes_runs(template: Template) -> No
     so the machine that invokes the function is no dependency of it) and resume runs."""
     governance = _logical_id(template, "AWS::IAM::Role", "GovernanceRole")
     statements = _statements_by_role(template)[governance]
-    (start,) = [s for s in statements if "states:StartExecution" in _actions(s)]
+    (start,) = [s for s in statements if s.get("Sid") == "StartRetraining"]
     assert "AWS::StackName" in json.dumps(start["Resource"])
     assert "stateMachine:" in json.dumps(start["Resource"])
     (resume,) = [s for s in statements if "states:SendTaskSuccess" in _actions(s)]

@@ -117,7 +117,8 @@ def test_runs_started_by_a_rule_name_their_author(template_json: dict[str, Any])
     transformer = target["InputTransformer"]
     assert '"requested_by":"alarm:<' in transformer["InputTemplate"].replace(" ", "")
     assert "$.detail.alarmName" in transformer["InputPathsMap"].values()
-    for k, rule in rules.items():
-        if k.startswith("RetrainSchedule"):
-            for t in rule["Properties"]["Targets"]:
-                assert json.loads(t["Input"])["requested_by"] == "schedule"
+    machines = _resources(template_json, "AWS::StepFunctions::StateMachine")
+    schedule = next(m for k, m in machines.items() if k.startswith("RetrainScheduleStateMachine"))
+    assert '\\"requested_by\\":\\"schedule\\"' in json.dumps(
+        schedule["Properties"]["DefinitionString"]
+    )

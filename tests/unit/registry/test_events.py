@@ -71,16 +71,31 @@ def _bus_queue() -> Callable[[], list[dict[str, Any]]]:
 def every_governance_event(
     gov: Governance, built: Any, aws: Any, boto: dict[str, Any]
 ) -> list[Outcome]:
-    """One run through every event governance records, in an order the gates allow."""
+    """One run through every event governance records, in an order the gates allow (each
+    version gated against the production version live before it goes there)."""
 
     def reg() -> Outcome:
         return register(built, MODEL, boto["s3"], aws.model_bucket, gov, Lineage(), "alice")[1]
 
+    def gate(version: int) -> Outcome:
+        pointer = gov.reader.fresh_pointer(MODEL, "production")
+        result = {
+            "passed": True,
+            "source": "validation",
+            "champion_version": pointer.version if pointer else None,
+            "summary": "passed",
+            "checks": [],
+        }
+        return gov.record_validation(MODEL, version, result, actor="validation")
+
     out = [reg(), reg(), reg()]
+    out.append(gate(1))
     out.append(gov.promote(MODEL, 1, actor="bob", reason="first release"))
+    out.append(gate(2))
     out.append(gov.promote(MODEL, 2, actor="bob", reason="better"))
     out.append(gov.rollback(MODEL, actor="bob", reason="worse in production"))
     out.append(gov.approve(MODEL, 3, actor="carol", details={"ticket": "CHG-1"}))
+    out.append(gate(2))
     out.append(gov.start_canary(MODEL, 2, 10, actor="workflow", run_id="run-1"))
     out.append(
         gov.stop_canary(
@@ -113,7 +128,7 @@ def test_every_governance_event_is_published_without_warning_and_fits_its_schema
     the audit entry (hash included) plus the environment."""
     drain = _bus_queue()
     outcomes = every_governance_event(gov, built, aws, boto)
-    assert {o.event for o in outcomes} == set(EVENTS) - NOT_GOVERNANCE - {"validate"}
+    assert {o.event for o in outcomes} == set(EVENTS) - NOT_GOVERNANCE
     for o in outcomes:
         assert o.warnings == [], (o.event, o.warnings)
         assert o.event_id, o.event

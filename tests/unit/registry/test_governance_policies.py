@@ -14,7 +14,8 @@ import pytest
 
 from ferry_core.card import Lineage
 from ferry_core.errors import GovernanceForbidden, PromotionRefused
-from ferry_core.registry.governance import Governance, GovernanceRequest, run_request
+from ferry_core.governance.requests import GovernanceRequest, run_request
+from ferry_core.registry.governance import Governance
 from ferry_core.registry.registration import register
 from ferry_core.retrain.gate.policy import GatePolicy
 from ferry_core.retrain.gate.registered import validate_and_record
@@ -177,7 +178,7 @@ def test_validate_request_starts_an_execution_as_the_verified_actor(
     sfn, arn = validate_machine
     gov = governed(sfn=sfn, validation_state_machine=arn)
     version = _register(gov, candidate, boto, aws)
-    request = GovernanceRequest(action="validate", model=MODEL, version=version, actor=BOB)
+    request = GovernanceRequest(action="validate", model=MODEL, version=version)
     out = run_request(gov, request, BOB)
     assert out.execution and out.as_dict()["execution"] == out.execution
     started = json.loads(sfn.describe_execution(executionArn=out.execution)["input"])

@@ -20,7 +20,7 @@ ALICE = "arn:aws:sts::123456789012:assumed-role/Ferry-dev-DataScientist/alice"
         ),
         ({"trigger": "schedule"}, "schedule"),
         ({"trigger": "drift"}, "alarm:unknown"),
-        ({"trigger": "manual", "actor": "bob"}, "bob"),
+        ({"trigger": "manual"}, "ferry-retrain"),
     ],
 )
 def test_a_run_is_by_its_requester_or_what_started_it(fields: dict, author: str) -> None:
