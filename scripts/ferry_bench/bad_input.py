@@ -25,7 +25,6 @@ import http.client
 import io
 import json
 import logging
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -36,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ferry_bench.bad_requests import MODEL, PREDICT, Request, request_strategy
 from ferry_bench.properties import Mode, PropertyResult, prop
-from ferry_bench.running_platform import local_platform, small_model
+from ferry_bench.running_platform import local_platform, registered_handler, small_model
 
 LAMBDA_SYNC_LIMIT = 6 * 1024 * 1024
 MAX_VIOLATIONS = 20  # distinct messages kept; the counts hold the totals
@@ -286,21 +285,9 @@ def fuzz_handler(examples: int, invoke: Invoke, routes: Any, tally: ResponseTall
 @contextlib.contextmanager
 def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
     """The real scoring handler in this process, with the model registered under moto."""
-    from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
     from ferry_local.events import LambdaContext
-    from ferry_local.handlers import load_handler
-    from ferry_local.moto_stack import clients, local_aws
 
-    built = small_model()
-    with tempfile.TemporaryDirectory() as tmp, local_aws(tmp) as res:
-        boto = clients()
-        writer = RegistryWriter(boto["dynamodb"], res.registry_table)
-        card = register_built(built, MODEL, boto["s3"], res.model_bucket, writer, Lineage())
-        writer.set_stage(MODEL, "production", card.version, None, actor="reliability")
-        handler = load_handler("scoring")
-        handler.service.cache_clear()
+    with registered_handler(small_model(), MODEL) as handler:
         # Refusals log a line each (and exceptions at ERROR, kept); EMF goes to stdout.
         level = handler.logger.log_level
         handler.logger.setLevel(logging.ERROR)
@@ -311,7 +298,6 @@ def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
                 yield (lambda event: handler.lambda_handler(event, LambdaContext())), handler.ROUTES
         finally:
             handler.logger.setLevel(level)
-            handler.service.cache_clear()
 
 
 # -- 2. Schemathesis against the local HTTP API ----------------------------------------------

@@ -15,11 +15,11 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ferry_bench.running_platform import registered_handler
 from ferry_bench.scoring_latency import MODEL, SIZES, Case, _handler_call, _run_cases
 
 
@@ -38,13 +38,8 @@ def measure_online(estimators: int, iterations: int, log: Callable[[str], None])
     """Warm handler durations for 1 and 100 instances a request, and the bytes in and out."""
     import onnxruntime as ort
 
-    from ferry_core.card import Lineage
     from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, build, fit_credit_risk, records
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
     from ferry_local.events import LambdaContext, http_api_event
-    from ferry_local.handlers import load_handler
-    from ferry_local.moto_stack import clients, local_aws
 
     log(f"training {MODEL} ({estimators} trees) and converting to ONNX…")
     pipe, train, valid = fit_credit_risk(n_estimators=estimators)
@@ -52,17 +47,10 @@ def measure_online(estimators: int, iterations: int, log: Callable[[str], None])
     rows = records(valid.iloc[: max(SIZES)].reset_index(drop=True), CREDIT_RISK_SCHEMA)
     sizes: dict[str, dict[str, int]] = {}
     with (
-        tempfile.TemporaryDirectory(prefix="ferry-cost-") as tmp,
-        local_aws(tmp) as res,
         Path(os.devnull).open("w") as sink,
         contextlib.redirect_stdout(sink),  # Powertools logs and EMF: written, not shown
+        registered_handler(built, MODEL) as handler,
     ):
-        aws = clients()
-        writer = RegistryWriter(aws["dynamodb"], res.registry_table)
-        card = register_built(built, MODEL, aws["s3"], res.model_bucket, writer, Lineage())
-        writer.set_stage(MODEL, "production", card.version, None, actor="bench")
-        handler = load_handler("scoring")
-        handler.service.cache_clear()
         handler.capture.cache_clear()
         capture_rate = handler.capture().sample_rate
         context = LambdaContext("ferry-scoring")
@@ -73,7 +61,10 @@ def measure_online(estimators: int, iterations: int, log: Callable[[str], None])
             event = http_api_event("POST", path, body, routes=handler.ROUTES)
             call = _handler_call(handler, event, context)
             answer = call()["body"]
-            sizes[str(n)] = {"request_bytes": len(body.encode()), "response_bytes": len(answer)}
+            sizes[str(n)] = {
+                "request_bytes": len(body.encode()),
+                "response_bytes": len(answer.encode()),
+            }
             cases.append(Case("handler", n, call, []))
         log(f"timing the handler, {len(cases)} request sizes × {iterations} calls…")
         _run_cases(cases, iterations)

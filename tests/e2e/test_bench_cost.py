@@ -7,13 +7,11 @@ conditions, the plot is written, and earlier output can be priced again without 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.bench_cli import run_bench
+
 PLATFORMS = {
     "Lambda x86_64 + HTTP API",
     "Lambda arm64 + HTTP API",
@@ -24,16 +22,8 @@ PLATFORMS = {
 
 
 def cost(*args: str) -> dict[str, Any]:
-    """`ferry bench cost <args> --json` in a fresh process (it sets process-wide AWS variables)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "ferry_cli.main", "bench", "cost", *args, "--json"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-    )
+    """`ferry bench cost <args> --json`, its JSON once it completed."""
+    done = run_bench("cost", *args, "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 

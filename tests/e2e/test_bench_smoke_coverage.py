@@ -23,8 +23,9 @@ def bench_commands() -> set[str]:
 
 
 def smoked_commands() -> set[str]:
-    """Subcommands some test runs as `"bench", "<name>"` or through a `bench("<name>"` helper."""
-    pattern = re.compile(r"""(?:["']bench["'],\s*|\bbench\(\s*)["']([a-z][a-z-]*)["']""")
+    """Subcommands some test runs as `"bench", "<name>"` or through a `bench("<name>"` or
+    `run_bench("<name>"` helper."""
+    pattern = re.compile(r"""(?:["']bench["'],\s*|\b(?:run_)?bench\(\s*)["']([a-z][a-z-]*)["']""")
     found: set[str] = set()
     for path in TESTS.rglob("test_*.py"):
         if path.resolve() != Path(__file__).resolve():
