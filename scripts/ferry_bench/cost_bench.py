@@ -122,14 +122,14 @@ def plot(curves_of: dict[str, Any], crossing: list[dict[str, Any]], path: Path, 
     xs = [low * (high / low) ** (i / 300) for i in range(301)]
     fig, ax = plt.subplots(figsize=(10, 6))
     for name, cost in curves_of.items():
-        ax.plot(xs, [max(cost(x), 1e-3) for x in xs], label=name)
-    for c in crossing:
+        ax.plot(xs, [cost(x) for x in xs], label=name)
+    for i, c in enumerate(crossing):
         ax.scatter([c["requests_per_month"]], [c["usd_per_month"]], color="black", zorder=3)
         ax.annotate(
             f"{c['requests_per_month']:.3g}",
             (c["requests_per_month"], c["usd_per_month"]),
             textcoords="offset points",
-            xytext=(4, -12),
+            xytext=(4, -12 if i % 2 else 6),  # neighbouring crossings' labels apart
             fontsize=7,
         )
     ax.set(xscale="log", yscale="log", xlabel="requests per month (1 instance each)")
@@ -242,7 +242,10 @@ def run_cost_bench(
     }
     if plot_path is not None:
         one = traffic(measured["online"], 1)
-        title = f"Ferry scoring, monthly cost ({prices.region}, {env} sizing)"
+        title = f"Ferry scoring, monthly cost ({prices.region}, {env} sizing"
+        if sizing.provisioned_concurrency:
+            title += f"; Lambda includes {sizing.provisioned_concurrency} provisioned environments"
+        title += ")"
         plot(platforms(one, sizing, prices), figures["crossings"], plot_path, title)
         doc["plot"] = str(plot_path)
     if as_json:
