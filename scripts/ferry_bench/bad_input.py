@@ -25,7 +25,6 @@ import http.client
 import io
 import json
 import logging
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -36,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ferry_bench.bad_requests import MODEL, PREDICT, Request, request_strategy
 from ferry_bench.properties import Mode, PropertyResult, prop
-from ferry_bench.running_platform import local_platform, small_model
+from ferry_bench.running_platform import local_platform, registered_handler, small_model
 
 LAMBDA_SYNC_LIMIT = 6 * 1024 * 1024
 MAX_VIOLATIONS = 20  # distinct messages kept; the counts hold the totals
@@ -74,6 +73,9 @@ class ResponseTally:
     by_source: Counter[str] = field(default_factory=Counter)
     oversize_sent: int = 0
     oversize_clean_413: int = 0
+    throttled_retried: int = 0  # 429s of the local gate, sent again
+    # (intent, status class) of every request: valid, bad, or undetermined by its generator
+    by_intent: Counter[tuple[str, str]] = field(default_factory=Counter)
     violations: dict[str, int] = field(default_factory=dict)
 
     def violation(self, message: str) -> None:
@@ -93,11 +95,13 @@ class ResponseTally:
         body: bytes | str,
         expect: frozenset[int] | None = None,
         instances: int | None = None,
+        intent: str = "undetermined",
     ) -> None:
         """Count one response and record what is wrong with it, if anything."""
         self.requests += 1
         self.by_source[source] += 1
         self.statuses[status] += 1
+        self.by_intent[intent, f"{status // 100}xx"] += 1
         try:
             doc = json.loads(body)
         except ValueError:
@@ -127,11 +131,25 @@ class ResponseTally:
             if problem:
                 self.violation(f"{source}: {label} → 200 {problem}")
 
+    def intent_figures(self) -> dict[str, Any]:
+        """Valid requests and bad inputs counted apart, each with the answers it got."""
+        out: dict[str, Any] = {}
+        for intent, title in (
+            ("valid", "valid requests (known good)"),
+            ("bad", "bad inputs (known bad)"),
+            ("undetermined", "generated, the API's verdict decides"),
+        ):
+            counts = {c: n for (i, c), n in sorted(self.by_intent.items()) if i == intent}
+            out[title] = sum(counts.values())
+            out[f"{title} → answers"] = ", ".join(f"{c} {n:,}" for c, n in counts.items()) or "-"
+        return out
+
     def to(self, result: PropertyResult) -> None:
         by_class = Counter(f"{s // 100}xx" for s in self.statuses.elements())
         result.figures.update(
             {
-                "requests": self.requests,
+                "requests (all)": self.requests,
+                **self.intent_figures(),
                 "handler (Hypothesis)": self.by_source["hypothesis"],
                 "HTTP (Schemathesis)": self.by_source["schemathesis"],
                 "HTTP (over 6 MB)": self.by_source["oversize"],
@@ -145,6 +163,16 @@ class ResponseTally:
                 "known-answer misses": self.expected_status_misses,
                 "Schemathesis check failures": sum(self.schemathesis_failures.values()),
                 "over 6 MB → clean 413": f"{self.oversize_clean_413}/{self.oversize_sent}",
+                "429 from the local gate, sent again": self.throttled_retried,
+            }
+        )
+        result.emulator_only.update(
+            {
+                "HTTP (over 6 MB)": "the local API reads the oversized body itself",
+                "over 6 MB → clean 413": "the local API builds this 413; on AWS API Gateway "
+                "and Lambda's payload limit answer first, in their own shape",
+                "429 from the local gate, sent again": "throttling by the local API's gate "
+                "(the stage's configured rate and burst, emulated)",
             }
         )
         result.violations.extend(
@@ -200,6 +228,7 @@ def send_event(invoke: Invoke, routes: Any, req: Request, tally: ResponseTally) 
     except Exception as exc:  # escaped the handler: the worst case this property looks for
         tally.requests += 1
         tally.by_source["hypothesis"] += 1
+        tally.by_intent[req.intent, "5xx"] += 1
         tally.unhandled += 1
         tally.statuses[500] += 1
         tally.violation(f"hypothesis: {req.label} raised {type(exc).__name__}: {exc}"[:300])
@@ -207,6 +236,7 @@ def send_event(invoke: Invoke, routes: Any, req: Request, tally: ResponseTally) 
     if not isinstance(response, dict) or not isinstance(response.get("statusCode"), int):
         tally.requests += 1
         tally.by_source["hypothesis"] += 1
+        tally.by_intent[req.intent, "5xx"] += 1
         tally.statuses[502] += 1
         tally.violation(f"hypothesis: {req.label} → not a payload-2.0 response: {response!r}"[:300])
         return
@@ -220,6 +250,7 @@ def send_event(invoke: Invoke, routes: Any, req: Request, tally: ResponseTally) 
         response.get("body") or "",
         req.expect,
         req.instances,
+        req.intent,
     )
 
 
@@ -254,21 +285,9 @@ def fuzz_handler(examples: int, invoke: Invoke, routes: Any, tally: ResponseTall
 @contextlib.contextmanager
 def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
     """The real scoring handler in this process, with the model registered under moto."""
-    from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
     from ferry_local.events import LambdaContext
-    from ferry_local.handlers import load_handler
-    from ferry_local.moto_stack import clients, local_aws
 
-    built = small_model()
-    with tempfile.TemporaryDirectory() as tmp, local_aws(tmp) as res:
-        boto = clients()
-        writer = RegistryWriter(boto["dynamodb"], res.registry_table)
-        card = register_built(built, MODEL, boto["s3"], res.model_bucket, writer, Lineage())
-        writer.set_stage(MODEL, "production", card.version, None, actor="reliability")
-        handler = load_handler("scoring")
-        handler.service.cache_clear()
+    with registered_handler(small_model(), MODEL) as handler:
         # Refusals log a line each (and exceptions at ERROR, kept); EMF goes to stdout.
         level = handler.logger.log_level
         handler.logger.setLevel(logging.ERROR)
@@ -279,10 +298,17 @@ def handler_under_moto() -> Iterator[tuple[Invoke, Any]]:
                 yield (lambda event: handler.lambda_handler(event, LambdaContext())), handler.ROUTES
         finally:
             handler.logger.setLevel(level)
-            handler.service.cache_clear()
 
 
 # -- 2. Schemathesis against the local HTTP API ----------------------------------------------
+
+
+def schema_intent(case: Any) -> str:
+    """A negative case breaks the OpenAPI schema: bad. A positive one keeps it, yet may still
+    name an unknown model or break a rule the schema cannot say: the API's verdict decides."""
+    meta = getattr(case, "meta", None)
+    mode = getattr(getattr(getattr(meta, "generation", None), "mode", None), "value", None)
+    return "bad" if mode == "negative" else "undetermined"
 
 
 def fuzz_http(api_url: str, examples: int, tally: ResponseTally, auth: Any = None) -> None:
@@ -331,20 +357,23 @@ def fuzz_http(api_url: str, examples: int, tally: ResponseTally, auth: Any = Non
         if real_model and "model" in (case.path_parameters or {}):
             case.path_parameters["model"] = MODEL  # reach the model, not only 404s
         label = f"{case.method} {case.path}"
+        intent = schema_intent(case)
         try:
             response = case.call(base_url=api_url, session=session, timeout=60)
             for attempt in range(1, THROTTLE_RETRIES + 1):
                 if response.status_code != 429:
                     break
+                tally.throttled_retried += 1
                 time.sleep(0.2 * attempt)
                 response = case.call(base_url=api_url, session=session, timeout=60)
         except Exception as exc:
             tally.requests += 1
             tally.by_source["schemathesis"] += 1
+            tally.by_intent[intent, "no answer"] += 1
             tally.transport_errors += 1
             tally.violation(f"schemathesis: {label} failed in transport: {exc}"[:300])
             return
-        tally.judge("schemathesis", label, response.status_code, response.content)
+        tally.judge("schemathesis", label, response.status_code, response.content, intent=intent)
         for check in checks:
             try:
                 case.validate_response(response, checks=[check])
@@ -389,12 +418,13 @@ def oversize_bodies(api_url: str, tally: ResponseTally, sizes: tuple[int, ...]) 
         except OSError as exc:
             tally.requests += 1
             tally.by_source["oversize"] += 1
+            tally.by_intent["bad", "no answer"] += 1
             tally.transport_errors += 1
             tally.violation(f"oversize: {label} got no response: {exc!r}")
             continue
         finally:
             conn.close()
-        tally.judge("oversize", label, status, payload, frozenset({413}))
+        tally.judge("oversize", label, status, payload, frozenset({413}), intent="bad")
         try:
             code = json.loads(payload).get("error")
         except (ValueError, AttributeError):

@@ -34,6 +34,16 @@ class Request:
     expect: frozenset[int] | None = None
     instances: int | None = None
 
+    @property
+    def intent(self) -> str:
+        """What the generator made: a "valid" request (only a 200 is right), a "bad" one (a
+        200 is wrong), or one it cannot tell ("undetermined": the API's verdict decides)."""
+        if self.expect == frozenset({200}):
+            return "valid"
+        if self.expect is not None and 200 not in self.expect:
+            return "bad"
+        return "undetermined"
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=True)

@@ -12,7 +12,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ferry_local.moto_stack import stack_resources
@@ -246,6 +246,29 @@ class Outcomes:
     lost: int = 0
     half_written: int = 0
     rows: int = 0
+
+
+@dataclass
+class Persistence:
+    """Cases counted apart by their faults: transient ones (each fails a bounded number of
+    calls) must be survived, persistent ones (fail every matching call) routed as designed."""
+
+    cases: Counter[str] = field(default_factory=Counter)
+    held: Counter[str] = field(default_factory=Counter)
+
+    def count(self, faults: list[Fault], cuts: list[Cut], held: bool) -> None:
+        lasting = any(f.persistent for f in faults) or any(c.times is None for c in cuts)
+        kind = "persistent" if lasting else "transient"
+        self.cases[kind] += 1
+        self.held[kind] += held
+
+    def figures(self) -> dict[str, str]:
+        return {
+            "transient faults: cases survived": f"{self.held['transient']}/"
+            f"{self.cases['transient']}",
+            "persistent faults: cases routed as designed": f"{self.held['persistent']}/"
+            f"{self.cases['persistent']}",
+        }
 
 
 def check_fired(faults: list[Fault], cuts: list[Cut], label: str, bad: list[str]) -> None:

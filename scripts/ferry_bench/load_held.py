@@ -343,8 +343,10 @@ def _local_template() -> dict[str, Any] | None:
 
 def judge(steps: list[Step], step: Step, switch: Switch, result: PropertyResult) -> None:
     """Figures and violations of the load steps and of the switch step."""
+    through = "measured through the local HTTP API on this machine, 429s from its throttling gate"
     for s in steps:
         result.figures[f"{s.users} users ({s.seconds} s)"] = s.text()
+        result.emulator_only[f"{s.users} users ({s.seconds} s)"] = through
     sustained = [s for s in steps if s.sustained]
     best = max(sustained, key=lambda s: s.rps, default=None)
     result.figures["highest sustainable"] = (
@@ -352,9 +354,15 @@ def judge(steps: list[Step], step: Step, switch: Switch, result: PropertyResult)
     )
     if step not in steps:
         result.figures[f"switch step: {step.users} users ({step.seconds} s)"] = step.text()
+        result.emulator_only[f"switch step: {step.users} users ({step.seconds} s)"] = through
     result.figures["switch: probe responses"] = ", ".join(
         f"{k} {n:,}" for k, n in sorted(switch.responses.items())
     )
+    result.emulator_only["highest sustainable"] = through
+    if switch.responses.get("throttled"):
+        result.emulator_only["switch: probe responses"] = (
+            "its `throttled` count is the local gate's"
+        )
     if switch.promoted_at and switch.v2_seen_at:
         result.figures["promotion seen after s"] = round(switch.v2_seen_at - switch.promoted_at, 2)
     if switch.rolled_back_at and switch.v1_again_at:

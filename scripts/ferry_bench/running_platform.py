@@ -1,7 +1,8 @@
 """A running local platform serving a small real model: what the bad-input, artifact and load
 properties score against.
 
-`small_model` fits a small credit-risk model once per process; `local_platform` starts
+`small_model` fits a small credit-risk model once per process; `registered_handler` serves a
+model through the real scoring handler in this process, under moto; `local_platform` starts
 `ferry local up` as a child process on free ports and yields its endpoints as a
 `RunningPlatform` (API, AWS endpoint, stack outputs), stopped on exit.
 """
@@ -44,6 +45,29 @@ def valid_instances(count: int = 200) -> list[dict[str, Any]]:
     from ferry_core.onboarding.builder import CREDIT_RISK_SCHEMA, generate_credit_data, records
 
     return records(generate_credit_data(count, seed=2024), CREDIT_RISK_SCHEMA)
+
+
+@contextlib.contextmanager
+def registered_handler(built: Any, model: str = "credit-risk") -> Iterator[Any]:
+    """The real scoring handler module in this process, `built` registered under moto as
+    `model`'s production version (its service cache cleared before and after)."""
+    from ferry_core.card import Lineage
+    from ferry_core.registry.registration import register_built
+    from ferry_core.registry.writer import RegistryWriter
+    from ferry_local.handlers import load_handler
+    from ferry_local.moto_stack import clients, local_aws
+
+    with tempfile.TemporaryDirectory() as tmp, local_aws(tmp) as res:
+        boto = clients()
+        writer = RegistryWriter(boto["dynamodb"], res.registry_table)
+        card = register_built(built, model, boto["s3"], res.model_bucket, writer, Lineage())
+        writer.set_stage(model, "production", card.version, None, actor="bench")
+        handler = load_handler("scoring")
+        handler.service.cache_clear()
+        try:
+            yield handler
+        finally:
+            handler.service.cache_clear()
 
 
 @dataclass

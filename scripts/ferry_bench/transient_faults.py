@@ -59,6 +59,7 @@ from ferry_bench.fault_injection import (
     Fault,
     FaultInjector,
     Outcomes,
+    Persistence,
     check_fired,
     ddb_fault,
     s3_fault,
@@ -479,6 +480,7 @@ def run_faults(mode: Mode, result: PropertyResult, workdir: Path, select: str = 
 
     inj = FaultInjector()
     out = Outcomes()
+    split = Persistence()
     bad = result.violations
     rounds = mode.size(1, 3)
     runs = 0
@@ -498,16 +500,21 @@ def run_faults(mode: Mode, result: PropertyResult, workdir: Path, select: str = 
                 if case.big and r > 0:
                     continue  # one multipart round is enough; the rest is the same code
                 runs += 1
+                before = len(bad)
                 run_batch_case(p, inj, case, r * 100 + i, out, bad)
+                split.count(case.faults, case.cuts, held=len(bad) == before)
             for gcase in governance_cases:
                 runs += 1
+                before = len(bad)
                 run_gov_case(bench, inj, gcase, out, bad)
+                split.count(gcase.faults, [], held=len(bad) == before)
         fanouts = p.fanouts
         part_invocations = p.steps.invocations["part_handler"]
     result.figures.update(
         {
             "client retry mode": f"{config.get('mode', 'legacy')} (botocore default)",
             "cases": runs,
+            **split.figures(),
             **{f"faults injected: {svc}": inj.injected[svc] for svc in SERVICES},
             "retries by botocore": inj.retries,
             "backoff seconds (recorded, not slept)": round(inj.backoff_seconds, 1),
@@ -525,6 +532,19 @@ def run_faults(mode: Mode, result: PropertyResult, workdir: Path, select: str = 
             "rows verified": out.rows,
             "lost": out.lost,
             "half-written": out.half_written,
+        }
+    )
+    machine = "moto's Step Functions interpreter runs the synthesized definition"
+    queue = "moto's SQS and the local poller stand in for Lambda's event source mapping"
+    result.emulator_only.update(
+        {
+            "fan-out executions (Ferry-local's machine, moto's interpreter)": machine,
+            "fan-out executions failed through the Catch": machine,
+            "part invocations retried by the machine's Retry": machine,
+            "beyond retry budget, a fan-out part retried by the machine": machine,
+            "beyond retry budget, survived by redelivery": queue,
+            "persistent → DLQ": f"{queue}; the redrive policy is the template's",
+            "DLQ redriven and completed": queue,
         }
     )
 

@@ -9,28 +9,17 @@ completed and printed every figure with its conditions.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.bench_cli import run_bench
+
 MISSED = "a target was missed"
 
 
 def bench(*args: str) -> dict[str, Any]:
     """Run `ferry bench <args> --json` in a fresh process (a bench sets process-wide AWS
     variables); its JSON once it completed."""
-    done = subprocess.run(
-        [sys.executable, "-m", "ferry_cli.main", "bench", *args, "--json"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-    )
+    done = run_bench(*args, "--json", timeout=180)
     completed = done.returncode == 0 or (done.returncode == 1 and MISSED in done.stderr)
     assert completed, f"exit {done.returncode}:\n{done.stderr[-3000:]}"
     doc = json.loads(done.stdout)

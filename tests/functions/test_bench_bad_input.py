@@ -43,13 +43,43 @@ def test_fast_mode_holds_with_every_kind_of_request_sent() -> None:
     assert f["handler (Hypothesis)"] >= 800
     assert f["HTTP (Schemathesis)"] >= 120
     assert f["HTTP (over 6 MB)"] == 3
-    assert f["requests"] == sum(
+    assert f["requests (all)"] == sum(
         f[k] for k in ("handler (Hypothesis)", "HTTP (Schemathesis)", "HTTP (over 6 MB)")
     )
+    # valid requests and bad inputs are counted apart, each with the answers it got
+    valid, bad = "valid requests (known good)", "bad inputs (known bad)"
+    undetermined = "generated, the API's verdict decides"
+    assert f["requests (all)"] == f[valid] + f[bad] + f[undetermined]
+    assert f[valid] > 20 and f[f"{valid} → answers"] == f"2xx {f[valid]:,}"
+    assert f[bad] > 100 and "2xx" not in f[f"{bad} → answers"]
+    assert "over 6 MB → clean 413" in result.emulator_only
     assert f["5xx"] == 0 and f["unhandled exceptions"] == 0 and f["transport errors"] == 0
     assert f["4xx"] == f["4xx with documented shape"] > 400
     assert f["2xx"] > 20, "valid requests were scored too, not only refusals"
     assert f["over 6 MB → clean 413"] == "3/3"
+
+
+def test_a_valid_request_is_never_counted_as_a_bad_input() -> None:
+    """Given one request the generator knows is valid, one it knows is bad and one it cannot
+    tell, each is counted under its own heading, with the answer it got."""
+    from ferry_bench.bad_requests import PREDICT, Request
+    from ferry_bench.properties import PropertyResult
+
+    good = Request("valid instances", "POST", PREDICT, "{}", expect=frozenset({200}))
+    wrong = Request("1001 instances", "POST", PREDICT, "{}", expect=frozenset({400}))
+    either = Request("missing field", "POST", PREDICT, "{}", expect=frozenset({200, 422}))
+    assert (good.intent, wrong.intent, either.intent) == ("valid", "bad", "undetermined")
+    tally = ResponseTally()
+    refusal = json.dumps({"error": "validation_failed", "message": "m", "details": []})
+    for req, status in ((good, 200), (wrong, 400), (either, 422)):
+        tally.judge("hypothesis", req.label, status, refusal, req.expect, None, req.intent)
+    result = PropertyResult(1, "bad input", "test")
+    tally.to(result)
+    f = result.figures
+    assert (f["valid requests (known good)"], f["bad inputs (known bad)"]) == (1, 1)
+    assert f["generated, the API's verdict decides"] == 1
+    assert f["valid requests (known good) → answers"] == "2xx 1"
+    assert f["bad inputs (known bad) → answers"] == "4xx 1"
 
 
 def _refusing_500(event: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,28 @@ def test_faults_under_every_service_are_survived_or_routed_to_a_failure_path() -
     assert f["persistent → event kept, warning reported"] == 2
     assert f["rows verified"] > 100_000
     assert (f["lost"], f["half-written"]) == (0, 0)
+    # transient faults survived and persistent faults routed are stated apart, case by case
+    survived, routed = (
+        f["transient faults: cases survived"],
+        f["persistent faults: cases routed as designed"],
+    )
+    assert survived.split("/")[0] == survived.split("/")[1] and int(survived.split("/")[0]) >= 20
+    assert routed.split("/")[0] == routed.split("/")[1] and int(routed.split("/")[0]) >= 8
+    assert int(survived.split("/")[1]) + int(routed.split("/")[1]) == f["cases"]
+    assert "fan-out executions failed through the Catch" in result.emulator_only
+
+
+def test_a_case_counts_as_persistent_when_any_of_its_faults_never_stops() -> None:
+    from ferry_bench.fault_injection import Cut, Persistence, s3_fault
+
+    split = Persistence()
+    split.count([s3_fault("GetObject", times=2)], [], held=True)
+    split.count([s3_fault("GetObject", times=2), s3_fault("PutObject")], [], held=True)
+    split.count([], [Cut(match="x", times=None)], held=False)
+    assert split.figures() == {
+        "transient faults: cases survived": "1/1",
+        "persistent faults: cases routed as designed": "1/2",
+    }
 
 
 def _registry_cases(tmp_path: Path) -> PropertyResult:

@@ -20,3 +20,13 @@ def test_the_refresh_bench_reports_added_latency_and_the_refresh_cost(
     assert set(doc["added_us"]) == {"1s", "10ms"}
     assert doc["refresh"]["count"] > 0 and doc["refresh"]["keys"] == 2
     assert doc["pointer_hit_ns"] > 0
+
+
+def test_the_refresh_bench_runs_from_the_command_line() -> None:
+    from typer.testing import CliRunner
+
+    from ferry_cli.main import app
+
+    result = CliRunner().invoke(app, ["bench", "refresh", "--seconds", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["request"]) == {"off", "1s", "10ms"}
