@@ -200,15 +200,20 @@ def test_parity_failure_is_refused_and_nothing_registered(cli: Cli) -> None:
 
 
 def test_promote_rollback_show_and_audit(cli: Cli) -> None:
-    """Given two versions the data scientist registered, the approver promotes both and rolls
-    back; the listing, the stage history and the audit trail tell the same story, each entry
-    names who acted, and `audit verify` proves the chain."""
+    """Given two versions the data scientist registered (no segment groups: this is about the
+    stage moves, and the session's small model would miss the gate's segment floor), each gated
+    with `ferry validate` before production, the approver promotes both and rolls back; the
+    listing, the stage history and the audit trail tell the same story, each entry names who
+    acted, and `audit verify` proves the chain."""
     model = cli.model
-    _register_pipeline(cli)
-    _register_pipeline(cli)
+    for _ in range(2):
+        ferry_json(*_pipeline(cli), "--code-dir", REPO_ROOT, identity="data-scientist")
+    assert ferry_json("validate", model, "1", identity="approver")["passed"] is True
     first = ferry_json("promote", model, "1", "--reason", "first", identity="approver")
     assert first["after"] == {"production": 1}
     ferry("promote", model, "2", "--to", "staging", identity="data-scientist")
+    gated = ferry_json("validate", model, "2", identity="approver")
+    assert (gated["passed"], gated["champion_version"]) == (True, 1)
     ferry("promote", model, "2", "--to", "production", "--expect", "1", identity="approver")
     rolled = ferry_json("rollback", model, "--reason", "latency", identity="approver")
     assert (rolled["before"], rolled["after"]) == ({"production": 2}, {"production": 1})
@@ -223,7 +228,9 @@ def test_promote_rollback_show_and_audit(cli: Cli) -> None:
     ]
     assert ferry_json("show", model, "--version", "2")["card"]["version"] == 2
     scientist, approver = cli.arn("data-scientist"), cli.arn("approver")
-    trail = [(e["event"], e["actor"]) for e in ferry_json("audit", model)]
+    entries = ferry_json("audit", model)
+    # Each registration also started a gate run of its own (asynchronously, as the registrant).
+    trail = [(e["event"], e["actor"]) for e in entries if e["event"] != "validate"]
     assert trail == [
         ("register", scientist),
         ("register", scientist),
@@ -232,8 +239,10 @@ def test_promote_rollback_show_and_audit(cli: Cli) -> None:
         ("promote", approver),
         ("rollback", approver),
     ]
+    asked = [e["actor"] for e in entries if e["event"] == "validate"]
+    assert asked.count(approver) == 2 and set(asked) <= {scientist, approver}
     (report,) = ferry_json("audit", "verify", model)
-    assert report["ok"] and report["anchors"] == 6
+    assert report["ok"] and report["anchors"] == len(entries)
     tables = ferry("show", model).stdout
     assert "production history" in tables and "rollback" in tables
 
@@ -295,8 +304,9 @@ def test_a_deployed_stage_is_called_with_the_callers_own_credentials(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Given a stage resolved from its outputs (as a release pipeline's step gets them) and the
-    caller's own AWS credentials in the environment, `ferry promote --env dev` signs with those
-    credentials, and the audit records that principal."""
+    caller's own AWS credentials in the environment, `ferry promote --env dev` (to staging, which
+    registration's own checks allow) signs with those credentials, and the audit records that
+    principal."""
     model = cli.model
     _register_pipeline(cli)
     outputs = {**cli.platform.outputs, "ApiUrl": cli.platform.api_url}
@@ -307,9 +317,9 @@ def test_a_deployed_stage_is_called_with_the_callers_own_credentials(
         monkeypatch.setenv(key, value)
     # A fresh default session, as in a new `ferry` process: an earlier test's keeps its keys.
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    out = ferry_json("promote", model, "1", "--env", "dev")
-    assert out["after"] == {"production": 1}
-    assert _listing(model, "--env", "dev")[0]["stages"]["production"] == 1
+    out = ferry_json("promote", model, "1", "--to", "staging", "--env", "dev")
+    assert out["after"] == {"staging": 1}
+    assert _listing(model, "--env", "dev")[0]["stages"]["staging"] == 1
     entries = ferry_json("audit", model, "--env", "dev")
     assert entries[-1]["actor"] == cli.arn("approver")
 

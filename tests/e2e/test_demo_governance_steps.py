@@ -49,7 +49,7 @@ def _steps(platform: RunningPlatform, built: Any, model: str, served: Any) -> di
 
 
 def test_demo_steps_register_promote_refuse_roll_back_and_verify(
-    local_platform: RunningPlatform, built: Any
+    local_platform: RunningPlatform, candidate: Any
 ) -> None:
     model = "demo-steps"
 
@@ -61,7 +61,7 @@ def test_demo_steps_register_promote_refuse_roll_back_and_verify(
                 return int(card["version"])
             time.sleep(0.5)
 
-    made = _steps(local_platform, built, model, served_version)
+    made = _steps(local_platform, candidate, model, served_version)
     outcomes = [fn() for fn in made["steps"].values()]
     assert len(outcomes) == 5 and all(outcomes)
     assert "refused" in outcomes[2] and "rolled back to v1" in outcomes[3]
@@ -70,8 +70,10 @@ def test_demo_steps_register_promote_refuse_roll_back_and_verify(
     assert f"entry 2 of {model} (register) was altered" in text and "AccessDenied" in text
 
 
-def test_a_failing_expectation_fails_the_step(local_platform: RunningPlatform, built: Any) -> None:
-    steps = _steps(local_platform, built, "demo-steps-failing", lambda: 99)["steps"]
+def test_a_failing_expectation_fails_the_step(
+    local_platform: RunningPlatform, candidate: Any
+) -> None:
+    steps = _steps(local_platform, candidate, "demo-steps-failing", lambda: 99)["steps"]
     for title in list(steps)[:3]:
         steps[title]()
     with pytest.raises(StepFailed, match="scoring serves v99"):

@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError
 
 from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Lineage
+from ferry_core.registry.policies import wait_for_gate
+from ferry_core.registry.reader import RegistryReader
 from ferry_core.registry.table import key
 from ferry_core.retrain.candidate import write_bundle
 from ferry_core.retrain.manual import manual_run_id
@@ -32,7 +34,7 @@ def _post(platform: RunningPlatform, route: str, body: Any, identity: str) -> tu
 
 
 def test_the_data_scientist_registers_the_approver_approves_and_promotes(
-    local_platform: RunningPlatform, built: Any
+    local_platform: RunningPlatform, candidate: Any
 ) -> None:
     """
     Given the data scientist's candidate bundle under candidates/
@@ -46,13 +48,20 @@ def test_the_data_scientist_registers_the_approver_approves_and_promotes(
     scientist, approver = _arn(platform, "data-scientist"), _arn(platform, "approver")
     run_id = manual_run_id()
     s3 = platform.client("s3", "data-scientist")
-    write_bundle(s3, platform.outputs["ModelBucketName"], built, MODEL, run_id, Lineage())
+    write_bundle(s3, platform.outputs["ModelBucketName"], candidate, MODEL, run_id, Lineage())
 
     status, registered = _post(
         platform, "register", {"model": MODEL, "candidate": run_id}, "data-scientist"
     )
     assert status == 200 and registered["ok"], registered
     version = registered["version"]
+    reader = RegistryReader(
+        platform.client("dynamodb", "admin"),
+        platform.outputs["RegistryTableName"],
+        pointer_ttl_seconds=0,
+    )  # the gate the registration started (as the registrant) runs before anyone decides
+    gate = wait_for_gate(reader, MODEL, version, registered["execution"])
+    assert gate is not None and gate["passed"] is True, gate
 
     with pytest.raises(ClientError) as denied:
         platform.client("dynamodb", "data-scientist").put_item(
@@ -74,6 +83,7 @@ def test_the_data_scientist_registers_the_approver_approves_and_promotes(
     entries = [(e.event, e.actor) for e in _audit(platform).entries(MODEL)]
     assert entries == [
         ("register", scientist),
+        ("validate", scientist),
         ("approve", approver),
         ("promote", approver),
     ]

@@ -13,36 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from ferry_local.eventbridge import Dispatcher, RegionalClients, Scheduler
 from ferry_local.platform import LocalPlatform
+from tests.e2e.conftest import PlatformClient, register_and_promote
 
 WEEK = 7 * 86_400
 
 
-def _as(platform: LocalPlatform, identity: str, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=platform.aws_endpoint_url,
-        region_name=platform.region,
-        **platform.identities[identity].boto3_kwargs(),
-    )
-
-
 def _register(platform: LocalPlatform, built: Any, name: str, live: bool) -> None:
-    from ferry_core.card import Lineage
-    from ferry_core.registry.registration import register_built
-    from ferry_core.registry.writer import RegistryWriter
-
-    table, bucket = platform.outputs["RegistryTableName"], platform.outputs["ModelBucketName"]
-    writer = RegistryWriter(_as(platform, "data-scientist", "dynamodb"), table)
-    card = register_built(
-        built, name, _as(platform, "data-scientist", "s3"), bucket, writer, Lineage()
-    )
-    if live:
-        admin = RegistryWriter(_as(platform, "admin", "dynamodb"), table)
-        admin.set_stage(name, "production", card.version, None, actor="tests")
+    """Registered through the governance API; a live one gated and promoted to production."""
+    register_and_promote(PlatformClient(platform.info()), built, name, production=live)
 
 
 def _machine_arn(platform: LocalPlatform, logical_prefix: str) -> str:

@@ -81,7 +81,7 @@ def _governance(platform: LocalPlatform, cache: str) -> Any:
 
 
 def _rollback_seen_by_warm_container(
-    platform: LocalPlatform, built: Any, instance: dict[str, Any], model: str
+    platform: LocalPlatform, built: Any, instance: dict[str, Any], model: str, gate_pass: Any
 ) -> tuple[list[int], float, int]:
     """`model` v1 then v2 in production, a warm container answering v2, a rollback to v1;
     the versions the same container answered for up to 2 s after it, when v1 came, and the
@@ -96,8 +96,9 @@ def _rollback_seen_by_warm_container(
         bucket = platform.outputs["ModelBucketName"]
         for _ in range(2):
             register(built, model, platform.clients["s3"], bucket, gov, Lineage(), "e2e")
-        assert gov.promote(model, 1, actor="e2e").warnings == []
-        assert gov.promote(model, 2, actor="e2e").warnings == []
+        for version in (1, 2):  # the subject is the switch, not the gate: a recorded pass
+            gate_pass(gov, model, version)
+            assert gov.promote(model, version, actor="e2e").warnings == []
         assert _predict(platform, model, instance) == 2  # cold start, then warm
         pid = platform.runtime.worker_pid(function)
         assert pid is not None and _predict(platform, model, instance) == 2
@@ -119,7 +120,11 @@ def _rollback_seen_by_warm_container(
 
 @pytest.mark.parametrize("frozen", [False, True], ids=["running", "frozen-between-requests"])
 def test_a_rollback_reaches_a_warm_container_within_two_seconds(
-    platform: LocalPlatform, built: Any, instance: dict[str, Any], frozen: bool
+    platform: LocalPlatform,
+    built: Any,
+    instance: dict[str, Any],
+    frozen: bool,
+    gate_pass: Any,
 ) -> None:
     """Given the scoring function with a 30 s pointer cache and the refresh the stack sets,
     a warm container answering with v2, when production rolls back to v1 through governance,
@@ -132,7 +137,7 @@ def test_a_rollback_reaches_a_warm_container_within_two_seconds(
     platform.runtime.freeze_between_invocations = frozen
     try:
         answers, seen_after, pid = _rollback_seen_by_warm_container(
-            platform, built, instance, f"{MODEL}-{'frozen' if frozen else 'running'}"
+            platform, built, instance, f"{MODEL}-{'frozen' if frozen else 'running'}", gate_pass
         )
         stat = Path(f"/proc/{pid}/stat")
         if frozen and stat.exists():  # Linux: the container is stopped between requests
@@ -147,12 +152,14 @@ def test_a_rollback_reaches_a_warm_container_within_two_seconds(
 
 
 def test_without_the_refresh_the_cache_alone_holds_the_old_pointer(
-    platform: LocalPlatform, built: Any, instance: dict[str, Any]
+    platform: LocalPlatform, built: Any, instance: dict[str, Any], gate_pass: Any
 ) -> None:
     """Given the same 30 s cache with the refresh switched off, then the warm container keeps
     answering v2 for the whole 2 s: the refresh, not the cache, brings the rollback in."""
     _scoring_environment(
         platform, REGISTRY_CACHE_SECONDS=CACHE_SECONDS, REGISTRY_REFRESH_SECONDS="0"
     )
-    answers, _, _ = _rollback_seen_by_warm_container(platform, built, instance, "credit-risk-b")
+    answers, _, _ = _rollback_seen_by_warm_container(
+        platform, built, instance, "credit-risk-b", gate_pass
+    )
     assert set(answers) == {2}

@@ -21,7 +21,7 @@ from ferry_core.card import Card
 from ferry_core.onboarding.builder import to_model_frame
 from ferry_core.registry.reader import RegistryReader
 from ferry_core.retrain.candidate import read_bundle
-from ferry_core.retrain.runs import start_run, wait_run
+from ferry_core.retrain.runs import wait_run
 from ferry_core.store import sha256_hex
 
 RunningPlatform = Any  # tests/e2e/conftest.py: the `ferry local up` child process
@@ -109,14 +109,12 @@ def test_a_model_is_retrained_by_the_trainer_its_owner_registered(
         Body=files["labelled.parquet"].read_bytes(),
     )
 
-    sfn = local_platform.client("stepfunctions", "data-scientist")
-    arn = start_run(
-        sfn,
-        local_platform.outputs["RetrainStateMachineArn"],
-        MODEL,
-        {"trigger": "manual", "reason": "owner's trainer", "canary_percent": 0},
+    body = {"model": MODEL, "reason": "owner's trainer", "canary_percent": 0}
+    status, _, started = local_platform.request(
+        "POST", "/v1/governance/retrain", body, identity="data-scientist"
     )
-    result = wait_run(sfn, arn, RUN_TIMEOUT_S)
+    assert status == 202, started
+    result = wait_run(local_platform.client("stepfunctions"), started["execution"], RUN_TIMEOUT_S)
 
     assert result["outcome"].get("status") == "promoted", result
     card = _card(local_platform, int(result["outcome"]["version"]))

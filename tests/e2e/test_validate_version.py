@@ -2,28 +2,28 @@
 ValidateVersion state machine (the real validation and governance handlers, each with its own
 role) and promotion to production follows its recorded result.
 
-Validation is started as the governance API starts it: the governance function, invoked as
-the Lambda service invokes it for its route, starts the machine with its own role; the test
-then promotes as the admin. Runs `LocalPlatform` in this process (the Lambda runtime is how
-the route reaches the function).
+Everything goes through the governance API as the personas would: the data scientist uploads
+a candidate bundle and registers it (which starts its validation), the approver asks for a
+validation and promotes. Runs `LocalPlatform` in this process.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
+from ferry_core.audit.chain import AuditLog
 from ferry_core.card import Lineage
-from ferry_core.errors import PromotionRefused
-from ferry_core.registry.governance import Governance, connect
-from ferry_core.registry.registration import register
+from ferry_core.registry.policies import wait_for_gate
+from ferry_core.registry.reader import RegistryReader
+from ferry_core.retrain.candidate import write_bundle
+from ferry_core.retrain.manual import manual_run_id
 from ferry_local.platform import LocalPlatform
+from tests.e2e.conftest import PlatformClient
 
 MODEL = "gated-credit"
 RUN_TIMEOUT_S = 240
@@ -36,42 +36,35 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
         yield running
 
 
-def _client(platform: LocalPlatform, service: str, identity: str) -> Any:
-    return boto3.client(
-        service,  # type: ignore[call-overload]
-        endpoint_url=platform.aws_endpoint_url,
-        region_name=platform.region,
-        **platform.identities[identity].boto3_kwargs(),
+def _api(platform: LocalPlatform) -> PlatformClient:
+    return PlatformClient(platform.info())
+
+
+def _reader(platform: LocalPlatform) -> RegistryReader:
+    table = platform.outputs["RegistryTableName"]
+    return RegistryReader(_api(platform).client("dynamodb", "admin"), table, pointer_ttl_seconds=0)
+
+
+def _register(platform: LocalPlatform, built: Any) -> tuple[int, str]:
+    """The data scientist uploads `built` as a candidate bundle and registers it; the version
+    and the validation execution the registration started."""
+    api, run_id = _api(platform), manual_run_id()
+    s3 = api.client("s3", "data-scientist")
+    write_bundle(s3, platform.outputs["ModelBucketName"], built, MODEL, run_id, Lineage())
+    body = {"model": MODEL, "candidate": run_id}
+    status, _, answer = api.request(
+        "POST", "/v1/governance/register", body, identity="data-scientist"
     )
+    assert status == 200 and answer["execution"], answer
+    return answer["version"], answer["execution"]
 
 
-def _governance(platform: LocalPlatform, identity: str, tmp_path: Path) -> Governance:
-    """Governance with `identity`'s credentials, as the `ferry` command builds it."""
-    out = platform.outputs
-    return connect(
-        dynamodb=_client(platform, "dynamodb", identity),
-        s3=_client(platform, "s3", identity),
-        events=_client(platform, "events", identity),
-        registry_table=out["RegistryTableName"],
-        audit_table=out["AuditTableName"],
-        anchor_bucket=out["AuditAnchorBucketName"],
-        cache_dir=str(tmp_path / identity),
-        env="local",
+def _promote(platform: LocalPlatform, version: int) -> tuple[int, dict[str, Any]]:
+    body = {"model": MODEL, "version": version}
+    status, _, answer = _api(platform).request(
+        "POST", "/v1/governance/promote/production", body, identity="approver"
     )
-
-
-def _register(platform: LocalPlatform, built: Any, tmp_path: Path) -> int:
-    scientist = platform.identities["data-scientist"]
-    card, _ = register(
-        built,
-        MODEL,
-        _client(platform, "s3", "data-scientist"),
-        platform.outputs["ModelBucketName"],
-        _governance(platform, "data-scientist", tmp_path),
-        Lineage(),
-        scientist.arn,
-    )
-    return card.version
+    return status, answer
 
 
 def _finished(platform: LocalPlatform, execution: str) -> dict[str, Any]:
@@ -86,78 +79,69 @@ def _finished(platform: LocalPlatform, execution: str) -> dict[str, Any]:
     return desc
 
 
-def _validate(platform: LocalPlatform, version: int) -> dict[str, Any]:
-    """Start validation through the governance function as the approver; wait for the end."""
-    approver = platform.identities["approver"].arn
-    event = {"action": "validate", "model": MODEL, "version": version, "actor": approver}
-    assert platform.runtime is not None
-    payload, errored, logs = platform.runtime.invoke(
-        platform.outputs["GovernanceFunctionName"], event
-    )
-    answer = json.loads(payload)
-    assert not errored and answer["ok"], (answer, logs[-2000:])
-    desc = _finished(platform, answer["execution"])
-    assert desc["status"] == "SUCCEEDED", desc
-    assert json.loads(desc["input"])["requested_by"] == approver
-    return answer
+def _gate(platform: LocalPlatform, version: int, execution: str) -> dict[str, Any]:
+    result = wait_for_gate(_reader(platform), MODEL, version, execution, RUN_TIMEOUT_S)
+    assert result is not None, f"v{version}: no gate result recorded by {execution}"
+    return result
 
 
 def test_a_worse_version_is_refused_at_production_and_a_good_one_passes(
-    platform: LocalPlatform, candidate: Any, worse: Any, tmp_path: Path
+    platform: LocalPlatform, candidate: Any, worse: Any
 ) -> None:
     """
-    Given a first version gated (no champion: every check still runs) and promoted
+    Given a first version registered (its registration starts the gate; no champion: every
+        check still runs), gated and promoted
     When a version that ranks applicants at random is registered and gated against it
     Then promotion to production is refused with the gate's reason and production stays
-    And a good version gated against the same champion is promoted; every validation is an
-        audited `validate` entry by the approver who asked for it
+    And a good version, gated again at the approver's request, is promoted; every validation
+        is an audited `validate` entry by the identity that asked for it
     """
-    admin = _governance(platform, "admin", tmp_path)
-    first = _register(platform, candidate, tmp_path)
-    with pytest.raises(PromotionRefused, match="ferry validate"):
-        admin.promote(MODEL, first, actor="admin")
-    _validate(platform, first)
-    admin.promote(MODEL, first, actor="admin")
+    first, execution = _register(platform, candidate)
+    assert _gate(platform, first, execution)["passed"] is True
+    assert _promote(platform, first)[0] == 200
 
-    bad = _register(platform, worse, tmp_path)
-    _validate(platform, bad)
-    result = admin.reader.version_record(MODEL, bad)["validation"]
+    bad, execution = _register(platform, worse)
+    result = _gate(platform, bad, execution)
     assert (result["passed"], result["champion_version"]) == (False, first)
-    with pytest.raises(
-        PromotionRefused, match=r"did not pass the validation gate: failed .*metrics"
-    ):
-        admin.promote(MODEL, bad, actor="admin")
-    assert admin.reader.fresh_pointer(MODEL, "production").version == first
+    status, refused = _promote(platform, bad)
+    assert status == 409 and "did not pass the validation gate" in refused["message"]
+    assert "metrics" in refused["message"]
+    assert _reader(platform).fresh_pointer(MODEL, "production").version == first
 
-    good = _register(platform, candidate, tmp_path)
-    _validate(platform, good)
-    assert admin.promote(MODEL, good, actor="admin").after == {"production": good}
-    validations = [e for e in admin.audit.entries(MODEL) if e.event == "validate"]
+    good, execution = _register(platform, candidate)
+    _gate(platform, good, execution)
+    status, _, started = _api(platform).request(
+        "POST", "/v1/governance/validate", {"model": MODEL, "version": good}, identity="approver"
+    )
+    assert status == 202, started
+    assert _finished(platform, started["execution"])["status"] == "SUCCEEDED"
+    assert _gate(platform, good, started["execution"])["passed"] is True
+    status, promoted = _promote(platform, good)
+    assert status == 200 and promoted["after"] == {"production": good}
+    audit = AuditLog(_api(platform).client("dynamodb", "admin"), platform.outputs["AuditTableName"])
+    validations = [e for e in audit.entries(MODEL) if e.event == "validate"]
     assert [(e.version, e.details["passed"]) for e in validations] == [
         (first, True),
         (bad, False),
         (good, True),
+        (good, True),
     ]
-    assert {e.actor for e in validations} == {platform.identities["approver"].arn}
-    assert admin.audit.verify(MODEL).ok
+    scientist, approver = (platform.identities[p].arn for p in ("data-scientist", "approver"))
+    assert [e.actor for e in validations] == [scientist, scientist, scientist, approver]
+    assert audit.verify(MODEL).ok
 
 
 def test_a_version_the_gate_cannot_run_on_is_recorded_as_failed(
-    platform: LocalPlatform, candidate: Any, tmp_path: Path
+    platform: LocalPlatform, candidate: Any
 ) -> None:
-    """An ONNX file registered without reference rows: the gate cannot run, the machine
-    records why (a failed result) and ends failed; production refuses the version."""
+    """An ONNX file registered without reference rows: the gate its registration started
+    cannot run, the machine records why (a failed result) and ends failed; production refuses
+    the version."""
     from ferry_core.onboarding.intake import build_from_onnx
 
     onnx_only = build_from_onnx(candidate.onnx_bytes, candidate.schema)
-    version = _register(platform, onnx_only, tmp_path)
-    approver = platform.identities["approver"].arn
-    event = {"action": "validate", "model": MODEL, "version": version, "actor": approver}
-    assert platform.runtime is not None
-    payload, _, _ = platform.runtime.invoke(platform.outputs["GovernanceFunctionName"], event)
-    execution = json.loads(payload)["execution"]
+    version, execution = _register(platform, onnx_only)
     assert _finished(platform, execution)["status"] == "FAILED"
-    admin = _governance(platform, "admin", tmp_path)
-    result = admin.reader.version_record(MODEL, version)["validation"]
+    result = _gate(platform, version, execution)
     assert result["passed"] is False and "without reference rows" in result["summary"]
-    assert result["execution"] == execution
+    assert _promote(platform, version)[0] == 409
