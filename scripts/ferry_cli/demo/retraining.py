@@ -1,4 +1,4 @@
-"""Chapters 5 and 7: drift starts a retraining run; an approved canary promotes.
+"""Chapters 5, 7 and 9: drift starts a retraining run; an approved canary promotes.
 
 1. Labelled recent applications land under `training/credit-risk/` (where the training
    function looks for the newest data).
@@ -32,11 +32,13 @@ def data_steps(ctx: DemoContext) -> list[Step]:
 
 
 def steps(ctx: DemoContext) -> list[Step]:
-    """Chapter 7: the drift-started run, then a run behind an approval gate and a canary."""
-    return [
-        ("Drift starts retraining: validated and promoted", lambda: drift_retrain_step(ctx)),
-        ("Retrain behind an approval gate and a canary", lambda: canary_step(ctx)),
-    ]
+    """Chapter 7: the run the drift alarm started."""
+    return [("Drift starts retraining: validated and promoted", lambda: drift_retrain_step(ctx))]
+
+
+def canary_steps(ctx: DemoContext) -> list[Step]:
+    """Chapter 9: a run behind an approval gate and a canary."""
+    return [("Retrain behind an approval gate and a canary", lambda: canary_step(ctx))]
 
 
 def labelled_step(ctx: DemoContext, rows: int = 6000) -> str:

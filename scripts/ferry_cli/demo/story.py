@@ -2,10 +2,10 @@
 
 Start the local platform (the synthesized stack on moto, the real handlers), build a
 credit-risk model, register and govern it, score over the HTTP API and in batch, refuse bad
-requests, let drift start a retraining run, retrain behind an approval gate and a canary; then
-onboard a second model (another owner's, with its own trainer) on the running platform, gate,
-promote and monitor it, and let its drift start a run fitted by that trainer; and verify the
-audit trail from the command line. Each chapter is a module with its list of steps;
+requests, let drift start a retraining run; onboard a second model (another owner's, with its own
+trainer) on the running platform, gate, promote and monitor it, and let its drift start a run
+fitted by that trainer; retrain behind an approval gate and a canary, and verify the audit
+trail from the command line. Each chapter is a module with its list of steps;
 every step checks what it claims, and the demo exits non-zero if any did not hold.
 """
 
@@ -42,6 +42,7 @@ def story(ctx: DemoContext, rows: int, estimators: int) -> list[Step]:
         *drift.steps(ctx),
         *retraining.steps(ctx),
         *second_model.steps(ctx),
+        *retraining.canary_steps(ctx),
         *governance.audit_steps(ctx),
     ]
 
