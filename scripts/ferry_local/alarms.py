@@ -567,3 +567,16 @@ def wait_for_alarm_state(
                 f" ({found[0].get('StateReason', '')})"
             )
         time.sleep(poll)
+
+
+def wait_for_model_alarms(
+    cloudwatch: Any, prefix: str, count: int, timeout: float = 90.0
+) -> dict[str, dict[str, Any]]:
+    """The alarms named `prefix`…, by the rest of their name, once `count` exist (the
+    governance function puts a model's on the registry event, delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
+        if len(found) >= count or time.monotonic() > deadline:
+            return {a["AlarmName"].removeprefix(prefix): a for a in found}
+        time.sleep(0.5)

@@ -20,6 +20,8 @@ def test_demo_runs_every_step_and_exits_zero() -> None:
         "Send drifted traffic",
         "Drift starts retraining: validated and promoted",
         "Retrain behind an approval gate and a canary",
+        "A second model, onboarded without a redeploy",
+        "tumour is retrained by its owner's trainer",
         "Verify every chain from the command line",
     ):
         assert step in result.output

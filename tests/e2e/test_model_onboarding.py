@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
 
-from ferry_local.alarms import wait_for_alarm_state
+from ferry_local.alarms import wait_for_alarm_state, wait_for_model_alarms
 
 RunningPlatform = Any  # tests/e2e/conftest.py: the `ferry local up` child process
 MODEL = "tiny-churn"
@@ -65,17 +65,6 @@ def _ferry(run_ferry: Any, platform: RunningPlatform, identity: str, *args: str)
     result = run_ferry(platform, "--as", identity, *args, "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
-
-
-def _model_alarms(cloudwatch: Any, timeout: float = 90.0) -> dict[str, dict[str, Any]]:
-    """The model's alarms, once all five exist (the registry event is delivered async)."""
-    prefix = f"Ferry-local-model-{MODEL}-"
-    deadline = time.monotonic() + timeout
-    while True:
-        found = cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
-        if len(found) == len(KINDS) or time.monotonic() > deadline:
-            return {a["AlarmName"].removeprefix(prefix): a for a in found}
-        time.sleep(0.5)
 
 
 def _dims(metric: dict[str, Any]) -> dict[str, str]:
@@ -147,7 +136,7 @@ def test_a_model_registered_without_a_synth_is_monitored_and_retrained_on_drift(
     _ferry(run_ferry, local_platform, "admin", "promote", MODEL, str(version))
 
     cloudwatch = local_platform.client("cloudwatch", "data-scientist")
-    alarms = _model_alarms(cloudwatch)
+    alarms = wait_for_model_alarms(cloudwatch, f"Ferry-local-model-{MODEL}-", len(KINDS))
     assert sorted(alarms) == sorted(KINDS)
     topic = local_platform.outputs["AlarmTopicArn"]
     assert all(a["AlarmActions"] == [topic] for a in alarms.values())

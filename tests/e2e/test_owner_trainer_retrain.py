@@ -9,53 +9,26 @@ training, validation and governance functions.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
-import joblib
-from sklearn.datasets import load_breast_cancer
-
+from ferry_cli.demo.owner_trainer import (
+    LOCK,
+    MODEL,
+    TRAINER,
+    laptop_files,
+    owners_trainer,
+    register_args,
+)
 from ferry_core.card import Card
-from ferry_core.onboarding.builder import to_model_frame
 from ferry_core.registry.reader import RegistryReader
 from ferry_core.retrain.candidate import read_bundle
 from ferry_core.retrain.runs import wait_run
 from ferry_core.store import sha256_hex
 
 RunningPlatform = Any  # tests/e2e/conftest.py: the `ferry local up` child process
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "owner_trainer"
-TRAINER, LOCK = FIXTURE / "tumour_trainer.py", FIXTURE / "requirements.lock"
-MODEL = "tumour"
 RUN_TIMEOUT_S = 300
-
-
-def _owners_trainer() -> Any:
-    spec = importlib.util.spec_from_file_location("tumour_trainer", TRAINER)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Trainer()
-
-
-def _fitted_on_the_laptop(tmp_path: Path) -> dict[str, Path]:
-    """What the owner has before registering: a fitted pipeline, its data and its schema."""
-    data = load_breast_cancer(as_frame=True).frame
-    data = data.assign(malignant=(data["target"] == 0).astype(int)).drop(columns=["target"])
-    trainer = _owners_trainer()
-    train, valid = data.iloc[:420], data.iloc[420:]
-    frame = to_model_frame(train, trainer.schema)
-    pipeline = trainer.fit(frame, train[trainer.target].to_numpy(), {})
-    files = {name: tmp_path / name for name in ("model.joblib", "train.csv", "valid.csv")}
-    joblib.dump(pipeline, files["model.joblib"])
-    train.to_csv(files["train.csv"], index=False)
-    valid.to_csv(files["valid.csv"], index=False)
-    files["schema.json"] = tmp_path / "schema.json"
-    files["schema.json"].write_text(trainer.schema.model_dump_json())
-    files["labelled.parquet"] = tmp_path / "labelled.parquet"
-    data.to_parquet(files["labelled.parquet"], index=False)
-    return files
 
 
 def _card(platform: RunningPlatform, version: int) -> Card:
@@ -74,27 +47,8 @@ def test_a_model_is_retrained_by_the_trainer_its_owner_registered(
         lock by sha256 and entry point, carry the trainer on to the new version, were fitted
         on the tumour features, and say where they ran: the local platform, with no digest
     """
-    files = _fitted_on_the_laptop(tmp_path)
-    registered = run_ferry(
-        local_platform,
-        "register",
-        MODEL,
-        "--pipeline",
-        str(files["model.joblib"]),
-        "--train",
-        str(files["train.csv"]),
-        "--valid",
-        str(files["valid.csv"]),
-        "--schema",
-        str(files["schema.json"]),
-        "--target",
-        "malignant",
-        "--trainer",
-        str(TRAINER),
-        "--trainer-lock",
-        str(LOCK),
-        "--json",
-    )
+    files = laptop_files(tmp_path)
+    registered = run_ferry(local_platform, *register_args(files), "--json")
     assert registered.returncode == 0, registered.stderr
     v1 = json.loads(registered.stdout)["card"]
     module_sha, lock_sha = sha256_hex(TRAINER.read_bytes()), sha256_hex(LOCK.read_bytes())
@@ -126,7 +80,7 @@ def test_a_model_is_retrained_by_the_trainer_its_owner_registered(
     assert lin.trainer_uri == kept
     assert (lin.trained_on, lin.image_uri, lin.image_digest) == ("local", None, None)
     assert [f.name for f in card.input_schema.features] == [
-        f.name for f in _owners_trainer().schema.features
+        f.name for f in owners_trainer().schema.features
     ]
     bundle = read_bundle(local_platform.client("s3"), model_bucket, MODEL, result["run_id"])
     assert bundle.spec.trainer is not None and bundle.spec.trainer.module_sha256 == module_sha

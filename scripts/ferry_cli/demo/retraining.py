@@ -1,4 +1,4 @@
-"""Chapters 5 and 7: drift starts a retraining run; an approved canary promotes.
+"""Chapters 5, 7 and 9: drift starts a retraining run; an approved canary promotes.
 
 1. Labelled recent applications land under `training/credit-risk/` (where the training
    function looks for the newest data).
@@ -20,7 +20,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ferry_cli.demo.context import MODEL, DemoContext, Step, expect
+from ferry_cli.demo.context import MODEL, DemoContext, Step, StepFailed, expect
 from ferry_cli.views import gate_table
 
 RUN_TIMEOUT_S = 240
@@ -32,11 +32,13 @@ def data_steps(ctx: DemoContext) -> list[Step]:
 
 
 def steps(ctx: DemoContext) -> list[Step]:
-    """Chapter 7: the drift-started run, then a run behind an approval gate and a canary."""
-    return [
-        ("Drift starts retraining: validated and promoted", lambda: drift_retrain_step(ctx)),
-        ("Retrain behind an approval gate and a canary", lambda: canary_step(ctx)),
-    ]
+    """Chapter 7: the run the drift alarm started."""
+    return [("Drift starts retraining: validated and promoted", lambda: drift_retrain_step(ctx))]
+
+
+def canary_steps(ctx: DemoContext) -> list[Step]:
+    """Chapter 9: a run behind an approval gate and a canary."""
+    return [("Retrain behind an approval gate and a canary", lambda: canary_step(ctx))]
 
 
 def labelled_step(ctx: DemoContext, rows: int = 6000) -> str:
@@ -55,7 +57,7 @@ def _machine(ctx: DemoContext) -> str:
     return ctx.platform.outputs["RetrainStateMachineArn"]
 
 
-def _follow(ctx: DemoContext, arn: str) -> dict[str, Any]:
+def follow(ctx: DemoContext, arn: str) -> dict[str, Any]:
     """Wait for the run to end and print the states it went through."""
     from ferry_core.retrain.runs import wait_run
 
@@ -65,9 +67,22 @@ def _follow(ctx: DemoContext, arn: str) -> dict[str, Any]:
     return run
 
 
-def _report_table(ctx: DemoContext, run_id: str) -> Table:
+def drift_run(ctx: DemoContext, model: str, timeout: float = 60) -> str:
+    """The execution arn of the retraining run a drift alarm started for `model`."""
+    sfn = ctx.as_identity("data-scientist")["stepfunctions"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for ex in sfn.list_executions(stateMachineArn=_machine(ctx))["executions"]:
+            started = json.loads(sfn.describe_execution(executionArn=ex["executionArn"])["input"])
+            if started.get("trigger") == "drift" and started.get("model") == model:
+                return ex["executionArn"]
+        time.sleep(0.5)
+    raise StepFailed(f"the drift alarm did not start a retraining run for {model}")
+
+
+def _report_table(ctx: DemoContext, run_id: str, model: str = MODEL) -> Table:
     """The validation report the run stored beside its candidate."""
-    key = f"candidates/{MODEL}/{run_id}/validation.json"
+    key = f"candidates/{model}/{run_id}/validation.json"
     report = json.loads(
         ctx.as_identity("approver")["s3"]
         .get_object(Bucket=ctx.res.model_bucket, Key=key)["Body"]
@@ -78,17 +93,7 @@ def _report_table(ctx: DemoContext, run_id: str) -> Table:
 
 def drift_retrain_step(ctx: DemoContext) -> str:
     """Follow the run the drift alarm started, to its promotion."""
-    sfn = ctx.as_identity("data-scientist")["stepfunctions"]
-    deadline = time.monotonic() + 60
-    run = None
-    while run is None and time.monotonic() < deadline:
-        for ex in sfn.list_executions(stateMachineArn=_machine(ctx))["executions"]:
-            started = json.loads(sfn.describe_execution(executionArn=ex["executionArn"])["input"])
-            if started.get("trigger") == "drift":
-                run = ex
-        time.sleep(0.5)
-    expect(run is not None, "the drift alarm did not start a retraining run")
-    done = _follow(ctx, run["executionArn"])
+    done = follow(ctx, drift_run(ctx, MODEL))
     ctx.console.print(_report_table(ctx, done["run_id"]))
     outcome = done["outcome"]
     expect(outcome.get("status") == "promoted", f"the drift-started run ended {outcome}")
@@ -175,7 +180,7 @@ def canary_step(ctx: DemoContext) -> str:
             "validation report reviewed",
             identity="approver",
         )
-        done = _follow(ctx, arn)
+        done = follow(ctx, arn)
     finally:
         stop.set()
         thread.join(timeout=30)

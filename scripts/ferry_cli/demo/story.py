@@ -2,8 +2,10 @@
 
 Start the local platform (the synthesized stack on moto, the real handlers), build a
 credit-risk model, register and govern it, score over the HTTP API and in batch, refuse bad
-requests, let drift start a retraining run, retrain behind an approval gate and a canary, and
-verify the audit trail from the command line. Each chapter is a module with its list of steps;
+requests, let drift start a retraining run; onboard a second model (another owner's, with its own
+trainer) on the running platform, gate, promote and monitor it, and let its drift start a run
+fitted by that trainer; retrain behind an approval gate and a canary, and verify the audit
+trail from the command line. Each chapter is a module with its list of steps;
 every step checks what it claims, and the demo exits non-zero if any did not hold.
 """
 
@@ -17,7 +19,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ferry_cli.demo import batch, drift, governance, platform_up, retraining, scoring
+from ferry_cli.demo import (
+    batch,
+    drift,
+    governance,
+    platform_up,
+    retraining,
+    scoring,
+    second_model,
+)
 from ferry_cli.demo.context import DemoContext, Step, StepFailed
 
 
@@ -31,6 +41,8 @@ def story(ctx: DemoContext, rows: int, estimators: int) -> list[Step]:
         *retraining.data_steps(ctx),
         *drift.steps(ctx),
         *retraining.steps(ctx),
+        *second_model.steps(ctx),
+        *retraining.canary_steps(ctx),
         *governance.audit_steps(ctx),
     ]
 

@@ -37,7 +37,7 @@ from ferry_core.trainer_files import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-FIXTURE = ROOT / "tests" / "e2e" / "fixtures" / "owner_trainer"
+FIXTURE = ROOT / "scripts" / "ferry_cli" / "demo" / "owner_trainer"
 MODEL = "tumour"
 # A trainer file over one number `x`, label `y`; BODY is its `fit` (it may raise or wait).
 TINY = """
