@@ -116,8 +116,8 @@ def test_a_model_registered_without_a_synth_is_monitored_and_retrained_on_drift(
 ) -> None:
     """
     Given the running platform, synthesized before `tiny-churn` existed
-    When the data scientist registers tiny-churn (other features than credit-risk) and the
-        admin promotes it
+    When the data scientist registers tiny-churn (other features than credit-risk), the
+        approver has it gated and the admin promotes it
     Then its five alarms exist, watching its own metrics with the config's thresholds and
         notifying the alarm topic; and when drifted traffic is scored and the drift check
         runs, its drift alarm goes to ALARM and a retraining run starts for tiny-churn
@@ -133,6 +133,9 @@ def test_a_model_registered_without_a_synth_is_monitored_and_retrained_on_drift(
     )
     version = registered["card"]["version"]
     assert registered["outcome"]["event"] == "register"
+    # Production takes it once the gate its registration started has passed.
+    gated = _ferry(run_ferry, local_platform, "approver", "validate", MODEL, str(version))
+    assert gated["passed"] is True, gated
     _ferry(run_ferry, local_platform, "admin", "promote", MODEL, str(version))
 
     cloudwatch = local_platform.client("cloudwatch", "data-scientist")
