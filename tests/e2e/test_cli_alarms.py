@@ -115,7 +115,10 @@ def test_lists_the_templates_and_the_models_alarms_alarm_first(
             continue
         props = known[e["name"]]
         assert e["state_reason"] and e["transitioned_at"]
-        assert e["models"] == ([MODEL] if watches_model(props, MODEL) else [])
+        if watches_model(props, MODEL):
+            assert e["models"] == [MODEL]
+        else:  # a template alarm, or another model's (tests on this platform register more)
+            assert MODEL not in e["models"] and len(e["models"]) <= 1
         if "AlarmRule" in props:  # a composite alarm watches other alarms
             assert e["expression"] == props["AlarmRule"]
             continue
